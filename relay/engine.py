@@ -1,0 +1,743 @@
+"""The model's turn: KoGPT-2 (optionally with LoRA adapters) continues a story as clean, streamed Korean prose.
+
+`Engine.from_pretrained(...)` loads a model; `continue_story(...)` streams one continuation and
+`alternatives(...)` returns several. Context, decoding, stopping and threading rules are explained
+in docs/engine.md. torch and transformers are imported lazily so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Iterator
+
+from relay.settings import (PRESET_LABELS, PRESETS, EngineError, SamplingSettings, SettingsError,  # noqa: F401
+                            SettingSpec)
+from relay.tiny import KOGPT2_SPECIAL
+
+__all__ = ["Engine", "SamplingSettings", "SettingSpec", "PRESETS", "PRESET_LABELS", "Continuation", "Alternatives",
+           "EngineError", "SettingsError", "ModelLoadError", "load_tokenizer", "MAX_ALTERNATIVES"]
+
+MAX_ALTERNATIVES = 4
+MIN_PROMPT_TOKENS = 32  # the window must leave at least this much story for the model to read
+
+# A sentence ends at . ? ! … 。 (possibly repeated), optionally followed by closing quotes or brackets.
+_SENTENCE_END = r"[.?!…。]+[\"'”’」』)\]]*"
+_CONFIRMED_END = re.compile(_SENTENCE_END + r"(?=\s)")  # followed by a space or newline: surely an end
+_FINAL_END = re.compile(_SENTENCE_END + r"(?=\s|$)")  # at the very end of a finished text, too
+_SENTENCE_START = re.compile(_SENTENCE_END + r"\s+")  # .end() is where the next sentence begins
+# Not shown until more text follows: trailing spaces, half-decoded characters, jamo a next one may join.
+_UNSETTLED_TAIL = re.compile(r"[\s\ufffd\u1100-\u11ff\u3131-\u318e]+$")
+_LINE_BREAKS = re.compile(r"\s*\n\s*")
+_MARKUP_TOKEN = re.compile(r"^<[^<>\s]+>$")  # <unused0>, <d>, <usr>: vocabulary that is not prose
+# KoGPT-2's NFKC normalizer turns compatibility jamo (ㅋㅋ) into conjoining jamo (ᄏᄏ); turn lone ones back.
+# Jamo inside an old-Hangul cluster (initial followed by a vowel) are left alone.
+_JAMO_BACK = str.maketrans(
+    {**{0x1100 + i: c for i, c in enumerate("ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ")},
+     **{0x1161 + i: c for i, c in enumerate("ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ")}})
+_LONE_JAMO = re.compile(r"(?<![\u1100-\u115f\ua960-\ua97f])[\u1161-\u1175]|[\u1100-\u1112](?![\u1160-\u11ff\ud7b0-\ud7ff])")
+
+
+def _readable(text: str) -> str:
+    """Text as people typed it: lone conjoining jamo back to compatibility jamo."""
+    return _LONE_JAMO.sub(lambda m: m.group().translate(_JAMO_BACK), text)
+
+
+class ModelLoadError(EngineError):
+    """A model, tokenizer or adapter could not be loaded; the message says what to do."""
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _looks_like_path(name: str) -> bool:
+    """True when `name` is clearly meant as a folder rather than a Hub id like "owner/model"."""
+    return (name.startswith(("/", ".", "~")) or "\\" in name or name.endswith("/") or name.count("/") > 1
+            or Path(name).expanduser().exists())
+
+
+def _is_kogpt2(name: str) -> bool:
+    """KoGPT-2 needs explicit special tokens: the skt/kogpt2 ids, or a folder whose tokenizer config lacks them."""
+    if name.lower().startswith("skt/kogpt2"):
+        return True
+    folder = Path(name).expanduser()
+    if not (folder / "tokenizer.json").is_file():
+        return False
+    config_file = folder / "tokenizer_config.json"
+    if not config_file.is_file():
+        return True
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    return not (config.get("bos_token") and config.get("eos_token"))
+
+
+def _offline_hint() -> str:
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    return " (HF_HUB_OFFLINE is set)" if offline else ""
+
+
+def load_tokenizer(model_name_or_path: str | os.PathLike):
+    """The tokenizer for a model: KoGPT-2 with its explicit special tokens, anything else via AutoTokenizer."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    name = str(model_name_or_path)
+    if _looks_like_path(name) and not Path(name).expanduser().is_dir():
+        raise ModelLoadError(
+            f"모델 폴더가 없습니다: {name} / No model folder at {name}. Pass the folder that holds config.json, "
+            f"the weights and tokenizer.json, or a Hugging Face Hub id such as skt/kogpt2-base-v2.")
+    source = str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
+    try:
+        if _is_kogpt2(name):
+            return PreTrainedTokenizerFast.from_pretrained(source, **KOGPT2_SPECIAL)
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(_load_message("토크나이저", "tokenizer", name, error)) from error
+
+
+def _load_message(what_ko: str, what_en: str, name: str, error: Exception) -> str:
+    """Explain a failed load in terms of what the person can do about it."""
+    if Path(name).expanduser().is_dir():
+        return (f"{name} 폴더에서 {what_ko}를 읽을 수 없습니다 / The folder {name} does not hold a usable {what_en} "
+                f"(a model folder needs config.json, model.safetensors or pytorch_model.bin, and tokenizer.json). "
+                f"Detail: {error}")
+    return (f"{name}을(를) 불러올 수 없습니다 / Could not load the {what_en} '{name}': the Hugging Face Hub is "
+            f"unreachable or offline{_offline_hint()}, or the id is wrong. Download the model where the internet "
+            f"works (e.g. `huggingface-cli download {name} --local-dir ./models/{name.split('/')[-1]}`) and pass "
+            f"that local folder instead. Detail: {error}")
+
+
+def _load_adapters(model, adapters: dict[str, str]):
+    """Wrap `model` in a PeftModel holding every named LoRA adapter; ModelLoadError names the bad one."""
+    from peft import PeftModel
+
+    for index, (name, source) in enumerate(adapters.items()):
+        source = str(source)
+        local = Path(source).expanduser()
+        if _looks_like_path(source) and not (local / "adapter_config.json").is_file():
+            where = "폴더가 없습니다 / no such folder" if not local.exists() else \
+                "adapter_config.json이 없습니다 / it has no adapter_config.json"
+            raise ModelLoadError(
+                f"어댑터 '{name}'을(를) 불러올 수 없습니다: {source} {where}. Pass the folder that "
+                f"`save_pretrained` wrote for a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors).")
+        path = str(local) if local.is_dir() else source
+        try:
+            if index == 0:
+                model = PeftModel.from_pretrained(model, path, adapter_name=name)
+            else:
+                model.load_adapter(path, adapter_name=name)
+        except RuntimeError as error:  # size mismatch: trained on a model of another shape
+            raise ModelLoadError(
+                f"어댑터 '{name}'은(는) 이 모델과 맞지 않습니다 / Adapter '{name}' ({source}) was made for a "
+                f"different base model: its weight shapes do not match this one. Load it with the base model it "
+                f"was trained on (see base_model_name_or_path in its adapter_config.json), or train it again on "
+                f"this model. Detail: {str(error)[:500]}") from error
+        except (OSError, ValueError, KeyError) as error:
+            if local.is_dir():
+                message = (f"어댑터 '{name}'을(를) 불러올 수 없습니다 / Adapter '{name}' in {source} could not be "
+                           f"loaded: is it a LoRA adapter for this kind of model (GPT-2 layers c_attn, c_proj, "
+                           f"c_fc)? Detail: {error}")
+            else:
+                message = _load_message("어댑터", "adapter", source, error)
+            raise ModelLoadError(message) from error
+    model.eval()
+    return model
+
+
+# ---------------------------------------------------------------- decoding
+
+
+class StreamDecoder:
+    """Turns one sequence's new token ids into text, append-only and exactly.
+
+    Decoding only the new ids loses the Metaspace space before the first word, so it decodes the prompt's
+    last tokens plus the new ones and keeps the difference. Markup and special tokens are dropped by id
+    (not with skip_special_tokens, which would also delete KoGPT-2's emoticon tokens). Conjoining jamo that
+    the NFKC normalizer made of ㅋㅋ are turned back into the compatibility jamo people type.
+    """
+
+    def __init__(self, tokenizer, prefix_ids: list[int], drop_ids: frozenset[int]):
+        self._decode = _decoder(tokenizer)
+        self._drop = drop_ids
+        self._prefix = [i for i in prefix_ids[-4:] if i not in drop_ids]
+        self._prefix_text = self._decode(self._prefix) if self._prefix else ""
+        self.ids: list[int] = []
+        self.text = ""
+
+    def add(self, token_id: int) -> str:
+        """Append one generated id; returns the whole continuation text so far (raw, not yet cleaned)."""
+        if token_id in self._drop:
+            return self.text
+        self.ids.append(token_id)
+        full = self._decode(self._prefix + self.ids)
+        if full.startswith(self._prefix_text):
+            text = full[len(self._prefix_text):]
+        else:  # a decoder that rewrites earlier text; fall back to the new ids alone
+            text = self._decode(self.ids)
+        self.text = _readable(text)
+        return self.text
+
+
+def _decoder(tokenizer):
+    """A fast `ids -> str` that keeps every token (emoticons included) and never cleans up spaces."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return lambda ids: backend.decode(ids, skip_special_tokens=False)
+    return lambda ids: tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+class _Track:
+    """Follows one candidate while it is generated: decodes, cleans, finds where to stop and what is safe to show."""
+
+    def __init__(self, decoder: StreamDecoder, settings: SamplingSettings, eos_id: int | None):
+        self.decoder = decoder
+        self.settings = settings
+        self.eos_id = eos_id
+        self.count = 0  # generated ids, including the one that ended the paragraph
+        self.reason: str | None = None  # "paragraph" | "sentence" once a boundary stopped it
+        self.clean = ""  # cleaned text so far (cut at the boundary once stopped)
+        self._floor = 0  # a sentence stop must end after this offset (min_new_tokens)
+
+    def feed(self, token_id: int) -> bool:
+        """Take the next generated id; True once this candidate has reached its stopping boundary."""
+        if self.reason is not None:
+            return True
+        stop_at = self.settings.stop_at
+        if self.count < self.settings.min_new_tokens:
+            self._floor = len(self.clean)
+        self.count += 1
+        if token_id == self.eos_id and stop_at != "length":
+            self.reason = "paragraph"
+            return True
+        text = self.decoder.add(token_id).lstrip()
+        if stop_at == "length":
+            self.clean = _LINE_BREAKS.sub("\n", text)
+            return False
+        newline = text.find("\n")
+        if newline >= 0:
+            self.clean, self.reason = text[:newline], "paragraph"
+            return True
+        self.clean = text
+        if stop_at == "sentence" and self.count >= self.settings.min_new_tokens:
+            for match in _CONFIRMED_END.finditer(text, self._floor):
+                self.clean, self.reason = text[:match.end()], "sentence"
+                return True
+        return False
+
+    def shown(self) -> str:
+        """The text that can be shown now: settled text only (no half character or trailing space).
+
+        Shown text is streamed token by token even when `trim_incomplete` is on, so a writer watches the
+        paragraph appear word by word; if the turn is then cut by the length limit or a cancel, the final
+        text (`final`) drops the unfinished last sentence and is a prefix of what was shown.
+        """
+        if self.reason is not None:
+            return self.final(self.reason)
+        return _UNSETTLED_TAIL.sub("", self.clean)
+
+    def final(self, reason: str) -> str:
+        """The finished text for a candidate that stopped for `reason`."""
+        text = self.clean.rstrip().rstrip("\ufffd").rstrip()
+        if self.settings.trim_incomplete and reason in ("length", "cancel"):
+            ends = [m.end() for m in _FINAL_END.finditer(text)] + [m.start() for m in re.finditer("\n", text)]
+            if ends:  # with no complete sentence at all, keep what there is rather than nothing
+                text = text[:max(ends)].rstrip()
+        return text
+
+
+# ---------------------------------------------------------------- threading
+
+
+class _FifoLock:
+    """A lock granted in arrival order; a waiter whose cancel event is set leaves the line."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._line: deque = deque()
+        self._held = False
+
+    def acquire(self, cancel_events: tuple[threading.Event, ...] = ()) -> bool:
+        """Wait for our turn; False (without the lock) if cancelled while waiting."""
+        ticket = object()
+        with self._cond:
+            self._line.append(ticket)
+            while True:
+                if any(event.is_set() for event in cancel_events):
+                    self._line.remove(ticket)
+                    self._cond.notify_all()
+                    return False
+                if not self._held and self._line[0] is ticket:
+                    break
+                self._cond.wait(timeout=0.05)
+            self._line.popleft()
+            self._held = True
+            return True
+
+    def release(self) -> None:
+        """Hand the lock to the next in line."""
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+
+_END = object()
+
+
+class _Channel:
+    """What the generating thread and the Continuation share. Holds no reference to the Continuation,
+    so an abandoned Continuation is garbage-collected (and so closed) while generation runs."""
+
+    def __init__(self, cancel: threading.Event | None):
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.closed = threading.Event()
+        self.events = (self.closed,) + ((cancel,) if cancel is not None else ())
+        self.text = ""
+        self.meta: dict[str, Any] = {}
+
+    def cancelled(self) -> bool:
+        return any(event.is_set() for event in self.events)
+
+
+class Continuation(Iterator[str]):
+    """A continuation being written: iterate for text chunks; `.text` and `.meta` once it is finished.
+
+    Reading `.text` or `.meta` early waits for the end. `close()` (also on garbage collection or in a
+    `with` block) stops generation within a token and frees the model for the next writer.
+    """
+
+    def __init__(self, channel: _Channel):
+        self._channel = channel
+        self._finished = False
+
+    def __iter__(self) -> "Continuation":
+        return self
+
+    def __next__(self) -> str:
+        if self._finished:
+            raise StopIteration
+        item = self._channel.queue.get()
+        if item is _END:
+            self._finished = True
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._finished = True
+            if isinstance(item, EngineError):
+                raise item
+            raise EngineError(f"생성 중 오류 / generation failed: {item!r}") from item
+        return item
+
+    def _drain(self) -> None:
+        for _ in self:
+            pass
+
+    @property
+    def text(self) -> str:
+        """The whole continuation: the joined chunks, less an unfinished last sentence if `trim_incomplete` dropped one."""
+        self._drain()
+        return self._channel.text
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """What the store keeps: model, adapter, settings (with the seed used), seed, token counts, seconds, stopped_by."""
+        self._drain()
+        return self._channel.meta
+
+    def close(self) -> None:
+        """Stop generating (like cancel) and let the next writer have the model."""
+        self._channel.closed.set()
+
+    def __enter__(self) -> "Continuation":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        self._channel.closed.set()
+
+
+class Alternatives(list):
+    """n candidate continuations (a list of str) with `.meta` describing how they were made."""
+
+    meta: dict[str, Any]
+
+
+# ---------------------------------------------------------------- generation helpers (built lazily)
+
+
+def _stopper(tracks: list[_Track], channel: _Channel, on_step):
+    """A StoppingCriteria feeding every candidate's track; stops rows at their boundary, all rows on cancel."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class _TrackStop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            done = [track.feed(token) for track, token in zip(tracks, input_ids[:, -1].tolist())]
+            if on_step is not None:
+                on_step(tracks)
+            if channel.cancelled():
+                done = [True] * len(done)
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return _TrackStop()
+
+
+def _processors(settings: SamplingSettings, prompt_len: int, tracks: list[_Track], never_ids, paragraph_end_ids):
+    """Logits processors the stock ones lack or make slow: tokens that are never prose; no early or empty
+    paragraph end; no n-gram repeats in the new text."""
+    from transformers import LogitsProcessor
+
+    class _Never(LogitsProcessor):
+        """Markup and special tokens are never written. (The stock suppress_tokens runs torch.isin over the
+        whole vocabulary every step: ~18 ms with KoGPT-2's 51,200 ids, a third of a token's time on CPU.)"""
+
+        def __call__(self, input_ids, scores):
+            return scores.index_fill_(1, never_ids.to(scores.device), -float("inf"))
+
+    processors = [_Never()]
+    if settings.stop_at != "length" and len(paragraph_end_ids):
+        class _NoEmptyOrShortParagraph(LogitsProcessor):
+            """No newline or </s> before min_new_tokens, nor before the continuation has any visible text
+            (the stock min_new_tokens processor only covers </s>, and a leading newline would end the turn empty)."""
+
+            def __call__(self, input_ids, scores):
+                for row, track in enumerate(tracks):
+                    if track.count < settings.min_new_tokens or not track.clean:
+                        scores[row, paragraph_end_ids.to(scores.device)] = -float("inf")
+                return scores
+
+        processors.append(_NoEmptyOrShortParagraph())
+    if settings.no_repeat_ngram_size > 0:
+        size = settings.no_repeat_ngram_size
+
+        class _NoRepeatInContinuation(LogitsProcessor):
+            """Like NoRepeatNGram, but over the continuation only, so names and phrases of the story stay usable.
+            Incremental: one dict update per row per step instead of a rescan of the whole sequence."""
+
+            def __init__(self):
+                self.seen: list[dict[tuple, set]] = []
+                self.length = prompt_len
+
+            def __call__(self, input_ids, scores):
+                rows = input_ids.shape[0]
+                if not self.seen:
+                    self.seen = [dict() for _ in range(rows)]
+                new = input_ids[:, prompt_len:].tolist()
+                for row, tokens in enumerate(new):
+                    if len(tokens) >= size:
+                        self.seen[row].setdefault(tuple(tokens[-size:-1]), set()).add(tokens[-1])
+                    if size == 1:
+                        banned = self.seen[row].get((), ())
+                    else:
+                        banned = self.seen[row].get(tuple(tokens[-(size - 1):]), ()) if len(tokens) >= size - 1 \
+                            else ()
+                    if banned:
+                        scores[row, list(banned)] = -float("inf")
+                return scores
+
+        processors.append(_NoRepeatInContinuation())
+    return processors
+
+
+# ---------------------------------------------------------------- the engine
+
+
+class Engine:
+    """A loaded model, its tokenizer and adapters; continues stories. Safe to share between threads."""
+
+    def __init__(self, model, tokenizer, *, model_id: str, adapter_names: list[str], device: str):
+        """Wrap an already loaded model; most callers want `Engine.from_pretrained`."""
+        import torch
+
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.adapter_names = list(adapter_names)
+        self.device = device
+        config = model.config
+        self.context_window = int(getattr(config, "n_positions", None) or config.max_position_embeddings)
+        self._lock = _FifoLock()
+        self._eos_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else config.eos_token_id
+        bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else config.bos_token_id
+        self._bos_id = bos if bos is not None else self._eos_id
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else config.pad_token_id
+        self._pad_id = pad if pad is not None else self._eos_id
+        vocab_size = int(config.vocab_size)
+        specials = set(tokenizer.all_special_ids)
+        markup = {i for i, token in tokenizer.added_tokens_decoder.items() if _MARKUP_TOKEN.match(str(token))}
+        # Never generated (except </s>, which ends a paragraph) and never shown.
+        self._drop_ids = frozenset(i for i in specials | markup | {self._pad_id} if i is not None and i < vocab_size)
+        self._never = torch.tensor(sorted(self._drop_ids - {self._eos_id}), dtype=torch.long)
+        texts = _decode_each(tokenizer, min(vocab_size, len(tokenizer)))
+        newline_ids = [i for i, text in enumerate(texts) if "\n" in text and i not in self._drop_ids]
+        self._paragraph_end_ids = torch.tensor(newline_ids + [i for i in [self._eos_id] if i is not None],
+                                               dtype=torch.long)
+
+    @classmethod
+    def from_pretrained(cls, model: str | os.PathLike = "skt/kogpt2-base-v2", adapters: dict[str, str] | None = None,
+                        device: str = "auto") -> "Engine":
+        """Load a model (Hub id or local folder) and its LoRA adapters; ModelLoadError says what to do on failure."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        name = str(model)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        tokenizer = load_tokenizer(name)
+        source = str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
+        dtype = torch.float16 if device.startswith("cuda") else torch.float32
+        try:
+            loaded = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        except (OSError, ValueError) as error:
+            raise ModelLoadError(_load_message("모델", "model", name, error)) from error
+        loaded.to(device)
+        loaded.eval()
+        adapters = dict(adapters or {})
+        if adapters:
+            loaded = _load_adapters(loaded, adapters)
+        return cls(loaded, tokenizer, model_id=name, adapter_names=list(adapters), device=device)
+
+    # -- context
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens `text` takes."""
+        return len(self._encode(text))
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _encode_many(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+    def _prompt_ids(self, paragraphs: list[str], max_new_tokens: int) -> list[int]:
+        """The most recent story that fits beside `max_new_tokens`, cut at a paragraph, else sentence, else token."""
+        if isinstance(paragraphs, str) or not all(isinstance(p, str) for p in paragraphs):
+            raise SettingsError("paragraphs", "paragraphs must be a list of str")
+        budget = self.context_window - max_new_tokens
+        if budget < MIN_PROMPT_TOKENS:
+            raise SettingsError(
+                "max_new_tokens",
+                f"최대 길이가 모델 창({self.context_window}토큰)에 비해 너무 깁니다 / max_new_tokens={max_new_tokens} "
+                f"leaves no room for the story in this model's {self.context_window}-token window; use at most "
+                f"{self.context_window - MIN_PROMPT_TOKENS}.")
+        lines = [line.strip() for p in paragraphs for line in p.split("\n")]
+        lines = [line for line in lines if line]
+        if not lines:
+            return [self._bos_id]  # an empty story: the model starts a document
+        first = self._fitting_start([line + "\n" for line in lines], budget)
+        while first < len(lines):
+            ids = self._encode("\n".join(lines[first:]) + "\n")
+            if len(ids) <= budget:
+                return ids
+            first += 1  # counting lines one by one differs slightly from the joined text; drop one more
+        last = lines[-1]
+        starts = [0] + [m.end() for m in _SENTENCE_START.finditer(last)]
+        pieces = [last[a:b] for a, b in zip(starts, starts[1:] + [len(last)])]
+        pieces[-1] += "\n"
+        first = self._fitting_start(pieces, budget)
+        while first < len(pieces):
+            ids = self._encode(last[starts[first]:] + "\n")
+            if len(ids) <= budget:
+                return ids
+            first += 1
+        return self._encode(last + "\n")[-budget:]
+
+    def _fitting_start(self, pieces: list[str], budget: int) -> int:
+        """Index of the earliest piece such that pieces[i:] fit in `budget` tokens; tokenizes only from the end."""
+        total, first, chunk = 0, len(pieces), 32
+        while first > 0:
+            batch = pieces[max(0, first - chunk):first]
+            for ids in reversed(self._encode_many(batch)):
+                if total + len(ids) > budget:
+                    return first
+                total += len(ids)
+                first -= 1
+            chunk *= 2
+        return first
+
+    def context_text(self, paragraphs: list[str], settings: SamplingSettings) -> str:
+        """Exactly the story text the model reads for these settings (after truncation to its window);
+        characters its vocabulary lacks show as <unk>."""
+        ids = self._prompt_ids(paragraphs, settings.max_new_tokens)
+        if ids == [self._bos_id] and not any(p.strip() for p in paragraphs):
+            return ""
+        return _readable(_decoder(self.tokenizer)(ids))
+
+    # -- generation
+
+    def _check(self, settings: SamplingSettings, adapter: str | None) -> None:
+        if not isinstance(settings, SamplingSettings):
+            raise SettingsError("settings", f"settings must be SamplingSettings, got {type(settings).__name__}")
+        if adapter is not None and adapter not in self.adapter_names:
+            known = ", ".join(self.adapter_names) or "없음 / none"
+            raise SettingsError("adapter", f"알 수 없는 어댑터 '{adapter}' / unknown adapter {adapter!r}; "
+                                           f"available: {known}")
+
+    def _adapter_scope(self, adapter: str | None):
+        """Select an adapter, or switch adapters off entirely so the base model's output is exact."""
+        if not self.adapter_names:
+            return contextlib.nullcontext()
+        if adapter is None:
+            return self.model.disable_adapter()
+        self.model.set_adapter(adapter)
+        return contextlib.nullcontext()
+
+    def _never_ids(self, settings: SamplingSettings):
+        """Ids never generated: markup and specials, and </s> too when only the length limit may stop."""
+        import torch
+
+        if settings.stop_at == "length" and self._eos_id is not None:
+            return torch.cat([self._never, torch.tensor([self._eos_id])])
+        return self._never
+
+    def _generate(self, prompt: list[int], settings: SamplingSettings, seed: int, adapter: str | None, n: int,
+                  channel: _Channel, on_step=None) -> list[_Track]:
+        """Run one (batched) generate call under the caller's lock; returns the finished tracks."""
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        tracks = [_Track(StreamDecoder(self.tokenizer, prompt, self._drop_ids), settings, self._eos_id)
+                  for _ in range(n)]
+        sampling = settings.temperature > 0
+        config = GenerationConfig(
+            max_new_tokens=settings.max_new_tokens,
+            do_sample=sampling,
+            temperature=settings.temperature if sampling else None,
+            top_k=settings.top_k if sampling else None,
+            top_p=settings.top_p if sampling else None,
+            typical_p=settings.typical_p if sampling else None,
+            repetition_penalty=settings.repetition_penalty,
+            eos_token_id=self._eos_id, pad_token_id=self._pad_id, bos_token_id=self._bos_id,
+            use_cache=True,
+        )
+        input_ids = torch.tensor([prompt] * n, dtype=torch.long, device=self.device)
+        processors = _processors(settings, len(prompt), tracks, self._never_ids(settings), self._paragraph_end_ids)
+        with torch.inference_mode(), self._adapter_scope(adapter):
+            shared = {}
+            if n > 1 and len(prompt) > 1:
+                # The n candidates share the story: read it once and copy its cache n times, instead of letting
+                # generate read it n times (for 3 candidates of a 900-token story that is most of the wait).
+                cache = self.model(input_ids=input_ids[:1, :-1], use_cache=True)["cache"]
+                cache.batch_repeat_interleave(n)
+                shared["cache"] = cache
+            torch.manual_seed(seed)  # under the engine lock, so no other generation draws from the RNG meanwhile
+            self.model.generate(
+                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), generation_config=config,
+                logits_processor=LogitsProcessorList(processors),
+                stopping_criteria=StoppingCriteriaList([_stopper(tracks, channel, on_step)]), **shared,
+            )
+        return tracks
+
+    def _meta(self, settings: SamplingSettings, seed: int, adapter: str | None, prompt: list[int], output_tokens: int,
+              seconds: float, waited: float, stopped_by: str) -> dict[str, Any]:
+        return {"model": self.model_id, "adapter": adapter, "settings": settings.replace(seed=seed).to_dict(),
+                "seed": seed, "prompt_tokens": len(prompt), "output_tokens": output_tokens,
+                "seconds": round(seconds, 3), "wait_seconds": round(waited, 3), "stopped_by": stopped_by}
+
+    @staticmethod
+    def _seed(settings: SamplingSettings) -> int:
+        return settings.seed if settings.seed is not None else secrets.randbelow(2**31)
+
+    def continue_story(self, paragraphs: list[str], settings: SamplingSettings, adapter: str | None = None,
+                       cancel: threading.Event | None = None) -> Continuation:
+        """Start writing the next paragraph; returns a Continuation streaming text chunks as they are generated."""
+        self._check(settings, adapter)
+        prompt = self._prompt_ids(paragraphs, settings.max_new_tokens)
+        seed = self._seed(settings)
+        channel = _Channel(cancel)
+        worker = threading.Thread(target=self._stream_worker, args=(channel, prompt, settings, seed, adapter),
+                                  name="relay-generate", daemon=True)
+        worker.start()
+        return Continuation(channel)
+
+    def _stream_worker(self, channel: _Channel, prompt, settings, seed, adapter) -> None:
+        """Generate in a worker thread, pushing shown text to the channel; always ends the stream and the lock."""
+        queued = time.perf_counter()
+        emitted = ""
+        try:
+            if not self._lock.acquire(channel.events):
+                channel.meta = self._meta(settings, seed, adapter, prompt, 0, 0.0, time.perf_counter() - queued,
+                                          "cancel")
+                return
+            try:
+                started = time.perf_counter()
+
+                def push(tracks):
+                    nonlocal emitted
+                    shown = tracks[0].shown()
+                    if len(shown) > len(emitted) and shown.startswith(emitted):
+                        channel.queue.put(shown[len(emitted):])
+                        emitted = shown
+
+                track = self._generate(prompt, settings, seed, adapter, 1, channel, on_step=push)[0]
+                reason = track.reason or ("cancel" if channel.cancelled() else "length")
+                final = track.final(reason)
+                rest = final[len(emitted):] if final.startswith(emitted) else ""
+                if rest:
+                    channel.queue.put(rest)
+                # A trimmed ending makes `final` shorter than what was streamed: `.text` is what counts.
+                channel.text = final if len(final) < len(emitted) else emitted + rest
+                channel.meta = self._meta(settings, seed, adapter, prompt, track.count, time.perf_counter() - started,
+                                          started - queued, reason)
+            finally:
+                self._lock.release()
+        except BaseException as error:  # reported to the consumer, who re-raises it as EngineError
+            channel.queue.put(error)
+        finally:
+            channel.queue.put(_END)
+
+    def alternatives(self, paragraphs: list[str], settings: SamplingSettings, n: int, adapter: str | None = None,
+                     cancel: threading.Event | None = None) -> Alternatives:
+        """n (1..4) candidate continuations from one batched generate call, with `.meta` (the usual dict plus "n")."""
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_ALTERNATIVES:
+            raise SettingsError("n", f"후보 수는 1~{MAX_ALTERNATIVES} 사이여야 합니다 / n must be a whole number "
+                                     f"from 1 to {MAX_ALTERNATIVES}; got {n!r}")
+        self._check(settings, adapter)
+        if n > 1 and settings.temperature == 0:
+            raise SettingsError("temperature", "온도가 0이면 후보가 모두 같습니다 / with temperature 0 every "
+                                               "candidate is the same; raise the temperature to get alternatives.")
+        prompt = self._prompt_ids(paragraphs, settings.max_new_tokens)
+        seed = self._seed(settings)
+        channel = _Channel(cancel)
+        queued = time.perf_counter()
+        if not self._lock.acquire(channel.events):
+            result = Alternatives()
+            result.meta = {**self._meta(settings, seed, adapter, prompt, 0, 0.0, time.perf_counter() - queued,
+                                        "cancel"), "n": n, "candidates": []}
+            return result
+        try:
+            started = time.perf_counter()
+            tracks = self._generate(prompt, settings, seed, adapter, n, channel)
+        finally:
+            self._lock.release()
+        seconds = time.perf_counter() - started
+        candidates = []
+        for track in tracks:
+            reason = track.reason or ("cancel" if channel.cancelled() else "length")
+            candidates.append({"text": track.final(reason), "output_tokens": track.count, "stopped_by": reason})
+        result = Alternatives(c["text"] for c in candidates)
+        # Why the batched call ended: a cancel, else the length limit, else the slowest candidate's boundary.
+        reasons = [c["stopped_by"] for c in candidates]
+        ended_by = next((r for r in ("cancel", "length") if r in reasons),
+                        max(candidates, key=lambda c: c["output_tokens"])["stopped_by"])
+        result.meta = {**self._meta(settings, seed, adapter, prompt, sum(c["output_tokens"] for c in candidates),
+                                    seconds, started - queued, ended_by),
+                       "n": n, "candidates": [{k: c[k] for k in ("output_tokens", "stopped_by")} for c in candidates]}
+        return result
+
+
+def _decode_each(tokenizer, count: int) -> list[str]:
+    """The text of every single token id (to find the ones that contain a newline)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return backend.decode_batch([[i] for i in range(count)], skip_special_tokens=False)
+    return [tokenizer.decode([i], skip_special_tokens=False) for i in range(count)]
