@@ -1,0 +1,156 @@
+"""Every string the web app shows, in Korean (first) and English.
+
+Static labels reach the browser through `gr.I18n` (the browser's language picks one; Korean
+browsers get Korean). Messages built on the server (warnings, the timeline, status lines) use
+`say(lang, key, ...)` with the language taken from the request's Accept-Language header.
+"""
+
+from __future__ import annotations
+
+LANGS = ("ko", "en")
+
+# key: (Korean, English)
+TEXT: dict[str, tuple[str, str]] = {
+    # page
+    "app_title": ("# 릴레이 소설 · Relay", "# Relay · 릴레이 소설"),
+    "app_intro": (
+        "여러 작가가 한 이야기를 번갈아 쓰고, KoGPT-2가 그 사이사이 문단을 이어 씁니다. 링크를 나누면 같은 이야기를 함께 씁니다.",
+        "Several writers take turns on one story, and KoGPT-2 writes the paragraphs in between. Share a story's link to write it together.",
+    ),
+    "tiny_banner": (
+        "⚠️ **시험용 모드**: 이 서버는 작은 무작위 모델(`--model tiny`)로 실행 중입니다. AI가 쓰는 글은 의미 없는 무작위 텍스트입니다.",
+        "⚠️ **Test mode**: this server runs a tiny random model (`--model tiny`). The AI's text is random and means nothing.",
+    ),
+    "writer_name": ("필명", "Your writer name"),
+    "writer_name_info": ("이 브라우저에 기억됩니다. 문단마다 이 이름이 붙습니다.", "Remembered in this browser; shown on every paragraph you write."),
+    # tabs
+    "tab_stories": ("이야기 목록", "Stories"),
+    "tab_story": ("이야기", "Story"),
+    "tab_lab": ("샘플링 실험실", "Sampling lab"),
+    # story list
+    "new_story": ("### 새 이야기", "### New story"),
+    "new_title": ("제목", "Title"),
+    "turn_rule": ("차례 규칙", "Turn rule"),
+    "rule_alternate": ("번갈아 (사람 → AI → 사람 …)", "Alternate (human → AI → human …)"),
+    "rule_free": ("자유롭게 (누구나, 아무 순서)", "Free (anyone, any order)"),
+    "create": ("이야기 만들기", "Create story"),
+    "refresh": ("새로고침", "Refresh"),
+    "no_stories": ("아직 이야기가 없습니다. 첫 이야기를 만들어 보세요.", "No stories yet. Create the first one."),
+    "col_title": ("제목", "Title"),
+    "col_paragraphs": ("문단", "Paragraphs"),
+    "col_activity": ("마지막 활동", "Last activity"),
+    "col_by": ("만든 이", "Started by"),
+    # story view
+    "no_story_open": ("이야기 목록에서 이야기를 고르거나 새로 만드세요.", "Pick a story from the list or create a new one."),
+    "share_link": ("공유 링크", "Share link"),
+    "forked_from": ("갈래 원본: 이야기 #{story} 의 {seq}번째 문단", "Forked from story #{story}, paragraph {seq}"),
+    "reading_view": ("읽기 모드 (본문만)", "Reading view (just the novel)"),
+    "empty_timeline": ("아직 문단이 없습니다. 첫 문단을 써 주세요.", "No paragraphs yet. Write the first one."),
+    "kind_human": ("사람", "human"),
+    "kind_ai": ("AI", "AI"),
+    "edited_mark": ("사람이 고침", "edited by a person"),
+    "ai_for": ("{author}님이 고른 AI 문단", "AI paragraph accepted by {author}"),
+    "ai_details": ("생성 정보", "Generation details"),
+    "turn_next_human": ("다음은 <b>사람</b> 차례입니다.", "Next: a <b>human</b> turn."),
+    "turn_next_ai": ("다음은 <b>AI</b> 차례입니다. 'AI 이어쓰기'를 누르세요.", "Next: the <b>AI's</b> turn. Press 'AI continue'."),
+    "turn_free": ("자유 규칙: 누구나 아무 순서로 씁니다.", "Free rule: anyone writes, in any order."),
+    "ai_busy_status": ("🤖 AI가 <b>{holder}</b>님을 위해 쓰는 중입니다…", "🤖 The model is writing for <b>{holder}</b>…"),
+    "composer": ("내 문단", "Your paragraph"),
+    "composer_ph": ("이야기를 이어 쓰세요…", "Continue the story…"),
+    "add": ("문단 추가", "Add paragraph"),
+    "ai_continue": ("AI 이어쓰기", "AI continue"),
+    "stop": ("중지", "Stop"),
+    "alternatives": ("여러 개 보기", "Show alternatives"),
+    "n_alternatives": ("후보 개수", "Number of candidates"),
+    "preview": ("AI 후보 (고친 뒤 채택할 수 있어요)", "AI candidate (edit before accepting if you like)"),
+    "accept": ("채택", "Accept"),
+    "regenerate": ("다시 쓰기", "Regenerate"),
+    "discard": ("버리기", "Discard"),
+    "pick": ("이 후보 고르기", "Pick this one"),
+    "candidate_n": ("후보 {n}", "Candidate {n}"),
+    "last_seed": ("마지막 생성: 시드 `{seed}` · {tokens}토큰 · {seconds:.1f}초 · {stopped}", "Last generation: seed `{seed}` · {tokens} tokens · {seconds:.1f}s · {stopped}"),
+    "seed_placeholder": ("비우면 무작위", "empty = random"),
+    "use_seed": ("이 시드 고정", "Reuse this seed"),
+    "stopped_paragraph": ("문단 끝에서 멈춤", "stopped at paragraph end"),
+    "stopped_sentence": ("문장 끝에서 멈춤", "stopped at sentence end"),
+    "stopped_length": ("길이 한도에서 멈춤", "stopped at length limit"),
+    "stopped_cancel": ("중지됨", "stopped by you"),
+    # sampling
+    "sampling": ("샘플링 설정", "Sampling settings"),
+    "preset": ("프리셋", "Preset"),
+    "reset_defaults": ("이야기 기본값으로", "Reset to story defaults"),
+    "adapter": ("모델 / 어댑터", "Model / adapter"),
+    "base_model": ("기본 모델 (어댑터 없음)", "Base model (no adapter)"),
+    # more
+    "more": ("더 보기: 되돌리기 · 갈래 · 내려받기", "More: undo · fork · download"),
+    "undo": ("내 마지막 문단 되돌리기", "Undo my last paragraph"),
+    "fork_seq": ("갈래를 낼 문단 번호", "Fork at paragraph number"),
+    "fork_title": ("새 갈래 제목", "Title of the fork"),
+    "fork": ("여기서 갈래 만들기", "Fork here"),
+    "export_fmt": ("형식", "Format"),
+    "export": ("내려받기", "Download"),
+    # lab
+    "lab_intro": (
+        "같은 맥락으로 여러 설정을 나란히 시험합니다. 마음에 드는 설정을 이야기에 적용하세요.",
+        "Try several settings side by side on one context, then copy the best one into the story.",
+    ),
+    "lab_context": ("맥락 (문단은 줄바꿈으로 나눕니다)", "Context (one paragraph per line)"),
+    "lab_from_story": ("열린 이야기에서 가져오기", "Take from the open story"),
+    "lab_columns": ("비교할 설정 수", "Settings to compare"),
+    "lab_run": ("함께 생성", "Generate all"),
+    "lab_column": ("설정 {n}", "Setting {n}"),
+    "lab_output": ("결과", "Output"),
+    "lab_use": ("이 설정을 이야기에 적용", "Use these settings in the story"),
+    "lab_applied": ("설정 {n}을(를) 이야기의 샘플링 설정에 넣었습니다.", "Copied setting {n} into the story's sampling settings."),
+    # messages
+    "need_name": ("먼저 필명을 입력하세요.", "Enter your writer name first."),
+    "need_story": ("먼저 이야기를 여세요.", "Open a story first."),
+    "story_not_found": ("그런 이야기가 없습니다 (#{story}).", "There is no story #{story}."),
+    "stale_head": (
+        "그사이 다른 작가가 문단을 추가했습니다. 새 문단을 확인하세요. 쓰던 글은 그대로 남아 있습니다.",
+        "Someone added a paragraph meanwhile. Read the new paragraph; your draft is still in the box.",
+    ),
+    "stale_candidate": (
+        "그사이 이야기가 바뀌었습니다. 새 문단을 확인하고 다시 쓰거나 다시 채택하세요. 후보 글은 그대로 있습니다.",
+        "The story moved on meanwhile. Read the new paragraph, then regenerate or accept again; the candidate is still here.",
+    ),
+    "not_ai_turn": ("지금은 사람 차례입니다. 먼저 사람이 문단을 쓰세요.", "It is a human's turn: a person writes the next paragraph first."),
+    "not_human_turn": ("지금은 AI 차례입니다. 'AI 이어쓰기'를 누르세요.", "It is the AI's turn: press 'AI continue'."),
+    "ai_busy": ("지금 AI가 {holder}님을 위해 쓰고 있습니다. 끝나면 다시 시도하세요.", "The model is writing for {holder} right now; try again when it is done."),
+    "no_candidate": ("채택할 AI 후보가 없습니다. 먼저 'AI 이어쓰기'를 누르세요.", "There is no AI candidate to accept. Press 'AI continue' first."),
+    "empty_candidate": ("후보 글이 비어 있습니다.", "The candidate is empty."),
+    "settings_error": ("샘플링 설정 오류: {detail}", "Sampling settings error: {detail}"),
+    "cannot_save": ("저장하지 못했습니다: {detail}", "Could not save: {detail}"),
+    "generation_failed": ("AI 생성에 실패했습니다: {detail}", "Generation failed: {detail}"),
+    "empty_output": ("AI가 아무 글도 쓰지 않았습니다. '다시 쓰기'를 누르거나 설정을 바꿔 보세요.", "The model wrote nothing. Press 'Regenerate' or change the settings."),
+    "undone": ("마지막 문단을 되돌렸습니다.", "Your last paragraph was undone."),
+    "forked": ("갈래 이야기 #{story}를 만들었습니다.", "Created fork, story #{story}."),
+    "bad_seq": ("문단 번호 {seq}은(는) 이 이야기에 없습니다.", "This story has no paragraph number {seq}."),
+    "added": ("문단을 추가했습니다.", "Paragraph added."),
+    "accepted": ("AI 문단을 이야기에 넣었습니다.", "The AI paragraph is in the story."),
+    "lab_need_context": ("맥락을 입력하세요.", "Enter a context."),
+}
+
+PRESET_NAMES_FALLBACK = {"careful": ("신중하게", "Careful"), "balanced": ("균형 있게", "Balanced"), "adventurous": ("모험적으로", "Adventurous")}
+
+
+def pick_lang(accept_language: str | None) -> str:
+    """Choose "ko" or "en" from an Accept-Language header, matching what the browser UI shows.
+
+    Gradio's front end shows a translation for the browser's language and falls back to English,
+    so a non-Korean browser gets English there; with no header at all (API clients) we answer in Korean.
+    """
+    first = (accept_language or "").split(",")[0].split(";")[0].strip().lower()
+    return "ko" if not first or first.startswith("ko") else "en"
+
+
+def say(lang: str, key: str, **values) -> str:
+    """The message `key` in `lang` ("ko" or "en"), formatted with `values`."""
+    ko, en = TEXT[key]
+    return (en if lang == "en" else ko).format(**values)
+
+
+def translations(extra: dict[str, tuple[str, str]] | None = None) -> dict[str, dict[str, str]]:
+    """Per-language dictionaries for `gr.I18n(**translations())`."""
+    merged = {**TEXT, **(extra or {})}
+    return {lang: {key: pair[i] for key, pair in merged.items()} for i, lang in enumerate(LANGS)}
