@@ -13,6 +13,7 @@ starts nothing. State has three homes: the story store (shared by every browser)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import json
 import os
@@ -290,16 +291,25 @@ class AITurn:
             raise _fail(say(lang, "not_ai_turn"))
         return story, head
 
-    def stream(self, story_id: int, author: str, settings: SamplingSettings, adapter: str | None,
-               cancel: threading.Event | None, lang: str) -> Iterator[tuple[str, dict | None]]:
-        """Yields (text so far, None) while writing, then (final text, candidate info)."""
-        story, head = self.check_ai_may_write(story_id, lang)
+    @contextlib.contextmanager
+    def _turn(self, story_id: int, author: str, lang: str):
+        """Check the turn rule and hold the story's AI-turn lease; yields (head, paragraph texts)."""
+        _, head = self.check_ai_may_write(story_id, lang)
         try:
             self.store.claim_ai_turn(story_id, author, ttl=AI_TURN_TTL)
         except TurnBusy as e:
             raise _fail(say(lang, "ai_busy", holder=self.name(e.holder))) from None
         try:
-            paragraphs = [p.text for p in self.store.timeline(story_id)]
+            yield head, [p.text for p in self.store.timeline(story_id)]
+        except (SettingsError, EngineError) as e:
+            raise _fail(say(lang, "generation_failed", detail=str(e))) from None
+        finally:
+            self.store.release_ai_turn(story_id, author)
+
+    def stream(self, story_id: int, author: str, settings: SamplingSettings, adapter: str | None,
+               cancel: threading.Event | None, lang: str) -> Iterator[tuple[str, dict | None]]:
+        """Yields (text so far, None) while writing, then (final text, candidate info)."""
+        with self._turn(story_id, author, lang) as (head, paragraphs):
             continuation = self.engine.continue_story(paragraphs, settings, adapter=adapter, cancel=cancel)
             text, refreshed = "", time.monotonic()
             try:
@@ -315,34 +325,20 @@ class AITurn:
             if not text.strip():
                 raise _fail(say(lang, "empty_output"))
             candidate_id = self.store.add_candidate(story_id, author, text, meta)
-            self.store.release_ai_turn(story_id, author)
+            self.store.release_ai_turn(story_id, author)  # before the last render, so it shows the turn is over
             yield text, {"candidate_id": candidate_id, "meta": meta, "expected_head": head.id if head else 0}
-        except (SettingsError, EngineError) as e:
-            raise _fail(say(lang, "generation_failed", detail=str(e))) from None
-        finally:
-            self.store.release_ai_turn(story_id, author)
 
     def alternatives(self, story_id: int, author: str, settings: SamplingSettings, n: int,
                      adapter: str | None, lang: str) -> tuple[list[str], list[str], int, dict]:
         """n candidates from one batched call: (texts, candidate ids, expected head, meta)."""
-        _, head = self.check_ai_may_write(story_id, lang)
-        try:
-            self.store.claim_ai_turn(story_id, author, ttl=AI_TURN_TTL)
-        except TurnBusy as e:
-            raise _fail(say(lang, "ai_busy", holder=self.name(e.holder))) from None
-        try:
-            paragraphs = [p.text for p in self.store.timeline(story_id)]
+        with self._turn(story_id, author, lang) as (head, paragraphs):
             texts = self.engine.alternatives(paragraphs, settings, n, adapter=adapter)
             meta = dict(texts.meta)
-            texts = [t for t in texts if t.strip()]
-            if not texts:
+            kept = [(i, t) for i, t in enumerate(texts) if t.strip()]
+            if not kept:
                 raise _fail(say(lang, "empty_output"))
-            ids = [self.store.add_candidate(story_id, author, t, {**meta, "alternative": i}) for i, t in enumerate(texts)]
-            return texts, ids, (head.id if head else 0), meta
-        except (SettingsError, EngineError) as e:
-            raise _fail(say(lang, "generation_failed", detail=str(e))) from None
-        finally:
-            self.store.release_ai_turn(story_id, author)
+            ids = [self.store.add_candidate(story_id, author, t, {**meta, "alternative": i}) for i, t in kept]
+            return [t for _, t in kept], ids, (head.id if head else 0), meta
 
 
 def build_demo(engine, store: StoryStore, *, tiny: bool = False, poll_seconds: float = POLL_SECONDS) -> gr.Blocks:
@@ -614,8 +610,19 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, poll_seconds: f
         gen_inputs = [story_state, writer, adapter, reading, lang_state, base_url, *controls]
         gen_outputs = [preview, candidate, seed_info, alts_row, *story_outputs]
         model_queue = dict(concurrency_id="model", concurrency_limit=1)
+        def may_start(story_id, name, lang):
+            """Refuse at once (outside the model queue) a model turn that could not run: wrong turn, or the
+            model is already writing on this story for someone else."""
+            sid = _need_story(story_id, lang)
+            name = _need_name(name, lang)
+            ai_turn.check_ai_may_write(sid, lang)
+            holder = store.ai_turn_holder(sid)
+            if holder and holder != name:
+                raise _fail(say(lang, "ai_busy", holder=_esc(holder)))
+
+        precheck = dict(fn=may_start, inputs=[story_state, writer, lang_state], outputs=None, queue=False, **private)
         for button in (ai_btn, regen_btn):
-            button.click(generate, gen_inputs, gen_outputs, **model_queue, **private)
+            button.click(**precheck).success(generate, gen_inputs, gen_outputs, **model_queue, **private)
 
         def stop(request: gr.Request):
             cancels.cancel(request.session_hash or "")
@@ -637,7 +644,7 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, poll_seconds: f
             return (alts, gr.Row(visible=True), _seed_line(meta, lang), "", None, *boxes, *picks,
                     *view(sid, lang, reading_on, base))
 
-        alts_btn.click(alternatives, [story_state, writer, n_alts, adapter, reading, lang_state, base_url, *controls],
+        alts_btn.click(**precheck).success(alternatives, [story_state, writer, n_alts, adapter, reading, lang_state, base_url, *controls],
                        [alt_candidates, alts_row, seed_info, preview, candidate, *alt_boxes, *pick_btns, *story_outputs],
                        **model_queue, **private)
 
