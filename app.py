@@ -86,14 +86,17 @@ def render_story_list(stories, lang: str) -> str:
     return f'<div class="relay-stories"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
-def render_header(story, lang: str, base_url: str = "") -> str:
-    """Title, turn rule and the story's shareable link."""
+def render_header(story, lang: str, base_url: str = "", fork_seq: int | None = None) -> str:
+    """Title, turn rule and the story's shareable link; for a fork, where it came from (`fork_seq`:
+    the number of the paragraph it was forked at, when that paragraph is still in the original)."""
     link = f"{base_url}?story={story.id}"
     rule = say(lang, "rule_alternate" if story.turn_rule == "alternate" else "rule_free")
     fork = ""
     if story.forked_from:
-        src_story, src_para = story.forked_from
-        fork = f"<br><small>{_esc(say(lang, 'forked_from', story=src_story, seq=src_para))}</small>"
+        source = story.forked_from[0]
+        origin = (say(lang, "forked_from", story=source, seq=fork_seq) if fork_seq is not None
+                  else say(lang, "forked_from_story", story=source))
+        fork = f'<br><small><a href="{_esc(base_url)}?story={source}">{_esc(origin)}</a></small>'
     return (
         f'<h2 class="relay-title">{_esc(story.title)} <small>#{story.id}</small></h2>'
         f"<p><small>{_esc(rule)} · {_esc(say(lang, 'share_link'))}: "
@@ -363,12 +366,22 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, poll_seconds: f
         head = paragraphs[-1] if paragraphs else None
         holder = store.ai_turn_holder(story_id)
         return (
-            render_header(story, lang, base_url),
+            render_header(story, lang, base_url, fork_point(story)),
             render_status(story, head, holder, lang),
             render_timeline(paragraphs, lang, reading),
             seen_key(story_id, holder),
             head.id if head else 0,
         )
+
+    def fork_point(story) -> int | None:
+        """The number (seq) of the paragraph a fork was made at, if it is still in the original."""
+        if not story.forked_from:
+            return None
+        source, paragraph_id = story.forked_from
+        try:
+            return next((p.seq for p in store.timeline(source) if p.id == paragraph_id), None)
+        except NotFound:
+            return None
 
     def seen_key(story_id: int, holder: str | None = None) -> str:
         """What a tab compares to decide whether to re-render: the story's version and who holds
@@ -600,7 +613,9 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, poll_seconds: f
             try:
                 for text, done in ai_turn.stream(sid, name, settings, adapter_name or None, cancel, lang):
                     if done is None:
-                        yield text, gr.skip(), gr.skip(), hide_alts, *[gr.skip()] * len(story_outputs)
+                        # No candidate until it is finished: accepting mid-stream must not store half a text
+                        # under the previous candidate's id.
+                        yield text, None, gr.skip(), hide_alts, *[gr.skip()] * len(story_outputs)
                     else:
                         info = {"candidate_id": done["candidate_id"], "expected_head": done["expected_head"]}
                         yield (text, info, _seed_line(done["meta"], lang), hide_alts, *view(sid, lang, reading_on, base))
@@ -620,7 +635,10 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, poll_seconds: f
             if holder and holder != name:
                 raise _fail(say(lang, "ai_busy", holder=_esc(holder)))
 
-        precheck = dict(fn=may_start, inputs=[story_state, writer, lang_state], outputs=None, queue=False, **private)
+        # Queued (an unqueued event's gr.Error shows no message) but not in the model's concurrency group,
+        # so the refusal comes at once instead of after whoever the model is writing for.
+        precheck = dict(fn=may_start, inputs=[story_state, writer, lang_state], outputs=None,
+                        concurrency_limit=None, **private)
         for button in (ai_btn, regen_btn):
             button.click(**precheck).success(generate, gen_inputs, gen_outputs, **model_queue, **private)
 
@@ -689,11 +707,12 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, poll_seconds: f
         # -- sampling controls -------------------------------------------------------------
 
         def apply_preset(name):
+            """Set the controls to a preset and clear the choice, so choosing it again applies it again."""
             if name not in PRESETS:
-                return [gr.skip()] * len(names)
-            return settings_to_values(names, PRESETS[name])
+                return [gr.skip()] * len(names) + [None]
+            return [*settings_to_values(names, PRESETS[name]), None]
 
-        preset.input(apply_preset, [preset], controls, **private)
+        preset.input(apply_preset, [preset], [*controls, preset], **private)
 
         def reset(story_id):
             if story_id is None:
@@ -725,20 +744,22 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, poll_seconds: f
 
         undo_btn.click(undo, [story_state, writer, reading, lang_state, base_url], story_outputs, **private)
 
-        def fork(story_id, seq, title, name, lang, base):
+        def fork(story_id, seq, title, name, reading_on, lang, base):
             sid = _need_story(story_id, lang)
             name = _need_name(name, lang)
-            target = next((p for p in store.timeline(sid) if seq is not None and p.seq == int(seq)), None)
+            if seq is None:
+                raise _fail(say(lang, "need_seq"))
+            target = next((p for p in store.timeline(sid) if p.seq == int(seq)), None)
             if target is None:
-                raise _fail(say(lang, "bad_seq", seq=seq))
+                raise _fail(say(lang, "bad_seq", seq=int(seq)))
             try:
                 new = store.fork(sid, target.id, title, name)
             except StoryError as e:
                 raise _fail(say(lang, "cannot_save", detail=str(e))) from None
             gr.Info(say(lang, "forked", story=new.id))
-            return (new.id, render_story_list(store.list_stories(), lang), *view(new.id, lang, False, base))
+            return (new.id, render_story_list(store.list_stories(), lang), *view(new.id, lang, reading_on, base))
 
-        fork_btn.click(fork, [story_state, fork_seq, fork_title, writer, lang_state, base_url],
+        fork_btn.click(fork, [story_state, fork_seq, fork_title, writer, reading, lang_state, base_url],
                        [story_state, stories_html, *story_outputs], **private)
 
         def export(story_id, fmt, lang):

@@ -813,7 +813,7 @@ def _export_md(story: Story, paragraphs: list[Paragraph]) -> str:
     if models:
         lines.append(f"*AI: {', '.join(_md_escape(m) for m in models)}*")
     if story.forked_from:
-        lines.append(f"*Forked from story {story.forked_from[0]} at paragraph {story.forked_from[1]}*")
+        lines.append(f"*Forked from story {story.forked_from[0]} at paragraph id {story.forked_from[1]}*")
     lines += ["", "---", ""]
     for p in paragraphs:
         mark = ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from playwright.sync_api import Locator, Page, expect
 
@@ -192,3 +193,65 @@ class RelayPage:
         match = re.search(r"시드\s*`?(\d+)`?", self.seed_info.inner_text())
         assert match, f"no seed in {self.seed_info.inner_text()!r}"
         return int(match.group(1))
+
+    # -- sampling presets, seed and model picker -----------------------------------------
+
+    @property
+    def seed_box(self) -> Locator:
+        """The seed box of the sampling settings (text: empty means a random seed)."""
+        return self.page.locator("#relay-sampling .relay-seed").locator("textarea, input").first
+
+    def choose_preset(self, label: str) -> None:
+        """Pick a preset by its Korean label ("신중하게", "균형 있게", "과감하게")."""
+        self.page.locator("#relay-sampling").get_by_label(label, exact=True).check()
+
+    def reset_to_story_defaults(self) -> None:
+        self.page.locator("#relay-sampling").get_by_role("button", name="이야기 기본값으로").click()
+
+    def use_last_seed(self) -> None:
+        """Press "이 시드 고정": the seed of the candidate in the preview goes into the seed box."""
+        self.page.get_by_role("button", name="이 시드 고정").click()
+
+    @property
+    def adapter_picker(self) -> Locator:
+        """The 모델 / 어댑터 dropdown (only shown when the server has adapters)."""
+        return self.page.locator("#relay-sampling").get_by_label("모델 / 어댑터")
+
+    def choose_adapter(self, name: str) -> None:
+        self.adapter_picker.click()
+        self.page.get_by_role("option", name=name, exact=True).click()
+        expect(self.adapter_picker).to_have_value(name)
+
+    # -- more: undo, fork, download ------------------------------------------------------
+
+    def open_more(self) -> None:
+        """Open the "더 보기" accordion that holds undo, fork and download."""
+        self.page.get_by_role("button", name=re.compile(r"^더 보기")).click()
+        expect(self.page.locator("#relay-undo")).to_be_visible()
+
+    def undo(self) -> None:
+        self.page.locator("#relay-undo").click()
+
+    def fork(self, seq: int, title: str) -> None:
+        """Ask for a fork at paragraph number `seq` titled `title` (the result is up to the caller to check)."""
+        number = self.page.get_by_label("갈래를 낼 문단 번호", exact=True)
+        number.fill(str(seq))
+        number.press("Tab")
+        expect(number).to_have_value(str(seq))
+        title_box = self.page.get_by_label("새 갈래 제목", exact=True)
+        title_box.fill(title)
+        expect(title_box).to_have_value(title)
+        self.page.get_by_role("button", name="여기서 갈래 만들기", exact=True).click()
+
+    def download(self, fmt: str) -> tuple[str, str]:
+        """Export the open story as `fmt`, then click the file link the page offers; returns (file name, text)."""
+        choice = self.page.locator(f'label:has(> input[type="radio"][value="{fmt}"])')
+        choice.click()
+        expect(choice.locator("input")).to_be_checked()
+        self.page.get_by_role("button", name="내려받기", exact=True).click()
+        link = self.page.locator(f'#relay-export-file a[data-testid="download-link"][download$=".{fmt}"]')
+        expect(link).to_be_visible(timeout=20_000)
+        with self.page.expect_download() as info:
+            link.click()
+        download = info.value
+        return download.suggested_filename, Path(download.path()).read_text(encoding="utf-8")
