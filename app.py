@@ -543,7 +543,9 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, poll_seconds: f
         def create(title, rule, name, lang, base, *values):
             name = _need_name(name, lang)
             try:
-                settings = settings_from_values(names, values)
+                # The story's defaults are the current controls, but never a fixed seed: every
+                # "regenerate" on the story would otherwise write the same text.
+                settings = settings_from_values(names, values).replace(seed=None)
                 story = store.create_story(title, name, turn_rule=rule, settings=settings.to_dict())
             except (StoryError, SettingsError) as e:
                 raise _fail(say(lang, "cannot_save", detail=str(e))) from None
@@ -787,6 +789,7 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, poll_seconds: f
 
         lab_names = [s.name for s in lab_specs]
         per_column = 1 + len(lab_names)  # preset + its controls
+        lab_used = gr.State([None] * LAB_COLUMNS)  # per column: the settings (with seed) of its last output
 
         def lab_settings(preset_name, values) -> SamplingSettings:
             base_settings = PRESETS.get(preset_name, defaults)
@@ -805,6 +808,7 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, poll_seconds: f
                 raise _fail(say(lang, "settings_error", detail=str(e))) from None
             outputs = [""] * LAB_COLUMNS
             seeds = [""] * LAB_COLUMNS
+            used = [None] * LAB_COLUMNS
             cancel = cancels.fresh(request.session_hash or "")
             try:
                 for i, s in enumerate(settings):
@@ -812,12 +816,13 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, poll_seconds: f
                     try:
                         for chunk in continuation:
                             outputs[i] += chunk
-                            yield *outputs, *seeds
+                            yield *outputs, *seeds, used
                     finally:
                         continuation.close()
                     outputs[i] = continuation.text
                     seeds[i] = _seed_line(continuation.meta, lang)
-                    yield *outputs, *seeds
+                    used[i] = continuation.meta["settings"]
+                    yield *outputs, *seeds, used
             except EngineError as e:
                 raise _fail(say(lang, "generation_failed", detail=str(e))) from None
             finally:
@@ -826,7 +831,7 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, poll_seconds: f
         lab_inputs = [lab_context, lab_n, adapter, lang_state]
         for i in range(LAB_COLUMNS):
             lab_inputs += [lab_presets[i], *lab_controls[i]]
-        lab_run.click(lab_generate, lab_inputs, [*lab_outputs, *lab_seeds], **model_queue, **private)
+        lab_run.click(lab_generate, lab_inputs, [*lab_outputs, *lab_seeds, lab_used], **model_queue, **private)
 
         def lab_preset(name):
             return settings_to_values(lab_names, PRESETS[name]) if name in PRESETS else [gr.skip()] * len(lab_names)
@@ -835,9 +840,10 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, poll_seconds: f
             lab_presets[i].input(lab_preset, [lab_presets[i]], lab_controls[i], **private)
 
         def lab_use_column(i):
-            def use(lang, preset_name, *values):
+            def use(lang, used, preset_name, *values):
+                """The column's settings as they produced its output (seed included), else as set now."""
                 try:
-                    s = lab_settings(preset_name, values)
+                    s = SamplingSettings.from_dict(used[i]) if used and used[i] else lab_settings(preset_name, values)
                 except SettingsError as e:
                     raise _fail(say(lang, "settings_error", detail=str(e))) from None
                 gr.Info(say(lang, "lab_applied", n=i + 1))
@@ -845,7 +851,8 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, poll_seconds: f
             return use
 
         for i in range(LAB_COLUMNS):
-            lab_use[i].click(lab_use_column(i), [lang_state, lab_presets[i], *lab_controls[i]], [tabs, *controls], **private)
+            lab_use[i].click(lab_use_column(i), [lang_state, lab_used, lab_presets[i], *lab_controls[i]], [tabs, *controls],
+                             **private)
 
     return demo
 
