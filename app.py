@@ -603,13 +603,17 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, poll_seconds: f
             return say(lang, "last_seed", seed=meta.get("seed"), tokens=meta.get("output_tokens", 0),
                        seconds=float(meta.get("seconds", 0.0)), stopped=say(lang, f"stopped_{meta.get('stopped_by', 'length')}"))
 
-        def generate(request: gr.Request, story_id, name, adapter_name, reading_on, lang, base, *values):
+        def turn_inputs(story_id, name, values, lang) -> tuple[int, str, SamplingSettings]:
+            """The open story, the writer and validated settings for a model turn, or a message why not."""
             sid = _need_story(story_id, lang)
             name = _need_name(name, lang)
             try:
-                settings = settings_from_values(names, values)
+                return sid, name, settings_from_values(names, values)
             except SettingsError as e:
                 raise _fail(say(lang, "settings_error", detail=str(e))) from None
+
+        def generate(request: gr.Request, story_id, name, adapter_name, reading_on, lang, base, *values):
+            sid, name, settings = turn_inputs(story_id, name, values, lang)
             cancel = cancels.fresh(request.session_hash or "")
             hide_alts = gr.Row(visible=False)
             try:
@@ -650,12 +654,7 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, poll_seconds: f
         stop_btn.click(stop, None, None, queue=False, **private)
 
         def alternatives(story_id, name, n, adapter_name, reading_on, lang, base, *values):
-            sid = _need_story(story_id, lang)
-            name = _need_name(name, lang)
-            try:
-                settings = settings_from_values(names, values)
-            except SettingsError as e:
-                raise _fail(say(lang, "settings_error", detail=str(e))) from None
+            sid, name, settings = turn_inputs(story_id, name, values, lang)
             texts, ids, expected, meta = ai_turn.alternatives(sid, name, settings, int(n), adapter_name or None, lang)
             boxes = [gr.Textbox(value=texts[i], visible=True, label=say(lang, "candidate_n", n=i + 1)) if i < len(texts)
                      else gr.Textbox(value="", visible=False) for i in range(4)]

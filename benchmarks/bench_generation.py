@@ -138,8 +138,8 @@ def main(argv=None) -> None:
         rows.append((512, "plain model.generate fp32", statistics.median(p[0] for p in plain),
                      statistics.median(p[1] for p in plain), statistics.median(p[1] for p in plain)))
     print("tokens/s count the tokens after the first one, over the time after the first one")
-    print(f"| context tokens | run | first token (s) | tokens/s per sequence | tokens/s in all |")
-    print(f"|---:|---|---:|---:|---:|")
+    print("| context tokens | run | first token (s) | tokens/s per sequence | tokens/s in all |")
+    print("|---:|---|---:|---:|---:|")
     for context, run, first, rate, total in rows:
         print(f"| {context} | {run} | {first:.2f} | {rate:.1f} | {total:.1f} |")
 

@@ -102,3 +102,24 @@ def tiny_model_folder(cache_dir: str | os.PathLike) -> Path:
         build_tiny_model(tmp)
         tmp.rename(folder)
     return folder
+
+
+def build_tiny_adapter(base: str | os.PathLike, folder: str | os.PathLike, seed: int = 0) -> Path:
+    """Save a PEFT LoRA adapter for the model in `base` whose weights change its text; returns the folder.
+
+    A freshly initialized LoRA adapter is a no-op (lora_B starts at zero), so lora_B gets random values.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import GPT2LMHeadModel
+
+    model = get_peft_model(GPT2LMHeadModel.from_pretrained(base),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn", "c_proj", "c_fc"],
+                                      fan_in_fan_out=True))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    model.save_pretrained(folder)
+    return Path(folder)

@@ -18,6 +18,7 @@ import pytest
 
 from relay.engine import (Continuation, Engine, EngineError, ModelLoadError, SamplingSettings, SettingsError,
                           StreamDecoder)
+from relay.tiny import build_tiny_adapter
 
 STORY = [
     "비가 그친 저녁, 나는 오래된 우체국 앞에서 그녀를 기다렸다.",
@@ -52,24 +53,6 @@ def fixed_preference_model(source: Path, target: Path, preferred: dict[str, floa
     return target
 
 
-def make_lora_adapter(base: Path, target: Path, seed: int = 0) -> Path:
-    """Save a PEFT LoRA adapter for `base` with non-zero weights (a fresh adapter is a no-op: lora_B starts at 0)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import GPT2LMHeadModel
-
-    model = get_peft_model(GPT2LMHeadModel.from_pretrained(base),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn", "c_proj", "c_fc"],
-                                      fan_in_fan_out=True))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
-    model.save_pretrained(target)
-    return target
-
-
 def settings(**changes) -> SamplingSettings:
     return SamplingSettings(**{"seed": 7, "max_new_tokens": 40, "min_new_tokens": 0, **changes})
 
@@ -81,7 +64,7 @@ def engine(tiny_model_dir) -> Engine:
 
 @pytest.fixture(scope="module")
 def adapter_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    return make_lora_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter") / "noir")
+    return build_tiny_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter") / "noir")
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +131,7 @@ def test_an_adapter_made_for_a_base_model_of_another_shape_gives_a_model_load_er
     from relay.tiny import build_tiny_model
 
     wider = build_tiny_model(tmp_path / "wider", n_embd=32, n_head=2)
-    adapter = make_lora_adapter(wider, tmp_path / "wider-adapter")
+    adapter = build_tiny_adapter(wider, tmp_path / "wider-adapter")
     with pytest.raises(ModelLoadError) as caught:
         Engine.from_pretrained(tiny_model_dir, adapters={"wide": str(adapter)})
     assert "different base model" in str(caught.value)

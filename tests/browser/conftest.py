@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from relay.tiny import build_tiny_adapter
+
 CHROMIUM = Path(os.environ.get("RELAY_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -86,30 +88,12 @@ def unpolled_app(chromium_path, tiny_engine, tmp_path_factory):
     demo.close()
 
 
-def _lora_adapter(base: Path, target: Path, seed: int = 0) -> Path:
-    """Save a PEFT LoRA adapter for `base` whose weights change the text (a fresh one is a no-op: lora_B starts at 0)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import GPT2LMHeadModel
-
-    model = get_peft_model(GPT2LMHeadModel.from_pretrained(base),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn", "c_proj", "c_fc"],
-                                      fan_in_fan_out=True))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
-    model.save_pretrained(target)
-    return target
-
-
 @pytest.fixture(scope="session")
 def adapter_app(chromium_path, tiny_model_dir, tmp_path_factory):
     """The app on an engine started with one LoRA adapter, "style", so the model/adapter picker shows."""
     from relay.engine import Engine
 
-    folder = _lora_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter") / "style")
+    folder = build_tiny_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter") / "style")
     engine = Engine.from_pretrained(model=str(tiny_model_dir), adapters={"style": str(folder)})
     demo, served = _serve(engine, tmp_path_factory.mktemp("browser-db-adapter") / "relay.db", poll_seconds=1.0)
     yield served
