@@ -312,12 +312,16 @@ def test_the_sampling_lab_compares_settings_and_copies_one_into_the_story(new_pa
         expect(box).not_to_have_value("")
     w.page.screenshot(path=screenshots / "06-sampling-lab.png", full_page=True)
 
-    # Column 1 starts from the "careful" preset (temperature 0.6); copy it into the story's settings.
+    column_seed = re.search(r"시드\s*(\d+)", lab.get_by_text(re.compile(r"마지막 생성: 시드")).first.inner_text()).group(1)
+
+    # Column 1 starts from the "careful" preset (temperature 0.6); copy it into the story's settings,
+    # with the seed that wrote its text, so the result can be reproduced in the story.
     lab.get_by_role("button", name="이 설정을 이야기에 적용").first.click()
     expect(w.toast("info")).to_be_visible()
     expect(w.page.locator('button[role="tab"][data-tab-id="story"]')).to_have_attribute("aria-selected", "true")
     w.open_sampling()
     expect(w.number("온도")).to_have_value("0.6")
+    expect(w.seed_box).to_have_value(column_seed)
 
 
 def test_an_empty_seed_draws_a_new_seed_for_every_generation_even_with_the_settings_open(new_page, relay_app):
