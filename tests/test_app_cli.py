@@ -51,12 +51,13 @@ def test_importing_the_app_loads_no_model_and_starts_nothing():
 
 
 def test_user_text_is_rendered_as_inert_text():
+    from relay.ui.render import render_timeline
     from types import SimpleNamespace
 
     evil = '<img src=x onerror="alert(1)"><script>alert(2)</script> **굵게**'
     para = SimpleNamespace(id=1, seq=1, author="<b>악당</b>", kind="human", text=evil, created_at="2026-11-25T03:00:00+00:00",
                            edited=False, meta={})
     for reading in (False, True):
-        out = app.render_timeline([para], "ko", reading=reading)
+        out = render_timeline([para], "ko", reading=reading)
         assert "<img" not in out and "<script" not in out and "<b>악당" not in out
         assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in out

@@ -1,0 +1,114 @@
+"""HTML for the story list, a story's header, status and timeline.
+
+Every piece of user text goes through html.escape, so HTML or script in a paragraph or a name stays inert.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+from relay.ui_text import say
+
+CSS = """
+.relay-timeline { display: flex; flex-direction: column; gap: 0.6rem; }
+.relay-para { border-left: 4px solid #8aa4c8; padding: 0.4rem 0.8rem; border-radius: 6px; background: var(--block-background-fill); }
+.relay-para.kind-ai { border-left-color: #c88ab8; }
+.relay-meta { font-size: 0.8rem; opacity: 0.75; margin-bottom: 0.2rem; }
+.relay-badge { display: inline-block; padding: 0 0.4rem; border-radius: 4px; font-size: 0.75rem; border: 1px solid currentColor; }
+.relay-text { white-space: pre-wrap; line-height: 1.7; font-size: 1.02rem; }
+.relay-novel p { white-space: pre-wrap; line-height: 1.9; text-indent: 1em; margin: 0 0 0.8rem 0; }
+.relay-details pre { white-space: pre-wrap; font-size: 0.75rem; }
+.relay-status { min-height: 1.5rem; }
+.relay-stories table { width: 100%; }
+"""
+
+
+def _esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _when(iso: str) -> str:
+    """'2026-11-25T03:21:11.123+00:00' -> '2026-11-25 03:21 UTC'."""
+    return iso[:16].replace("T", " ") + " UTC" if iso else ""
+
+
+def render_story_list(stories, lang: str) -> str:
+    """The story list as an HTML table whose titles link to `?story=ID`."""
+    if not stories:
+        return f"<p>{_esc(say(lang, 'no_stories'))}</p>"
+    head = "".join(f"<th>{_esc(say(lang, k))}</th>" for k in ("col_title", "col_paragraphs", "col_activity", "col_by"))
+    rows = []
+    for s in stories:
+        rows.append(
+            f'<tr><td><a class="relay-story-link" href="?story={s.id}">{_esc(s.title)}</a> <small>#{s.id}</small></td>'
+            f"<td>{s.paragraph_count}</td><td>{_esc(_when(s.last_activity))}</td><td>{_esc(s.created_by)}</td></tr>"
+        )
+    return f'<div class="relay-stories"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def render_header(story, lang: str, base_url: str = "", fork_seq: int | None = None) -> str:
+    """Title, turn rule and the story's shareable link; for a fork, where it came from (`fork_seq`:
+    the number of the paragraph it was forked at, when that paragraph is still in the original)."""
+    link = f"{base_url}?story={story.id}"
+    rule = say(lang, "rule_alternate" if story.turn_rule == "alternate" else "rule_free")
+    fork = ""
+    if story.forked_from:
+        source = story.forked_from[0]
+        origin = (say(lang, "forked_from", story=source, seq=fork_seq) if fork_seq is not None
+                  else say(lang, "forked_from_story", story=source))
+        fork = f'<br><small><a href="{_esc(base_url)}?story={source}">{_esc(origin)}</a></small>'
+    return (
+        f'<h2 class="relay-title">{_esc(story.title)} <small>#{story.id}</small></h2>'
+        f"<p><small>{_esc(rule)} · {_esc(say(lang, 'share_link'))}: "
+        f'<a class="relay-share" href="{_esc(link)}">{_esc(link)}</a></small>{fork}</p>'
+    )
+
+
+def _meta_summary(meta: dict) -> str:
+    keep = {k: meta[k] for k in ("model", "adapter", "seed", "prompt_tokens", "output_tokens", "seconds", "stopped_by") if k in meta}
+    keep["settings"] = meta.get("settings", {})
+    return json.dumps(keep, ensure_ascii=False, indent=1)
+
+
+def render_timeline(paragraphs, lang: str, reading: bool = False) -> str:
+    """The timeline: each paragraph with writer, kind, edit mark and time; or just the novel."""
+    if not paragraphs:
+        return f"<p><em>{_esc(say(lang, 'empty_timeline'))}</em></p>"
+    if reading:
+        body = "".join(f"<p>{_esc(p.text)}</p>" for p in paragraphs)
+        return f'<div class="relay-novel">{body}</div>'
+    cards = []
+    for p in paragraphs:
+        badge = say(lang, "kind_ai" if p.kind == "ai" else "kind_human")
+        who = say(lang, "ai_for", author=p.author) if p.kind == "ai" else p.author
+        edited = f' <span class="relay-badge relay-edited">{_esc(say(lang, "edited_mark"))}</span>' if p.edited else ""
+        details = ""
+        if p.kind == "ai" and p.meta:
+            details = (
+                f'<details class="relay-details"><summary>{_esc(say(lang, "ai_details"))}</summary>'
+                f"<pre>{_esc(_meta_summary(p.meta))}</pre></details>"
+            )
+        cards.append(
+            f'<div class="relay-para kind-{p.kind}" data-seq="{p.seq}" data-id="{p.id}">'
+            f'<div class="relay-meta">#{p.seq} · <b class="relay-author">{_esc(who)}</b> · '
+            f'<span class="relay-badge">{_esc(badge)}</span>{edited} · {_esc(_when(p.created_at))}</div>'
+            f'<div class="relay-text">{_esc(p.text)}</div>{details}</div>'
+        )
+    return f'<div class="relay-timeline">{"".join(cards)}</div>'
+
+
+def render_status(story, head, holder: str | None, lang: str) -> str:
+    """Whose turn it is, and whom the model is writing for right now."""
+    if holder:
+        return f"<p>{say(lang, 'ai_busy_status', holder=_esc(holder))}</p>"
+    if story.turn_rule != "alternate":
+        return f"<p>{say(lang, 'turn_free')}</p>"
+    return f"<p>{say(lang, 'turn_next_ai' if head is not None and head.kind == 'human' else 'turn_next_human')}</p>"
+
+
+
+def seed_line(meta: dict, lang: str) -> str:
+    """One line under a generated text: its seed, length, time and why it stopped."""
+    return say(lang, "last_seed", seed=meta.get("seed"), tokens=meta.get("output_tokens", 0),
+               seconds=float(meta.get("seconds", 0.0)), stopped=say(lang, f"stopped_{meta.get('stopped_by', 'length')}"))
