@@ -16,22 +16,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import gradio as gr
-
 from relay.engine import ModelLoadError
 from relay.story_store import StoryError, StoryStore
-from relay.ui import build_demo  # noqa: F401  (the entry point tests and scripts import from here)
-from relay.ui.controls import make_i18n
-from relay.ui.render import CSS
+from relay.ui.demo import build_demo  # noqa: F401  (the entry point tests and scripts import from here)
+from relay.ui.server import serve
 
 DEFAULT_MODEL = "skt/kogpt2-base-v2"
-
-
-def launch(demo: gr.Blocks, **kwargs):
-    """Queue and launch the demo with Relay's translations and style; returns what launch returns."""
-    demo.queue(default_concurrency_limit=4, max_size=64)
-    kwargs.setdefault("ssr_mode", False)
-    return demo.launch(i18n=make_i18n(), css=CSS, **kwargs)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,8 +36,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="address to listen on (env RELAY_HOST; 0.0.0.0 on Spaces)")
     parser.add_argument("--port", type=int, default=int(env.get("RELAY_PORT", env.get("GRADIO_SERVER_PORT", "7860"))),
                         help="port (env RELAY_PORT)")
-    parser.add_argument("--share", action="store_true", default=env.get("RELAY_SHARE", "") in ("1", "true", "yes"),
-                        help="also create a public gradio.live link (env RELAY_SHARE=1)")
     args = parser.parse_args(argv)
     pairs = args.adapter if args.adapter is not None else [p for p in env.get("RELAY_ADAPTERS", "").split(",") if p.strip()]
     adapters = {}
@@ -87,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot open the story database: {e}", file=sys.stderr)
         return 2
     demo = build_demo(engine, store, tiny=tiny)
-    launch(demo, server_name=args.host, server_port=args.port, share=args.share)
+    serve(demo, store, host=args.host, port=args.port)
     return 0
 
 

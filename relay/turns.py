@@ -1,4 +1,13 @@
-"""The model's turn on a story, with the same rules for the browser and the API."""
+"""The model's turn on a story, with the same rules for the browser and the API.
+
+A turn belongs to the writer who asked for it from the first token until its suggestions are
+decided: while the model writes, its text so far is in the store for every co-writer to watch;
+once finished, each text is kept as a suggestion ("candidate") of that turn, and the turn stays
+with its writer, "pending", until they accept one, discard them, or stay idle for AI_IDLE_S
+(then anyone may start a new model turn, and the old suggestions are set aside with a message
+saying why). Asking again in the same turn adds another suggestion: the writer flips between
+them (swipes) and accepts one; the others stay in the accepted paragraph's history.
+"""
 
 from __future__ import annotations
 
@@ -8,80 +17,158 @@ import time
 from collections.abc import Iterator
 
 from relay.settings import EngineError, SamplingSettings, SettingsError
-from relay.story_store import StoryStore, TurnBusy
+from relay.story_store import StoryStore, TurnBusy, writer_id_of
 from relay.ui.common import _fail
 from relay.ui.render import _esc
 from relay.ui_text import say
 
-AI_TURN_TTL = 90.0  # seconds an AI-turn lease lives without a refresh (a crashed worker frees it)
+AI_TURN_TTL = 90.0  # seconds a writing turn lives without a refresh (a crashed worker frees it)
+AI_IDLE_S = 180.0  # a finished suggestion keeps the turn this long without activity (editing refreshes it)
+DRAFT_EVERY_S = 0.3  # how often the text so far is written to the store for co-writers to watch
+
+
+class Stop(threading.Event):
+    """A stop request for one generation; `reason` says whether to keep the text ("stop") or not ("discard")."""
+
+    reason = "stop"
+
+    def request(self, reason: str) -> None:
+        self.reason = reason
+        self.set()
+
+
+class Stops:
+    """The stop and discard buttons: one Stop per browser session, set from another request of that session."""
+
+    def __init__(self):
+        self._events: dict[str, Stop] = {}
+        self._lock = threading.Lock()
+
+    def fresh(self, session: str) -> Stop:
+        with self._lock:
+            event = self._events[session] = Stop()
+            return event
+
+    def cancel(self, session: str, reason: str = "stop") -> None:
+        with self._lock:
+            event = self._events.get(session)
+        if event is not None:
+            event.request(reason)
+
+    def done(self, session: str, event: threading.Event) -> None:
+        with self._lock:
+            if self._events.get(session) is event:
+                del self._events[session]
 
 
 class AITurn:
-    """The model's turn on a story: holds the story's AI-turn lease while the engine writes.
-
-    Shared by the browser handlers and the API so both follow the same rules: the turn rule is
-    checked first, one model turn per story at a time (the lease), and the finished text is kept
-    as a server-side candidate; only candidates can become AI paragraphs.
-    """
+    """Runs model turns on stories under the store's turn rules and lease (one turn per story)."""
 
     def __init__(self, engine, store: StoryStore, *, escape_names: bool):
         self.engine = engine
         self.store = store
         self.name = _esc if escape_names else str  # browser toasts render HTML; API messages are plain
 
-    def check_ai_may_write(self, story_id: int, lang: str):
+    def check_ai_may_write(self, story_id: int, author: str, lang: str, *, writer_key: str | None = None):
+        """Refuse at once a model turn that could not run: the wrong turn, or someone else's turn is live."""
         story = self.store.get_story(story_id)
         head = self.store.head(story_id)
+        turn = self.store.ai_turn(story_id)
+        mine = turn is not None and _holds(turn, author, writer_key)
+        if turn is not None and not mine:
+            key = "ai_busy" if turn.status == "writing" else "ai_pending_busy"
+            raise _fail(say(lang, key, holder=self.name(turn.holder)))
         if story.turn_rule == "alternate" and (head is None or head.kind == "ai"):
             raise _fail(say(lang, "not_ai_turn"))
         return story, head
 
     @contextlib.contextmanager
-    def _turn(self, story_id: int, author: str, lang: str):
-        """Check the turn rule and hold the story's AI-turn lease; yields (head, paragraph texts)."""
-        _, head = self.check_ai_may_write(story_id, lang)
+    def _turn(self, story_id: int, author: str, lang: str, writer_key: str | None):
+        """Check the rules and hold the story's model turn; yields (head, paragraph texts).
+
+        On any failure before a suggestion exists, the turn is given back.
+        """
+        _, head = self.check_ai_may_write(story_id, author, lang, writer_key=writer_key)
         try:
-            self.store.claim_ai_turn(story_id, author, ttl=AI_TURN_TTL)
+            self.store.claim_ai_turn(story_id, author, ttl=AI_TURN_TTL, writer_key=writer_key)
         except TurnBusy as e:
             raise _fail(say(lang, "ai_busy", holder=self.name(e.holder))) from None
+        kept = False
         try:
             yield head, [p.text for p in self.store.timeline(story_id)]
+            kept = True
         except (SettingsError, EngineError) as e:
             raise _fail(say(lang, "generation_failed", detail=str(e))) from None
         finally:
-            self.store.release_ai_turn(story_id, author)
+            if not kept:
+                self._give_back(story_id, author, writer_key)
+
+    def _give_back(self, story_id: int, author: str, writer_key: str | None) -> None:
+        """Free the turn, or, if it already has suggestions from earlier asks, leave them waiting."""
+        turn = self.store.ai_turn(story_id)
+        if turn is not None and _holds(turn, author, writer_key) and turn.candidates:
+            self.store.touch_ai_turn(story_id, author, AI_IDLE_S, writer_key=writer_key)
+            return
+        self.store.release_ai_turn(story_id, author, writer_key=writer_key)
 
     def stream(self, story_id: int, author: str, settings: SamplingSettings, adapter: str | None,
-               cancel: threading.Event | None, lang: str) -> Iterator[tuple[str, dict | None]]:
-        """Yields (text so far, None) while writing, then (final text, candidate info)."""
-        with self._turn(story_id, author, lang) as (head, paragraphs):
-            continuation = self.engine.continue_story(paragraphs, settings, adapter=adapter, cancel=cancel)
-            text, refreshed = "", time.monotonic()
+               stop: threading.Event | None, lang: str, *, writer_key: str | None = None
+               ) -> Iterator[tuple[str, dict | None]]:
+        """Yields (text so far, None) while writing, then (final text, suggestion info) once it is kept.
+
+        Co-writers watch the text through the store. Stopped, or abandoned by its reader (a closed
+        tab), the text so far is still kept as a suggestion; discarded, nothing is kept.
+        """
+        with self._turn(story_id, author, lang, writer_key) as (head, paragraphs):
+            continuation = self.engine.continue_story(paragraphs, settings, adapter=adapter, cancel=stop)
+            text, drafted = "", time.monotonic()
+            finished = False
             try:
                 for chunk in continuation:
                     text += chunk
-                    if time.monotonic() - refreshed > AI_TURN_TTL / 3:  # keep the lease while writing
-                        self.store.claim_ai_turn(story_id, author, ttl=AI_TURN_TTL)
-                        refreshed = time.monotonic()
+                    if time.monotonic() - drafted > DRAFT_EVERY_S:
+                        self.store.set_ai_draft(story_id, author, text, writer_key=writer_key, ttl=AI_TURN_TTL)
+                        drafted = time.monotonic()
+                    if _discarded(stop):
+                        break
                     yield text, None
+                finished = True
             finally:
                 continuation.close()
+                if not finished and not _discarded(stop) and text.strip():
+                    # The reader went away mid-stream: keep what was written, so a reload finds it.
+                    meta = dict(continuation.meta or {}, stopped_by="disconnect")
+                    self.store.add_candidate(story_id, author, text, meta, writer_key=writer_key, idle_ttl=AI_IDLE_S)
+            if _discarded(stop):
+                return  # the discard handler already threw the turn's suggestions away
             text, meta = continuation.text, dict(continuation.meta)
             if not text.strip():
                 raise _fail(say(lang, "empty_output"))
-            candidate_id = self.store.add_candidate(story_id, author, text, meta)
-            self.store.release_ai_turn(story_id, author)  # before the last render, so it shows the turn is over
+            candidate_id = self.store.add_candidate(story_id, author, text, meta, writer_key=writer_key,
+                                                    idle_ttl=AI_IDLE_S)
             yield text, {"candidate_id": candidate_id, "meta": meta, "expected_head": head.id if head else 0}
 
     def alternatives(self, story_id: int, author: str, settings: SamplingSettings, n: int,
-                     adapter: str | None, lang: str) -> tuple[list[str], list[str], int, dict]:
-        """n candidates from one batched call: (texts, candidate ids, expected head, meta)."""
-        with self._turn(story_id, author, lang) as (head, paragraphs):
+                     adapter: str | None, lang: str, *, writer_key: str | None = None
+                     ) -> tuple[list[str], list[str], int, dict]:
+        """n suggestions from one batched call, all kept in the turn: (texts, candidate ids, expected head, meta)."""
+        with self._turn(story_id, author, lang, writer_key) as (head, paragraphs):
             texts = self.engine.alternatives(paragraphs, settings, n, adapter=adapter)
             meta = dict(texts.meta)
             kept = [(i, t) for i, t in enumerate(texts) if t.strip()]
             if not kept:
                 raise _fail(say(lang, "empty_output"))
-            ids = [self.store.add_candidate(story_id, author, t, {**meta, "alternative": i}) for i, t in kept]
+            ids = [self.store.add_candidate(story_id, author, t, {**meta, "alternative": i}, writer_key=writer_key,
+                                            idle_ttl=AI_IDLE_S) for i, t in kept]
             return [t for _, t in kept], ids, (head.id if head else 0), meta
 
+
+def _holds(turn, author: str, writer_key: str | None) -> bool:
+    """Whether this writer holds the turn (by key when the turn was claimed with one, else by name)."""
+    if turn.holder_id is not None:
+        return writer_key is not None and writer_id_of(writer_key) == turn.holder_id
+    return writer_key is None and turn.holder == author
+
+
+def _discarded(stop: threading.Event | None) -> bool:
+    return stop is not None and stop.is_set() and getattr(stop, "reason", "stop") == "discard"

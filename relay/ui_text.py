@@ -156,3 +156,9 @@ def translations(extra: dict[str, tuple[str, str]] | None = None) -> dict[str, d
     """Per-language dictionaries for `gr.I18n(**translations())`."""
     merged = {**TEXT, **(extra or {})}
     return {lang: {key: pair[i] for key, pair in merged.items()} for i, lang in enumerate(LANGS)}
+
+
+# The live story view's strings live beside the code that shows them.
+from relay.ui.story_text import STORY_TEXT  # noqa: E402
+
+TEXT.update(STORY_TEXT)

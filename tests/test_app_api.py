@@ -21,16 +21,17 @@ def served(tmp_path_factory, tiny_model_dir):
     """The whole app on a free port, with its own database; yields (client, store)."""
     import app
     from relay.engine import Engine
+    from relay.ui.server import free_port, serve
     from relay.story_store import StoryStore
 
     engine = Engine.from_pretrained(model=str(tiny_model_dir))
     store = StoryStore(tmp_path_factory.mktemp("api-db") / "relay.db")
     demo = app.build_demo(engine, store, tiny=True)
-    _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
-    client = gradio_client.Client(url, verbose=False)
+    server = serve(demo, store, port=free_port(), block=False)
+    client = gradio_client.Client(server.url, verbose=False)
     yield client, store
     client.close()
-    demo.close()
+    server.close()
 
 
 def _stream(client, story_id, author, settings=None):

@@ -51,13 +51,15 @@ def test_importing_the_app_loads_no_model_and_starts_nothing():
 
 
 def test_user_text_is_rendered_as_inert_text():
-    from relay.ui.render import render_timeline
     from types import SimpleNamespace
+
+    from relay.ui.render import render_timeline, render_turn
 
     evil = '<img src=x onerror="alert(1)"><script>alert(2)</script> **굵게**'
     para = SimpleNamespace(id=1, seq=1, author="<b>악당</b>", kind="human", text=evil, created_at="2026-11-25T03:00:00+00:00",
                            edited=False, meta={})
-    for reading in (False, True):
-        out = render_timeline([para], "ko", reading=reading)
+    writing = SimpleNamespace(status="writing", holder="<b>악당</b>", draft=evil, candidates=[])
+    pending = SimpleNamespace(status="pending", holder="<b>악당</b>", draft="", candidates=[para])
+    for out in (render_timeline([para], "ko"), render_turn(writing, "ko"), render_turn(pending, "en")):
         assert "<img" not in out and "<script" not in out and "<b>악당" not in out
         assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in out

@@ -1,5 +1,1 @@
-"""The Relay web page: `build_demo(engine, store)` returns the gr.Blocks (story list, story, lab, API)."""
-
-from relay.ui.demo import build_demo
-
-__all__ = ["build_demo"]
+"""The Relay web page: `relay.ui.demo.build_demo(engine, store)` returns the gr.Blocks (story list, story, lab, API)."""

@@ -20,6 +20,19 @@ CSS = """
 .relay-novel p { white-space: pre-wrap; line-height: 1.9; text-indent: 1em; margin: 0 0 0.8rem 0; }
 .relay-details pre { white-space: pre-wrap; font-size: 0.75rem; }
 .relay-status { min-height: 1.5rem; }
+.relay-live { position: relative; }
+.relay-scroll { max-height: 58vh; overflow-y: auto; overscroll-behavior: contain; padding-right: 0.3rem; }
+.relay-jump { position: absolute; right: 1rem; bottom: 0.5rem; border-radius: 999px; padding: 0.2rem 0.7rem;
+  background: var(--button-primary-background-fill); color: var(--button-primary-text-color); border: none; }
+.relay-reading .relay-meta, .relay-reading .relay-details { display: none; }
+.relay-reading .relay-para { border-left: none; background: none; padding: 0; }
+.relay-reading .relay-text { text-indent: 1em; line-height: 1.9; }
+.relay-watch { border: 1px dashed #c88ab8; border-radius: 6px; padding: 0.4rem 0.8rem; margin-top: 0.6rem; }
+.relay-watch-title { font-size: 0.85rem; opacity: 0.85; margin-bottom: 0.2rem; }
+.relay-caret { animation: relay-blink 1s step-end infinite; }
+@keyframes relay-blink { 50% { opacity: 0; } }
+.relay-swipe { align-items: center; }
+@media (max-width: 640px) { .relay-scroll { max-height: 42vh; } }
 .relay-stories table { width: 100%; }
 """
 
@@ -49,7 +62,8 @@ def render_story_list(stories, lang: str) -> str:
 
 def render_header(story, lang: str, base_url: str = "", fork_seq: int | None = None) -> str:
     """Title, turn rule and the story's shareable link; for a fork, where it came from (`fork_seq`:
-    the number of the paragraph it was forked at, when that paragraph is still in the original)."""
+    the number of the paragraph it was forked at, when that paragraph is still in the original).
+    With no `base_url` the link is relative; the page's script makes it absolute."""
     link = f"{base_url}?story={story.id}"
     rule = say(lang, "rule_alternate" if story.turn_rule == "alternate" else "rule_free")
     fork = ""
@@ -71,41 +85,66 @@ def _meta_summary(meta: dict) -> str:
     return json.dumps(keep, ensure_ascii=False, indent=1)
 
 
-def render_timeline(paragraphs, lang: str, reading: bool = False) -> str:
-    """The timeline: each paragraph with writer, kind, edit mark and time; or just the novel."""
+def render_card(p, lang: str) -> str:
+    """One paragraph of the timeline: writer, kind, edit mark, time, text and (AI) generation details."""
+    badge = say(lang, "kind_ai" if p.kind == "ai" else "kind_human")
+    who = say(lang, "ai_for", author=p.author) if p.kind == "ai" else p.author
+    edited = f' <span class="relay-badge relay-edited">{_esc(say(lang, "edited_mark"))}</span>' if p.edited else ""
+    details = ""
+    if p.kind == "ai" and p.meta:
+        details = (
+            f'<details class="relay-details"><summary>{_esc(say(lang, "ai_details"))}</summary>'
+            f"<pre>{_esc(_meta_summary(p.meta))}</pre></details>"
+        )
+    when = f'<time class="relay-time" datetime="{_esc(p.created_at)}">{_esc(_when(p.created_at))}</time>'
+    return (
+        f'<div class="relay-para kind-{p.kind}" data-seq="{p.seq}" data-id="{p.id}">'
+        f'<div class="relay-meta">#{p.seq} · <b class="relay-author">{_esc(who)}</b> · '
+        f'<span class="relay-badge">{_esc(badge)}</span>{edited} · {when}</div>'
+        f'<div class="relay-text">{_esc(p.text)}</div>{details}</div>'
+    )
+
+
+def render_timeline(paragraphs, lang: str) -> str:
+    """The whole timeline as one HTML string (the live page sends cards one by one instead)."""
     if not paragraphs:
         return f"<p><em>{_esc(say(lang, 'empty_timeline'))}</em></p>"
-    if reading:
-        body = "".join(f"<p>{_esc(p.text)}</p>" for p in paragraphs)
-        return f'<div class="relay-novel">{body}</div>'
-    cards = []
-    for p in paragraphs:
-        badge = say(lang, "kind_ai" if p.kind == "ai" else "kind_human")
-        who = say(lang, "ai_for", author=p.author) if p.kind == "ai" else p.author
-        edited = f' <span class="relay-badge relay-edited">{_esc(say(lang, "edited_mark"))}</span>' if p.edited else ""
-        details = ""
-        if p.kind == "ai" and p.meta:
-            details = (
-                f'<details class="relay-details"><summary>{_esc(say(lang, "ai_details"))}</summary>'
-                f"<pre>{_esc(_meta_summary(p.meta))}</pre></details>"
-            )
-        cards.append(
-            f'<div class="relay-para kind-{p.kind}" data-seq="{p.seq}" data-id="{p.id}">'
-            f'<div class="relay-meta">#{p.seq} · <b class="relay-author">{_esc(who)}</b> · '
-            f'<span class="relay-badge">{_esc(badge)}</span>{edited} · {_esc(_when(p.created_at))}</div>'
-            f'<div class="relay-text">{_esc(p.text)}</div>{details}</div>'
-        )
-    return f'<div class="relay-timeline">{"".join(cards)}</div>'
+    return f'<div class="relay-timeline">{"".join(render_card(p, lang) for p in paragraphs)}</div>'
 
 
-def render_status(story, head, holder: str | None, lang: str) -> str:
-    """Whose turn it is, and whom the model is writing for right now."""
-    if holder:
-        return f"<p>{say(lang, 'ai_busy_status', holder=_esc(holder))}</p>"
+def render_status(story, head, turn, lang: str) -> str:
+    """Whose turn it is: a person's, the model's, or the model's turn held by someone."""
+    if turn is not None:
+        key = "ai_busy_status" if turn.status == "writing" else "ai_pending_status"
+        return f"<p>{say(lang, key, holder=_esc(turn.holder))}</p>"
     if story.turn_rule != "alternate":
         return f"<p>{say(lang, 'turn_free')}</p>"
     return f"<p>{say(lang, 'turn_next_ai' if head is not None and head.kind == 'human' else 'turn_next_human')}</p>"
 
+
+def render_turn(turn, lang: str) -> str:
+    """The model's turn as co-writers watch it: the text being written, or the suggestions waiting."""
+    if turn is None:
+        return ""
+    if turn.status == "writing":
+        body = f'<div class="relay-draft relay-text">{_esc(turn.draft)}<span class="relay-caret">▍</span></div>'
+        title = say(lang, "watch_writing", holder=_esc(turn.holder))
+    else:
+        items = "".join(f'<li class="relay-text">{_esc(c.text)}</li>' for c in turn.candidates)
+        body = f'<ol class="relay-watch-candidates">{items}</ol>'
+        title = say(lang, "watch_pending", holder=_esc(turn.holder), n=len(turn.candidates))
+    return f'<div class="relay-watch relay-watch-{turn.status}"><div class="relay-watch-title">{title}</div>{body}</div>'
+
+
+# The live part of the story tab: relay/ui/live.js fills these slots from the /relay/live stream.
+LIVE_SLOTS = (
+    '<div id="relay-live" class="relay-live">'
+    '<div id="relay-header"></div><div id="relay-status" class="relay-status"></div>'
+    '<div class="relay-scroll" id="relay-scroll"><div id="relay-timeline" class="relay-timeline"></div>'
+    '<div id="relay-turn"></div></div>'
+    '<button type="button" class="relay-jump" id="relay-jump" hidden>↓</button>'
+    '</div>'
+)
 
 
 def seed_line(meta: dict, lang: str) -> str:

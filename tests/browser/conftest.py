@@ -8,7 +8,6 @@ the Debian build is the browser under test.
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +30,6 @@ class ServedApp:
     store: object
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def chromium_path() -> Path:
     """Debian's Chromium; browser tests skip when it is not installed."""
@@ -55,37 +48,25 @@ def tiny_engine(tiny_model_dir):
     return Engine.from_pretrained(model=str(tiny_model_dir))
 
 
-def _serve(engine, db: Path, poll_seconds: float):
+def _serve(engine, db: Path):
     import app
     from relay.story_store import StoryStore
+    from relay.ui.server import free_port, serve
 
     store = StoryStore(db)
     # The story list is never empty, so a page has finished loading once a story link shows.
     store.create_story("입구", "관리자", turn_rule="free")
-    demo = app.build_demo(engine, store, tiny=True, poll_seconds=poll_seconds)
-    _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True,
-                           quiet=True)
-    return demo, ServedApp(url=url, store=store)
+    demo = app.build_demo(engine, store, tiny=True)
+    server = serve(demo, store, host="127.0.0.1", port=free_port(), block=False)
+    return server, ServedApp(url=server.url, store=store)
 
 
 @pytest.fixture(scope="session")
 def relay_app(chromium_path, tiny_engine, tmp_path_factory):
-    """The app as every browser sees it: polls the store each second."""
-    demo, served = _serve(tiny_engine, tmp_path_factory.mktemp("browser-db") / "relay.db", poll_seconds=1.0)
+    """The app as every browser sees it: each open tab follows its story live."""
+    server, served = _serve(tiny_engine, tmp_path_factory.mktemp("browser-db") / "relay.db")
     yield served
-    demo.close()
-
-
-@pytest.fixture(scope="session")
-def unpolled_app(chromium_path, tiny_engine, tmp_path_factory):
-    """The app with live polling slowed to once an hour.
-
-    A page then keeps showing what it last rendered, so "someone wrote while I was typing" can be
-    staged deterministically instead of racing the one-second poll.
-    """
-    demo, served = _serve(tiny_engine, tmp_path_factory.mktemp("browser-db-unpolled") / "relay.db", poll_seconds=3600.0)
-    yield served
-    demo.close()
+    server.close()
 
 
 @pytest.fixture(scope="session")
@@ -95,9 +76,9 @@ def adapter_app(chromium_path, tiny_model_dir, tmp_path_factory):
 
     folder = build_tiny_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter") / "style")
     engine = Engine.from_pretrained(model=str(tiny_model_dir), adapters={"style": str(folder)})
-    demo, served = _serve(engine, tmp_path_factory.mktemp("browser-db-adapter") / "relay.db", poll_seconds=1.0)
+    server, served = _serve(engine, tmp_path_factory.mktemp("browser-db-adapter") / "relay.db")
     yield served
-    demo.close()
+    server.close()
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,7 @@ def test_two_writers_relay_with_the_model_and_see_each_other_live(new_page, rela
     assert ai_text.strip()
     b.page.locator("#relay-accept").click()
     expect(b.toast("info")).to_be_visible()
-    for page in (b, a):  # a sees it by polling, without reloading
+    for page in (b, a):  # a sees it live, without reloading
         expect(page.paragraphs).to_have_count(2, timeout=10_000)
         ai_card = page.paragraphs.nth(1)
         expect(ai_card).to_have_class(re.compile(r"\bkind-ai\b"))
@@ -114,28 +114,30 @@ def test_html_and_script_in_a_paragraph_show_as_text_and_run_nothing(new_page, r
     assert w.page.evaluate("() => window.__pwned") is None
 
     w.page.locator("#relay-reading input").check()
-    novel = w.timeline.locator(".relay-novel")
+    novel = w.page.locator("#relay-live.relay-reading #relay-timeline")
     expect(novel).to_contain_text(hostile)
+    expect(novel.locator(".relay-meta").first).to_be_hidden()  # just the novel: no writers, badges or times
     expect(w.timeline.locator("img, script")).to_have_count(0)
     assert w.page.evaluate("() => window.__pwned") is None
     w.page.screenshot(path=screenshots / "07-reading-view.png", full_page=True)
 
-    # a second browser rendering the same story by polling/loading is just as inert
+    # a second browser rendering the same story live is just as inert
     other = RelayPage(new_page(), relay_app.url).open(w.share_link.get_attribute("href"))
     expect(other.paragraphs.last.locator(".relay-text")).to_have_text(hostile)
     expect(other.page.locator("#relay-timeline img, #relay-timeline script")).to_have_count(0)
     assert other.page.evaluate("() => window.__pwned") is None
 
 
-def test_a_writer_who_missed_a_paragraph_is_told_sees_it_and_keeps_the_draft(new_page, unpolled_app):
-    a = writer_on(new_page, unpolled_app, "민지")
+def test_a_writer_who_missed_a_paragraph_is_told_sees_it_and_keeps_the_draft(new_page, relay_app):
+    a = writer_on(new_page, relay_app, "민지")
     sid = a.create_story("늦은 답장", rule="free")
     a.add("편지는 사흘 늦게 도착했다.")
     draft = "봉투 안에는 마른 꽃잎 하나뿐이었다."
     a.type_draft(draft)
 
-    # Someone else writes while the draft is being typed; this page has not seen it yet.
-    unpolled_app.store.add_paragraph(sid, "그 사이 준호가 먼저 문단을 보탰다.", "준호", kind="human")
+    # Someone else writes while the draft is being typed; this page has not seen it yet (a slow network).
+    a.page.evaluate("relayLive.hold(true)")
+    relay_app.store.add_paragraph(sid, "그 사이 준호가 먼저 문단을 보탰다.", "준호", kind="human")
     expect(a.paragraphs).to_have_count(1)
 
     a.page.locator("#relay-add").click()
@@ -143,13 +145,13 @@ def test_a_writer_who_missed_a_paragraph_is_told_sees_it_and_keeps_the_draft(new
     expect(a.paragraphs).to_have_count(2)
     expect(a.paragraphs.nth(1).locator(".relay-text")).to_have_text("그 사이 준호가 먼저 문단을 보탰다.")
     expect(a.composer).to_have_value(draft)
-    assert [p.text for p in unpolled_app.store.timeline(sid)][-1] != draft
+    assert [p.text for p in relay_app.store.timeline(sid)][-1] != draft
 
     a.page.locator("#relay-add").click()
     expect(a.paragraphs).to_have_count(3)
     expect(a.paragraphs.nth(2).locator(".relay-text")).to_have_text(draft)
     expect(a.composer).to_have_value("")
-    assert [p.text for p in unpolled_app.store.timeline(sid)][-1] == draft
+    assert [p.text for p in relay_app.store.timeline(sid)][-1] == draft
 
 
 def test_the_turn_rule_refuses_a_second_human_paragraph_with_a_clear_message(new_page, relay_app):

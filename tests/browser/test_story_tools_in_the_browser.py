@@ -51,7 +51,7 @@ def test_undo_removes_my_last_paragraph_and_refuses_to_remove_someone_elses(new_
     assert texts(store, sid) == ["창문이 덜컹거렸다."]
 
     store.add_paragraph(sid, "준호가 이어 썼다.", "준호", kind="human")
-    expect(w.paragraphs).to_have_count(2, timeout=10_000)  # arrives by polling
+    expect(w.paragraphs).to_have_count(2, timeout=10_000)  # arrives live
     w.undo()
     expect(w.toast("error")).to_contain_text("준호")
     expect(w.paragraphs).to_have_count(2)

@@ -1,0 +1,211 @@
+"""Live stories: every open tab sees its story change as it happens, the model's turn included.
+
+One `LiveHub` per app process. A single watcher thread asks the store what changed
+(`store.wait_for_change`: a one-row read four times a second on SQLite, LISTEN/NOTIFY on
+PostgreSQL) and only while at least one tab is watching; an idle server runs no watcher at all.
+When a story changes, the hub takes one snapshot of it (timeline, whose turn it is, the model's
+text so far and the suggestions waiting), renders it once per page language, and hands the result
+to every tab that shows that story. Tabs listen on a plain Server-Sent Events route
+(`/relay/live?story=ID&lang=ko`) mounted beside Gradio, so an idle tab costs one open connection
+and a comment line every 25 s: nothing goes through Gradio's queue, and no tab polls.
+
+Because change detection goes through the store, a paragraph written by another app process
+(or another machine, on PostgreSQL) reaches these tabs the same way as a local one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from relay.story_store import NotFound, StoryStore
+
+log = logging.getLogger(__name__)
+
+WATCH_TIMEOUT_S = 1.0  # longest single wait on the store; the watcher re-checks its subscribers after it
+KEEPALIVE_S = 25.0  # an SSE comment line this often keeps proxies from closing an idle tab's stream
+MAX_SUBSCRIBERS = 5000  # open tabs one process will serve; more get HTTP 503 with a message
+
+
+@dataclass
+class Snapshot:
+    """A story as every tab sees it at one change token: rendered parts, one dict per page language."""
+
+    story_id: int
+    token: int
+    parts: dict[str, dict]  # lang -> {"header", "status", "turn", "cards": [(paragraph id, fingerprint, html)], ...}
+    turn_expires_at: float | None  # when the current model turn times out (nothing is written then)
+
+
+@dataclass(eq=False)
+class _Subscriber:
+    story_id: int
+    lang: str
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=1))
+
+
+class LiveHub:
+    """Watches the store and pushes each story's live state to the tabs that show it.
+
+    `render(story_id, lang)` returns the parts of a story as a page in `lang` shows them (a dict
+    with "header", "status", "turn" HTML strings, "cards": a list of (paragraph id, fingerprint,
+    card html), "head": the last paragraph's id, "turn_state": a small JSON-able dict, and
+    "expires_at": when the model's turn times out or None); it raises NotFound for a story that
+    does not exist.
+    """
+
+    def __init__(self, store: StoryStore, render: Callable[[int, str], dict], *, langs: tuple[str, ...] = ("ko", "en")):
+        self.store = store
+        self.render = render
+        self.langs = langs
+        self._subs: dict[int, set[_Subscriber]] = {}
+        self._latest: dict[int, Snapshot] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._closed = False
+
+    # -- subscribers -------------------------------------------------------------------------
+
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return sum(len(s) for s in self._subs.values())
+
+    def _add(self, sub: _Subscriber) -> None:
+        with self._lock:
+            if sum(len(s) for s in self._subs.values()) >= MAX_SUBSCRIBERS:
+                raise OverflowError("too many open tabs on this server")
+            self._subs.setdefault(sub.story_id, set()).add(sub)
+            if self._watcher is None or not self._watcher.is_alive():
+                self._watcher = threading.Thread(target=self._watch, name="relay-live-watcher", daemon=True)
+                self._watcher.start()
+        self._wake.set()
+
+    def _remove(self, sub: _Subscriber) -> None:
+        with self._lock:
+            subs = self._subs.get(sub.story_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[sub.story_id]
+                    self._latest.pop(sub.story_id, None)
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+
+    # -- the watcher thread ------------------------------------------------------------------
+
+    def snapshot(self, story_id: int) -> Snapshot:
+        """The story's current snapshot, rendered in every language (cached until the story changes)."""
+        token = self.store.change_token()
+        with self._lock:
+            cached = self._latest.get(story_id)
+        if cached is not None and cached.token >= token:
+            return cached
+        parts = {lang: self.render(story_id, lang) for lang in self.langs}
+        expires = next(iter(parts.values())).get("expires_at")
+        snap = Snapshot(story_id=story_id, token=token, parts=parts, turn_expires_at=expires)
+        with self._lock:
+            if story_id in self._subs:
+                self._latest[story_id] = snap
+        return snap
+
+    def _watch(self) -> None:
+        token = self.store.change_token()
+        while not self._closed:
+            with self._lock:
+                watched = bool(self._subs)
+            if not watched:
+                # Nobody is watching: sleep until a tab subscribes (no store reads at all).
+                self._wake.wait()
+                self._wake.clear()
+                token = self.store.change_token()
+                continue
+            try:
+                changed: set[int] = set()
+                new = self.store.wait_for_change(token, WATCH_TIMEOUT_S)
+                if new > token:
+                    token, ids = self.store.changed_stories(token)
+                    changed.update(ids)
+                now = time.time()
+                with self._lock:
+                    for sid, snap in self._latest.items():
+                        if snap.turn_expires_at is not None and snap.turn_expires_at <= now:
+                            changed.add(sid)  # the model's turn timed out: nothing was written, but it is free now
+                for sid in changed:
+                    self._publish(sid)
+            except Exception:  # the store was briefly unavailable: keep the tabs, try again shortly
+                log.exception("live watcher: reading the store failed; retrying")
+                time.sleep(1.0)
+
+    def _publish(self, story_id: int) -> None:
+        with self._lock:
+            subs = list(self._subs.get(story_id, ()))
+            self._latest.pop(story_id, None)
+        if not subs:
+            return
+        try:
+            snap = self.snapshot(story_id)
+        except NotFound:
+            return
+        for sub in subs:
+            sub.loop.call_soon_threadsafe(_offer, sub.queue, snap)
+
+    # -- one tab's stream --------------------------------------------------------------------
+
+    async def stream(self, story_id: int, lang: str) -> AsyncIterator[str]:
+        """Server-Sent Events for one tab: the whole story first, then what changes, as it changes."""
+        sub = _Subscriber(story_id=story_id, lang=lang if lang in self.langs else self.langs[0],
+                          loop=asyncio.get_running_loop())
+        self._add(sub)
+        try:
+            snap = await asyncio.to_thread(self.snapshot, story_id)
+            sent = None
+            while True:
+                message = _message(snap.parts[sub.lang], sent)
+                if message is not None:
+                    yield f"data: {json.dumps(message, ensure_ascii=False)}\n\n"
+                    sent = snap.parts[sub.lang]
+                try:
+                    snap = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_S)
+                except asyncio.TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+        finally:
+            self._remove(sub)
+
+
+def _offer(queue: asyncio.Queue, snap: Snapshot) -> None:
+    """Give a tab the newest snapshot; one it has not read yet is replaced (it only needs the latest)."""
+    if queue.full():
+        queue.get_nowait()
+    queue.put_nowait(snap)
+
+
+def _message(now: dict, sent: dict | None) -> dict | None:
+    """What to send a tab that last got `sent`: only the parts that changed, and new paragraphs as an append."""
+    if sent is None:
+        return {"kind": "full", **_public(now), "cards": [html for _, _, html in now["cards"]]}
+    message: dict = {"kind": "update"}
+    for key in ("header", "status", "turn", "turn_state", "head", "count"):
+        if now.get(key) != sent.get(key):
+            message[key] = now.get(key)
+    old = [(pid, fp) for pid, fp, _ in sent["cards"]]
+    new = [(pid, fp) for pid, fp, _ in now["cards"]]
+    if new != old:
+        if new[:len(old)] == old:
+            message["append"] = [html for _, _, html in now["cards"][len(old):]]
+        else:
+            message["cards"] = [html for _, _, html in now["cards"]]
+    return message if len(message) > 1 else None
+
+
+def _public(parts: dict) -> dict:
+    return {k: parts.get(k) for k in ("header", "status", "turn", "turn_state", "head", "count")}

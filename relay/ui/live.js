@@ -1,0 +1,135 @@
+// Relay's live story view. The server pushes each change of the open story over Server-Sent
+// Events (/relay/live, see relay/live.py); this script puts it into the page's slots. It never
+// builds HTML from user text itself: every fragment arrives escaped from the server.
+window.relayLive = (() => {
+  let source = null;
+  let current = { story: null, lang: "ko", writer: "" };
+  let state = { head: 0, cards: [], header: "", status: "", turn: "", turn_state: null };
+  let reading = false;
+  let onTurn = null;
+  let held = false, backlog = [];  // hold(true) queues changes instead of showing them (a slow network, in tests)
+
+  const $ = (id) => document.getElementById(id);
+
+  function localTimes(root) {
+    for (const el of (root || document).querySelectorAll("time.relay-time[datetime]")) {
+      if (el.dataset.local) continue;
+      const d = new Date(el.getAttribute("datetime"));
+      if (isNaN(d)) continue;
+      const pad = (n) => String(n).padStart(2, "0");
+      el.textContent = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+      el.title = el.getAttribute("datetime");
+      el.dataset.local = "1";
+    }
+  }
+
+  function absoluteLinks(root) {
+    const base = location.href.split("?")[0].split("#")[0];
+    for (const a of (root || document).querySelectorAll("a.relay-share")) {
+      const href = base + a.getAttribute("href").replace(/^[^?]*/, "");
+      a.href = href;
+      a.textContent = href;
+    }
+  }
+
+  function nearBottom(box) {
+    return box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+  }
+
+  function render(first) {
+    const timeline = $("relay-timeline");
+    if (!timeline) return false;
+    const box = $("relay-scroll");
+    const stick = first || (box && nearBottom(box));
+    $("relay-header").innerHTML = state.header || "";
+    $("relay-status").innerHTML = state.status || "";
+    const mine = state.turn_state && current.writer && state.turn_state.holder_id === current.writer;
+    $("relay-turn").innerHTML = mine ? "" : state.turn || "";
+    timeline.innerHTML = state.cards.join("") || state.empty || "";
+    timeline.dataset.head = String(state.head || 0);
+    timeline.dataset.story = String(current.story || "");
+    $("relay-live").classList.toggle("relay-reading", reading);
+    localTimes($("relay-live"));
+    absoluteLinks($("relay-live"));
+    if (box && stick) box.scrollTop = box.scrollHeight;
+    jumpButton();
+    return true;
+  }
+
+  function jumpButton() {
+    const box = $("relay-scroll"), jump = $("relay-jump");
+    if (box && jump) jump.hidden = nearBottom(box);
+  }
+
+  function apply(message) {
+    if (message.kind === "error") {
+      state = { head: 0, cards: [], header: `<p class="relay-error">${message.message}</p>`, status: "", turn: "", turn_state: null };
+      render(true);
+      return;
+    }
+    const first = message.kind === "full";
+    for (const key of ["header", "status", "turn", "turn_state", "head", "empty"]) {
+      if (key in message) state[key] = message[key];
+    }
+    if ("cards" in message) state.cards = message.cards;
+    if ("append" in message) state.cards = state.cards.concat(message.append);
+    render(first);
+    if (onTurn && ("turn_state" in message)) onTurn(state.turn_state);
+  }
+
+  function open(story, lang, writer) {
+    if (source) { source.close(); source = null; }
+    current = { story, lang: lang || "ko", writer: writer || "" };
+    state = { head: 0, cards: [], header: "", status: "", turn: "", turn_state: null };
+    if (!story) { render(true); return; }
+    const url = new URL("relay/live", location.href.split("?")[0].split("#")[0].replace(/[^/]*$/, ""));
+    url.searchParams.set("story", story);
+    url.searchParams.set("lang", current.lang);
+    source = new EventSource(url);
+    source.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      if (held) backlog.push(message); else apply(message);
+    };
+  }
+
+  // Gradio may re-create the slot (e.g. when a tab is shown again): put the last state back.
+  setInterval(() => {
+    const timeline = $("relay-timeline");
+    if (timeline && current.story && timeline.dataset.story !== String(current.story)) render(false);
+  }, 500);
+
+  document.addEventListener("scroll", (e) => { if (e.target && e.target.id === "relay-scroll") jumpButton(); }, true);
+  document.addEventListener("click", (e) => {
+    if (e.target && e.target.id === "relay-jump") {
+      const box = $("relay-scroll");
+      if (box) box.scrollTop = box.scrollHeight;
+    }
+  });
+
+  // Keyboard: Ctrl+Enter adds the paragraph (in the composer) or accepts the suggestion (in the
+  // preview); Alt+←/→ flips between suggestions.
+  document.addEventListener("keydown", (e) => {
+    const inside = (id) => e.target && e.target.closest && e.target.closest("#" + id);
+    if ((e.ctrlKey || e.metaKey) && e.key === "Enter") {
+      if (inside("relay-composer")) { e.preventDefault(); $("relay-add")?.click(); }
+      else if (inside("relay-preview")) { e.preventDefault(); $("relay-accept")?.click(); }
+    } else if (e.altKey && (e.key === "ArrowLeft" || e.key === "ArrowRight")) {
+      const button = $(e.key === "ArrowLeft" ? "relay-swipe-prev" : "relay-swipe-next");
+      if (button && !button.disabled) { e.preventDefault(); button.click(); }
+    }
+  });
+
+  return {
+    open,
+    head: () => state.head || 0,
+    story: () => current.story,
+    turnState: () => state.turn_state,
+    setReading: (on) => { reading = !!on; const live = $("relay-live"); if (live) live.classList.toggle("relay-reading", reading); },
+    onTurnChange: (fn) => { onTurn = fn; },
+    localTimes,
+    hold: (on) => {
+      held = !!on;
+      if (!held) { const queued = backlog; backlog = []; queued.forEach(apply); }
+    },
+  };
+})();

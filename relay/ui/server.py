@@ -1,0 +1,130 @@
+"""Serving the page: Gradio mounted in a FastAPI app beside the live stream route, run by uvicorn.
+
+    server = serve(demo, store, host="127.0.0.1", port=7860, block=False)
+    print(server.url); ...; server.close()
+
+Queue policy (README "Limits"): every Gradio event starts at once (no concurrency group makes a
+cheap event wait behind a model job); the model's own queue is the engine's, and a writer may have
+at most a few model jobs waiting or running (relay/limits.py). Tabs follow their story through
+`/relay/live` (Server-Sent Events from relay/live.py), which never touches Gradio's queue.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import uvicorn
+from fastapi import FastAPI, Query
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from relay.live import MAX_SUBSCRIBERS, LiveHub
+from relay.story_store import NotFound, StoryStore
+from relay.ui.controls import make_i18n
+from relay.ui.demo import story_parts
+from relay.ui.render import CSS
+from relay.ui_text import say
+
+QUEUE_MAX_SIZE = 2048  # events waiting at once in the whole server (a memory bound; nothing normally waits)
+MAX_THREADS = 256  # worker threads for handlers (each streaming model turn holds one while it waits for text)
+QUEUE_IDLE_SLEEP_S = 0.02  # Gradio's queue loop checks for new events this often when idle (its default, 1 ms, costs ~7% of a core)
+MAX_UPLOAD = "2mb"  # uploads are story imports (JSON) only
+LIVE_JS = (Path(__file__).with_name("live.js")).read_text(encoding="utf-8")
+
+
+@dataclass
+class Server:
+    """A running Relay server: its URL, the live hub, and how to stop it."""
+
+    url: str
+    hub: LiveHub
+    _server: uvicorn.Server
+    _thread: threading.Thread | None
+
+    def close(self) -> None:
+        self.hub.close()
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def build_app(demo: gr.Blocks, store: StoryStore, **gradio_options) -> tuple[FastAPI, LiveHub]:
+    """The FastAPI app: `/relay/live` (the story stream) and the Gradio page at `/`."""
+    hub = LiveHub(store, lambda story_id, lang: story_parts(store, story_id, lang))
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/relay/live")
+    async def live(story: str = Query(...), lang: str = Query("ko")):
+        """Server-Sent Events: the story's live state, then its changes as they happen."""
+        if not story.isdigit() or not 0 < int(story) < 2**63:
+            return JSONResponse({"error": "story must be a positive whole number"}, status_code=400)
+        if hub.subscriber_count() >= MAX_SUBSCRIBERS:
+            return JSONResponse({"error": "too many open tabs on this server; reload in a moment"}, status_code=503)
+        return StreamingResponse(_guarded(hub, int(story), lang), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    demo.queue(default_concurrency_limit=None, max_size=QUEUE_MAX_SIZE)
+    demo.max_threads = MAX_THREADS
+    _calm_idle_queue(demo)
+    gradio_options.setdefault("ssr_mode", False)
+    gradio_options["head"] = f"<script>{LIVE_JS}</script>" + gradio_options.get("head", "")
+    app = gr.mount_gradio_app(app, demo, path="/", i18n=make_i18n(), css=CSS, max_file_size=MAX_UPLOAD,
+                              **gradio_options)
+    return app, hub
+
+
+async def _guarded(hub: LiveHub, story_id: int, lang: str):
+    """The hub's stream, with an unknown story turned into one error event instead of a broken stream."""
+    try:
+        async for chunk in hub.stream(story_id, lang):
+            yield chunk
+    except NotFound:
+        message = say(lang if lang in ("ko", "en") else "ko", "story_not_found", story=story_id)
+        yield f"data: {json.dumps({'kind': 'error', 'message': message}, ensure_ascii=False)}\n\n"
+
+
+def _calm_idle_queue(demo: gr.Blocks) -> None:
+    """Gradio's queue loop polls every 1 ms when it has nothing to do; at 20 ms an idle server sleeps.
+
+    An event then waits at most 20 ms before it starts. Feature-checked: a Gradio without these
+    attributes keeps its own timing.
+    """
+    queue = getattr(demo, "_queue", None)
+    if queue is not None and hasattr(queue, "sleep_when_free"):
+        queue.sleep_when_free = QUEUE_IDLE_SLEEP_S
+    if queue is not None and hasattr(queue, "progress_update_sleep_when_free"):
+        queue.progress_update_sleep_when_free = 0.1
+
+
+def serve(demo: gr.Blocks, store: StoryStore, host: str = "127.0.0.1", port: int = 7860, *, block: bool = True,
+          **gradio_options) -> Server:
+    """Serve the page on host:port; with block=False, return once it answers (tests, benchmarks)."""
+    app, hub = build_app(demo, store, **gradio_options)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_keep_alive=30,
+                            timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+    if block:
+        print(f"Relay is running at {url}", flush=True)
+        server.run()
+        return Server(url=url, hub=hub, _server=server, _thread=None)
+    thread = threading.Thread(target=server.run, name="relay-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not start on {host}:{port}")
+        time.sleep(0.05)
+    return Server(url=url, hub=hub, _server=server, _thread=thread)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for tests and benchmarks)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,452 @@
+"""The story list and the story tab: read a story live, add paragraphs, and take the model's turn.
+
+What the story shows (header, whose turn, the timeline, the model's text as it is written) comes
+from the live stream (relay/live.py + live.js), not from these handlers: a handler changes the
+store, and every tab on the story, this one included, sees the change through the stream. The
+handlers here only fill this tab's own boxes (the composer, the suggestion being chosen).
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from relay.settings import PRESETS, SamplingSettings, SettingsError
+from relay.story_store import (InvalidInput, NotAllowed, NotFound, StaleHeadError, StoryError, TurnError, TurnLost,
+                               writer_id_of)
+from relay.turns import AI_IDLE_S
+from relay.ui.common import _fail, _lang, _need_name, _need_story
+from relay.ui.controls import _setting_component, i18n_key, settings_from_values, settings_to_values
+from relay.ui.render import LIVE_SLOTS, _esc, render_story_list, seed_line
+from relay.ui_text import say
+
+EXPORT_FORMATS = ("txt", "md", "json")
+TOUCH_EVERY_S = 60  # while a suggestion is being edited, its turn's idle timer is refreshed this often
+
+# The page script follows the open story: (re)connect its live stream whenever the story changes.
+OPEN_LIVE_JS = "(story, lang, writer) => { window.__relayMe = writer; window.relayLive && relayLive.open(story, lang, writer); }"
+# A human paragraph is checked against the last paragraph this tab actually shows.
+WITH_SEEN_HEAD_JS = "(...args) => { args[args.length - 1] = window.relayLive ? relayLive.head() : 0; return args; }"
+# A second tab (or a reload) of the writer whose suggestions wait: load them into this tab's preview.
+SYNC_TURN_JS = """() => {
+  relayLive.onTurnChange((ts) => {
+    const preview = document.querySelector('#relay-preview textarea');
+    if (ts && ts.status === 'pending' && preview && !preview.value && window.__relayMe && ts.holder_id === window.__relayMe) {
+      document.getElementById('relay-turn-sync')?.click();
+    }
+  });
+}"""
+
+
+def build_story_tabs(ui) -> None:
+    """The "stories" and "story" tabs inside the page's gr.Tabs, with their events; fills ui.controls/ui.adapter."""
+    engine, store, ai_turn, stops, names, defaults = ui.engine, ui.store, ui.ai_turn, ui.cancels, ui.names, ui.defaults
+    private = ui.private
+    specs = SamplingSettings.specs()
+    adapter_choices = [(say("ko", "base_model"), "")] + [(a, a) for a in engine.adapter_names]
+    turn_view = ui.turn_view
+    touch_timer = ui.touch_timer
+    seen_head = ui.seen_head  # replaced by the page script with the last paragraph the tab shows
+
+    with gr.Tab(i18n_key("tab_stories"), id="stories"):
+        stories_html = gr.HTML(elem_id="relay-stories")
+        refresh_btn = gr.Button(i18n_key("refresh"), size="sm")
+        gr.Markdown(i18n_key("new_story"))
+        with gr.Group():
+            new_title = gr.Textbox(label=i18n_key("new_title"), max_length=100, elem_id="relay-new-title")
+            new_rule = gr.Radio(choices=[(i18n_key("rule_alternate"), "alternate"), (i18n_key("rule_free"), "free")],
+                                value="alternate", label=i18n_key("turn_rule"))
+            create_btn = gr.Button(i18n_key("create"), variant="primary", elem_id="relay-create")
+
+    with gr.Tab(i18n_key("tab_story"), id="story"):
+        no_story = gr.Markdown(i18n_key("no_story_open"), elem_id="relay-no-story")
+        reading = gr.Checkbox(label=i18n_key("reading_view"), value=False, elem_id="relay-reading")
+        gr.HTML(LIVE_SLOTS, elem_id="relay-live-root")
+        with gr.Group(elem_id="relay-desk"):
+            composer = gr.Textbox(label=i18n_key("composer"), placeholder=i18n_key("composer_ph"), lines=3,
+                                  max_lines=12, elem_id="relay-composer")
+            with gr.Row():
+                add_btn = gr.Button(i18n_key("add"), variant="primary", elem_id="relay-add")
+                ai_btn = gr.Button(i18n_key("ai_continue"), variant="primary", elem_id="relay-ai")
+                stop_btn = gr.Button(i18n_key("stop"), variant="stop", elem_id="relay-stop")
+            preview = gr.Textbox(label=i18n_key("preview"), lines=4, max_lines=16, interactive=True,
+                                 elem_id="relay-preview")
+            with gr.Row(elem_classes=["relay-swipe"]):
+                prev_btn = gr.Button(i18n_key("swipe_prev"), size="sm", elem_id="relay-swipe-prev", interactive=False)
+                swipe_info = gr.Markdown(elem_id="relay-swipe-info")
+                next_btn = gr.Button(i18n_key("swipe_next"), size="sm", elem_id="relay-swipe-next", interactive=False)
+            seed_info = gr.Markdown(elem_id="relay-seed-info")
+            with gr.Row():
+                accept_btn = gr.Button(i18n_key("accept"), variant="primary", elem_id="relay-accept")
+                regen_btn = gr.Button(i18n_key("regenerate"), elem_id="relay-regen")
+                discard_btn = gr.Button(i18n_key("discard"), elem_id="relay-discard")
+                use_seed_btn = gr.Button(i18n_key("use_seed"), size="sm")
+            with gr.Row():
+                n_alts = gr.Slider(2, 4, value=3, step=1, label=i18n_key("n_alternatives"))
+                alts_btn = gr.Button(i18n_key("alternatives"), elem_id="relay-alts")
+            with gr.Row(visible=False) as alts_row:
+                alt_boxes, pick_btns = [], []
+                for i in range(4):
+                    with gr.Column(min_width=160):
+                        alt_boxes.append(gr.Textbox(label=f"#{i + 1}", lines=6, interactive=False,
+                                                    elem_id=f"relay-alt-{i}"))
+                        pick_btns.append(gr.Button(i18n_key("pick"), size="sm", elem_id=f"relay-pick-{i}"))
+            sync_btn = gr.Button("sync", visible=False, elem_id="relay-turn-sync")
+
+        with gr.Accordion(i18n_key("sampling"), open=False, elem_id="relay-sampling"):
+            adapter = gr.Dropdown(choices=adapter_choices, value="", label=i18n_key("adapter"),
+                                  visible=bool(engine.adapter_names))
+            with gr.Row():
+                preset = gr.Radio(choices=[(i18n_key(f"preset.{p}"), p) for p in PRESETS], label=i18n_key("preset"))
+                reset_btn = gr.Button(i18n_key("reset_defaults"), size="sm")
+            controls = [_setting_component(s, getattr(defaults, s.name)) for s in specs]
+
+        with gr.Accordion(i18n_key("more"), open=False):
+            undo_btn = gr.Button(i18n_key("undo"), elem_id="relay-undo")
+            with gr.Row():
+                fork_seq = gr.Number(label=i18n_key("fork_seq"), precision=0, minimum=1)
+                fork_title = gr.Textbox(label=i18n_key("fork_title"), max_length=100)
+                fork_btn = gr.Button(i18n_key("fork"))
+            with gr.Row():
+                export_fmt = gr.Radio(choices=list(EXPORT_FORMATS), value="txt", label=i18n_key("export_fmt"))
+                export_btn = gr.Button(i18n_key("export"))
+                export_file = gr.File(interactive=False, elem_id="relay-export-file")
+
+    ui.adapter, ui.controls = adapter, controls
+    story_state, lang_state, writer, writer_key, writer_id = (ui.story_state, ui.lang_state, ui.writer, ui.writer_key,
+                                                              ui.writer_id)
+    desk_outputs = [preview, turn_view, swipe_info, prev_btn, next_btn, seed_info, touch_timer]
+
+    def story_defaults(story) -> SamplingSettings:
+        try:
+            return SamplingSettings.from_dict(story.settings or {})
+        except SettingsError:
+            return defaults
+
+    def desk(lang: str, view: dict | None, text: str | None = None, meta: dict | None = None):
+        """This tab's suggestion box for `view` (the turn's suggestions and which one shows), as outputs."""
+        if not view or not view.get("ids"):
+            return ("", None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.Timer(active=False))
+        ids, i = view["ids"], view["index"]
+        if text is None:
+            candidate = store.get_candidate(ids[i])
+            text, meta = candidate.text, candidate.meta
+        info = say(lang, "swipe_of", i=i + 1, n=len(ids)) if len(ids) > 1 else ""
+        return (text, view, info, gr.Button(interactive=i > 0), gr.Button(interactive=i < len(ids) - 1),
+                seed_line(meta, lang) if meta else "", gr.Timer(active=True))
+
+    def my_turn_view(sid: int, name: str, key: str) -> dict | None:
+        """The suggestions waiting in this writer's model turn on the story (after a reload or in a second tab)."""
+        turn = store.ai_turn(sid)
+        if turn is None or not turn.candidates or turn.status != "pending":
+            return None
+        if turn.holder_id is not None and (not key or writer_id_of(key) != turn.holder_id):
+            return None
+        if turn.holder_id is None and turn.holder != name:
+            return None
+        head = store.head(sid)
+        return {"ids": [c.id for c in turn.candidates], "index": len(turn.candidates) - 1,
+                "expected_head": head.id if head else 0}
+
+    # -- page load, writer, story list -------------------------------------------------------
+
+    def on_load(saved_name, saved_key, request: gr.Request):
+        lang = _lang(request)
+        key = saved_key if _well_formed(saved_key) else secrets.token_urlsafe(24)
+        stories = render_story_list(store.list_stories(), lang)
+        raw = request.query_params.get("story")
+        sid, tab, values, view = gr.skip(), gr.skip(), [gr.skip()] * len(names), None
+        if raw:
+            try:
+                sid = _story_id(raw)
+                story = store.get_story(sid)
+            except (InvalidInput, NotFound):
+                gr.Warning(say(lang, "story_not_found", story=_esc(raw)))
+                sid = gr.skip()
+            else:
+                tab, values = gr.Tabs(selected="story"), settings_to_values(names, story_defaults(story))
+                view = my_turn_view(sid, (saved_name or "").strip(), key)
+        hint = gr.Markdown(visible=raw is None or sid is gr.skip())
+        return (lang, saved_name or gr.skip(), key, writer_id_of(key), stories, tab, sid, hint, *values,
+                *desk(lang, view))
+
+    ui_load = [lang_state, writer, writer_key, writer_id, stories_html, ui.tabs, story_state, no_story, *controls,
+               *desk_outputs]
+    ui.demo.load(on_load, [ui.writer_saved, writer_key], ui_load, **private)
+    ui.demo.load(None, None, None, js=SYNC_TURN_JS)
+
+    def remember_name(name):
+        return (name or "").strip()
+
+    writer.change(remember_name, [writer], [ui.writer_saved], **private)
+
+    story_state.change(None, [story_state, lang_state, writer_id], None, js=OPEN_LIVE_JS)
+    reading.change(None, [reading], None, js="(on) => { window.relayLive && relayLive.setReading(on); }")
+
+    def refresh_list(lang):
+        return render_story_list(store.list_stories(), lang)
+
+    refresh_btn.click(refresh_list, [lang_state], [stories_html], **private)
+
+    def create(title, rule, name, lang, *values):
+        name = _need_name(name, lang)
+        try:
+            # The story's defaults are the current controls, but never a fixed seed: every
+            # "regenerate" on the story would otherwise write the same text.
+            settings = settings_from_values(names, values).replace(seed=None)
+            story = store.create_story(title, name, turn_rule=rule, settings=settings.to_dict())
+        except (StoryError, SettingsError) as e:
+            raise _fail(say(lang, "cannot_save", detail=_esc(e))) from None
+        return (render_story_list(store.list_stories(), lang), "", gr.Tabs(selected="story"), story.id,
+                gr.Markdown(visible=False), *desk(lang, None))
+
+    create_btn.click(create, [new_title, new_rule, writer, lang_state, *controls],
+                     [stories_html, new_title, ui.tabs, story_state, no_story, *desk_outputs], **private)
+
+    # -- a human turn --------------------------------------------------------------------------
+
+    def add(story_id, text, name, lang, head):
+        sid = _need_story(story_id, lang)
+        name = _need_name(name, lang)
+        try:
+            store.add_paragraph(sid, text, name, kind="human", expected_head=int(head or 0))
+        except StaleHeadError:
+            gr.Warning(say(lang, "stale_head"))
+            return gr.skip()  # the draft stays in the box; the live view already shows the new paragraph
+        except TurnError:
+            raise _fail(say(lang, "not_human_turn")) from None
+        except StoryError as e:
+            raise _fail(say(lang, "cannot_save", detail=_esc(e))) from None
+        return ""
+
+    add_btn.click(add, [story_state, composer, writer, lang_state, seen_head], [composer], js=WITH_SEEN_HEAD_JS,
+                  **private).then(None, js="() => { window.relayLive && relayLive.hold(false); }")
+
+    # -- the model's turn ----------------------------------------------------------------------
+
+    def turn_inputs(story_id, name, values, lang) -> tuple[int, str, SamplingSettings]:
+        """The open story, the writer and validated settings for a model turn, or a message why not."""
+        sid = _need_story(story_id, lang)
+        name = _need_name(name, lang)
+        try:
+            return sid, name, settings_from_values(names, values)
+        except SettingsError as e:
+            raise _fail(say(lang, "settings_error", detail=_esc(e))) from None
+
+    def generate(request: gr.Request, story_id, name, key, view, adapter_name, lang, *values):
+        sid, name, settings = turn_inputs(story_id, name, values, lang)
+        session = request.session_hash or ""
+        stop = stops.fresh(session)
+        ids = list(view["ids"]) if view and view.get("ids") else []
+        try:
+            for text, done in ai_turn.stream(sid, name, settings, adapter_name or None, stop, lang, writer_key=key):
+                if done is None:
+                    # Nothing to accept until the text is finished and kept as a suggestion.
+                    yield text, None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.skip()
+                else:
+                    ids.append(done["candidate_id"])
+                    new_view = {"ids": ids, "index": len(ids) - 1, "expected_head": done["expected_head"]}
+                    yield desk(lang, new_view, text, done["meta"])
+        finally:
+            stops.done(session, stop)
+
+    gen_inputs = [story_state, writer, writer_key, turn_view, adapter, lang_state, *controls]
+
+    def may_start(story_id, name, key, lang):
+        """Refuse at once a model turn that could not run (wrong turn, or someone else's turn is live)."""
+        sid = _need_story(story_id, lang)
+        name = _need_name(name, lang)
+        ai_turn.check_ai_may_write(sid, name, lang, writer_key=key)
+
+    precheck = dict(fn=may_start, inputs=[story_state, writer, writer_key, lang_state], outputs=None,
+                    concurrency_limit=None, **private)
+    for button in (ai_btn, regen_btn):
+        button.click(**precheck).success(generate, gen_inputs, desk_outputs, **ui.model_queue, **private)
+
+    def stop_generation(request: gr.Request):
+        stops.cancel(request.session_hash or "", "stop")
+
+    stop_btn.click(stop_generation, None, None, queue=False, **private)
+
+    def alternatives(story_id, name, key, view, n, adapter_name, lang, *values):
+        sid, name, settings = turn_inputs(story_id, name, values, lang)
+        texts, new_ids, expected, meta = ai_turn.alternatives(sid, name, settings, int(n), adapter_name or None, lang,
+                                                              writer_key=key)
+        ids = (list(view["ids"]) if view and view.get("ids") else []) + new_ids
+        first = len(ids) - len(new_ids)
+        boxes = [gr.Textbox(value=texts[i], visible=True, label=say(lang, "candidate_n", n=i + 1)) if i < len(texts)
+                 else gr.Textbox(value="", visible=False) for i in range(4)]
+        picks = [gr.Button(visible=i < len(texts)) for i in range(4)]
+        new_view = {"ids": ids, "index": first, "expected_head": expected, "alts": new_ids}
+        return (*desk(lang, new_view, texts[0], meta), gr.Row(visible=True), *boxes, *picks)
+
+    alts_btn.click(**precheck).success(alternatives, [story_state, writer, writer_key, turn_view, n_alts, adapter,
+                                                      lang_state, *controls],
+                                       [*desk_outputs, alts_row, *alt_boxes, *pick_btns],
+                                       **ui.model_queue, **private)
+
+    def pick(i):
+        def choose(view, lang):
+            if not view or i >= len(view.get("alts", [])) or view["alts"][i] not in view["ids"]:
+                return [gr.skip()] * len(desk_outputs)
+            return desk(lang, {**view, "index": view["ids"].index(view["alts"][i])})
+        return choose
+
+    for i, button in enumerate(pick_btns):
+        button.click(pick(i), [turn_view, lang_state], desk_outputs, **private)
+
+    def flip(step):
+        def go(view, lang):
+            if not view or not view.get("ids"):
+                return desk(lang, None)
+            index = min(max(view["index"] + step, 0), len(view["ids"]) - 1)
+            return desk(lang, {**view, "index": index})
+        return go
+
+    prev_btn.click(flip(-1), [turn_view, lang_state], desk_outputs, **private)
+    next_btn.click(flip(+1), [turn_view, lang_state], desk_outputs, **private)
+
+    def sync_turn(story_id, name, key, lang):
+        if story_id is None:
+            return [gr.skip()] * len(desk_outputs)
+        return desk(lang, my_turn_view(story_id, (name or "").strip(), key))
+
+    sync_btn.click(sync_turn, [story_state, writer, writer_key, lang_state], desk_outputs, **private)
+
+    def accept(story_id, view, text, name, key, lang):
+        _need_story(story_id, lang)
+        name = _need_name(name, lang)
+        if not view or not view.get("ids"):
+            raise _fail(say(lang, "no_candidate"))
+        if not (text or "").strip():
+            raise _fail(say(lang, "empty_candidate"))
+        candidate_id = view["ids"][view["index"]]
+        try:
+            store.accept_candidate(candidate_id, name, text=text, expected_head=view["expected_head"], writer_key=key)
+        except StaleHeadError as e:
+            # Read the new paragraph, then accept again: this time after it.
+            gr.Warning(say(lang, "stale_moved"))
+            return [gr.skip(), {**view, "expected_head": e.head.id if e.head else 0}] + [gr.skip()] * 5
+        except TurnLost as e:
+            gr.Warning(say(lang, "turn_lost", holder=_esc(e.holder)))
+            return desk(lang, None)
+        except TurnError:
+            raise _fail(say(lang, "not_ai_turn")) from None
+        except NotAllowed as e:
+            raise _fail(say(lang, "cannot_save", detail=_esc(e))) from None
+        except StoryError as e:
+            raise _fail(say(lang, "cannot_save", detail=_esc(e))) from None
+        gr.Info(say(lang, "accepted"))
+        return desk(lang, None)
+
+    accept_btn.click(accept, [story_state, turn_view, preview, writer, writer_key, lang_state], desk_outputs,
+                     **private).success(lambda: gr.Row(visible=False), None, [alts_row], **private)
+
+    def discard(request: gr.Request, story_id, name, key, lang):
+        stops.cancel(request.session_hash or "", "discard")
+        if story_id is not None and (name or "").strip():
+            try:
+                store.discard_ai_turn(story_id, name.strip(), writer_key=key)
+            except (NotFound, NotAllowed):
+                pass  # nothing of this writer's to throw away: the box is simply cleared
+        return desk(lang, None)
+
+    discard_btn.click(discard, [story_state, writer, writer_key, lang_state], desk_outputs, **private).then(
+        lambda: gr.Row(visible=False), None, [alts_row], **private)
+
+    def touch(story_id, name, key, view):
+        """While a suggestion sits in this tab, keep its turn from timing out (the writer is still here)."""
+        if story_id is None or not view:
+            return gr.Timer(active=False)
+        try:
+            store.touch_ai_turn(story_id, (name or "").strip(), AI_IDLE_S, writer_key=key)
+        except StoryError:
+            return gr.Timer(active=False)
+        return gr.skip()
+
+    touch_timer.tick(touch, [story_state, writer, writer_key, turn_view], [touch_timer], show_progress="hidden",
+                     **private)
+
+    # -- sampling controls ---------------------------------------------------------------------
+
+    def apply_preset(name):
+        """Set the controls to a preset and clear the choice, so choosing it again applies it again."""
+        if name not in PRESETS:
+            return [gr.skip()] * len(names) + [None]
+        return [*settings_to_values(names, PRESETS[name]), None]
+
+    preset.input(apply_preset, [preset], [*controls, preset], **private)
+
+    def reset(story_id):
+        if story_id is None:
+            return settings_to_values(names, defaults)
+        return settings_to_values(names, story_defaults(store.get_story(story_id)))
+
+    reset_btn.click(reset, [story_state], controls, **private)
+
+    def reuse_seed(view):
+        if not view or not view.get("ids"):
+            return gr.skip()
+        seed = store.get_candidate(view["ids"][view["index"]]).meta.get("seed")
+        return "" if seed is None else str(seed)
+
+    use_seed_btn.click(reuse_seed, [turn_view], [controls[names.index("seed")]], **private)
+
+    # -- undo, fork, export --------------------------------------------------------------------
+
+    def undo(story_id, name, lang):
+        sid = _need_story(story_id, lang)
+        name = _need_name(name, lang)
+        try:
+            store.undo_last(sid, name)
+        except StoryError as e:
+            raise _fail(say(lang, "cannot_save", detail=_esc(e))) from None
+        gr.Info(say(lang, "undone"))
+
+    undo_btn.click(undo, [story_state, writer, lang_state], None, **private)
+
+    def fork(story_id, seq, title, name, lang):
+        sid = _need_story(story_id, lang)
+        name = _need_name(name, lang)
+        if seq is None:
+            raise _fail(say(lang, "need_seq"))
+        target = next((p for p in store.timeline(sid) if p.seq == int(seq)), None)
+        if target is None:
+            raise _fail(say(lang, "bad_seq", seq=int(seq)))
+        try:
+            new = store.fork(sid, target.id, title, name)
+        except StoryError as e:
+            raise _fail(say(lang, "cannot_save", detail=_esc(e))) from None
+        gr.Info(say(lang, "forked", story=new.id))
+        return new.id, render_story_list(store.list_stories(), lang), *desk(lang, None)
+
+    fork_btn.click(fork, [story_state, fork_seq, fork_title, writer, lang_state],
+                   [story_state, stories_html, *desk_outputs], **private)
+
+    def export(story_id, fmt, lang):
+        sid = _need_story(story_id, lang)
+        story = store.get_story(sid)
+        folder = Path(tempfile.mkdtemp(prefix="relay-export-"))
+        path = folder / f"relay-story-{story.id}.{fmt}"
+        path.write_text(store.export(sid, fmt), encoding="utf-8")
+        return str(path)
+
+    export_btn.click(export, [story_state, export_fmt, lang_state], [export_file], **private)
+
+
+def _well_formed(key) -> bool:
+    try:
+        writer_id_of(key)
+        return True
+    except InvalidInput:
+        return False
+
+
+def _story_id(raw: str) -> int:
+    """A story id from the address bar: digits only (no signs, spaces or decimals)."""
+    if not isinstance(raw, str) or not raw.isdigit() or not 0 < int(raw) < 2**63:
+        raise InvalidInput("not a story number")
+    return int(raw)

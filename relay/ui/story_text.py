@@ -1,0 +1,30 @@
+"""UI text of the live story view and the model's turn, Korean first (merged into relay.ui_text.TEXT)."""
+
+STORY_TEXT: dict[str, tuple[str, str]] = {
+    "ai_pending_status": ("🕓 <b>{holder}</b>님이 AI 후보를 고르는 중입니다.", "🕓 <b>{holder}</b> is choosing among the model's suggestions."),
+    "watch_writing": ("✍️ AI가 <b>{holder}</b>님을 위해 쓰는 중 (초안)", "✍️ The model is writing for <b>{holder}</b> (draft)"),
+    "watch_pending": ("🕓 <b>{holder}</b>님이 고를 AI 후보 {n}개", "🕓 {n} suggestion(s) waiting for <b>{holder}</b>"),
+    "ai_pending_busy": (
+        "{holder}님이 AI 후보를 고르는 중입니다. 채택하거나 버리면(또는 3분 동안 움직임이 없으면) 차례가 풀립니다.",
+        "{holder} is still choosing among the model's suggestions. The turn frees up once they accept or discard "
+        "(or after 3 minutes without activity).",
+    ),
+    "turn_lost": (
+        "3분 넘게 움직임이 없어 AI 차례가 {holder}님에게 넘어갔습니다. 이 후보는 더 이상 채택할 수 없습니다. 차례가 오면 다시 요청하세요.",
+        "You were idle for more than 3 minutes, so the model's turn went to {holder}. This suggestion can no longer "
+        "be added; ask the model again when it is your turn.",
+    ),
+    "swipe_of": ("후보 {i}/{n}", "Suggestion {i}/{n}"),
+    "swipe_prev": ("← 이전 후보", "← Previous"),
+    "swipe_next": ("다음 후보 →", "Next →"),
+    "discarded": ("AI 후보를 버렸습니다.", "The suggestions were discarded."),
+    "stale_moved": (
+        "그사이 이야기에 새 문단이 생겼습니다. 새 문단을 읽은 뒤 한 번 더 '채택'을 누르면 그 뒤에 붙습니다.",
+        "The story moved on meanwhile. Read the new paragraph, then press 'Accept' again to add this after it.",
+    ),
+    "model_jobs_cap": (
+        "AI 요청이 이미 {n}개 진행 중입니다. 끝난 뒤 다시 요청하세요.",
+        "You already have {n} model requests running; ask again when one is done.",
+    ),
+    "too_many_tabs": ("지금 이 서버에 열린 탭이 너무 많습니다. 잠시 뒤 새로고침하세요.", "Too many open tabs on this server right now; reload in a moment."),
+}
