@@ -179,6 +179,14 @@ def psql(url: str, sql: str) -> str:
     return _run([program, "--no-psqlrc", "-At", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql], "psql").strip()
 
 
+def new_database(url: str, name: str) -> str:
+    """Create database `name` on the server of `url` (e.g. one per test in a session's cluster); returns its URL."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        raise ValueError(f"database names here are lowercase identifiers, got {name!r}")
+    psql(url, f"CREATE DATABASE {name}")
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
 # --- nginx ----------------------------------------------------------------------------------------
 
 _NGINX_MAIN = """\
