@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
 
-from servers import app_processes, nginx_proxy, port_of, postgres_cluster, psql, skip_when_unavailable
+from servers import (REPO, ServerUnavailable, app_processes, free_port, nginx_proxy, port_of, postgres_cluster, psql,
+                     skip_when_unavailable)
 
 
 def test_a_throwaway_postgres_cluster_answers_on_localhost_and_is_gone_afterwards():
@@ -168,3 +174,38 @@ def test_two_app_processes_behind_the_proxy_share_one_database_and_gradio_queue_
         for direct in (a, b):
             texts = [p["text"] for p in Client(direct, verbose=False).predict(story["id"], api_name="/timeline")]
             assert texts[0] == "밤이 깊었다." and len(texts) == 2
+
+
+def test_run_local_starts_k_app_processes_behind_nginx_and_stops_them_all(tiny_model_dir, tmp_path):
+    if not any(os.access(p, os.X_OK) for p in ("/usr/sbin/nginx", "/usr/bin/nginx")):
+        with skip_when_unavailable():
+            raise ServerUnavailable("nginx is not installed (apt-get install nginx)")
+    proxy_port, base_port = free_port(), free_port()
+    env = {**os.environ, "PYTHON": sys.executable, "RUN_DIR": str(tmp_path / "run"), "PORT": str(proxy_port),
+           "BASE_PORT": str(base_port), "RELAY_DB": str(tmp_path / "relay.db")}
+    out = tmp_path / "run-local.out"
+    with open(out, "wb") as sink:
+        script = subprocess.Popen(["bash", "deploy/run-local.sh", "2", "--model", str(tiny_model_dir)], cwd=REPO,
+                                  env=env, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while "Relay: http" not in out.read_text():
+            assert script.poll() is None, out.read_text()
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.25)
+        body, set_cookie = _get(proxy_port)
+        assert "<html" in body.lower() and set_cookie.startswith("relay_upstream=")
+        from gradio_client import Client
+
+        story = Client(f"http://127.0.0.1:{proxy_port}/", verbose=False).predict("로컬", "민지", "free",
+                                                                               api_name="/create_story")
+        for port in (base_port, base_port + 1):  # both processes share RELAY_DB
+            stories = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(api_name="/list_stories")
+            assert story["id"] in [s["id"] for s in stories]
+    finally:
+        script.send_signal(signal.SIGTERM)
+        script.wait(timeout=30)
+    children = [int(p) for p in re.findall(r"\(pid (\d+),", out.read_text())]
+    assert len(children) == 2
+    for pid in children:  # Ctrl-C / SIGTERM stops every app process it started
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
