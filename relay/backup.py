@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 DEFAULT_DB = Path("relay-data") / "relay.db"  # the app's default (app.py --db / relay.story_store)
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -195,9 +195,17 @@ def restore_sqlite(backup: Path, db: Path, force: bool = False) -> None:
 def _run_pg(tool: str, args: list[str], url: str) -> None:
     """Run a PostgreSQL client program; a connection failure is a UsageError, anything else a BackupError."""
     program = find_postgres_tool(tool)
+    # A password in the URL goes to the tool through PGPASSWORD, not its command line (which
+    # every user of the machine can read in `ps`).
+    env = dict(os.environ)
+    parts = urlsplit(url)
+    if parts.password is not None:
+        env["PGPASSWORD"] = unquote(parts.password)
+        bare = urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", "@", 1)))
+        args = [a.replace(url, bare) for a in args]
     try:
         result = subprocess.run([str(program), *args], capture_output=True, text=True, timeout=PG_TIMEOUT_S,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, env=env)
     except subprocess.TimeoutExpired as exc:
         raise BackupError(f"{tool} did not finish within {PG_TIMEOUT_S:.0f} s.") from exc
     if result.returncode == 0:
