@@ -173,6 +173,34 @@ def postgres_cluster(tmpdir: str | os.PathLike | None = None, database: str = "r
         shutil.rmtree(root, ignore_errors=True)
 
 
+def store_on_postgres(url: str):
+    """StoryStore(url) on PostgreSQL, or pytest.skip while the store only understands SQLite files.
+
+    A StoryStore that predates PostgreSQL support takes the URL for a file path and quietly
+    creates a SQLite file under a folder named "postgresql:": the probe runs in a scratch working
+    directory, so that is detected (and nothing lands in the repository).
+    """
+    from relay.story_store import StoryStore
+
+    scratch = tempfile.mkdtemp(prefix="relay-probe-")
+    cwd = os.getcwd()
+    os.chdir(scratch)
+    try:
+        try:
+            store = StoryStore(url)
+        except Exception as exc:
+            if os.listdir(scratch):
+                pytest.skip(f"StoryStore does not accept a postgresql:// URL yet ({type(exc).__name__}: {exc})")
+            raise
+        if os.listdir(scratch):
+            store.close()
+            pytest.skip("StoryStore does not accept a postgresql:// URL yet: it made a SQLite file named after the URL")
+        return store
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def psql(url: str, sql: str) -> str:
     """Run SQL through the `psql` client (no Python driver needed); returns its unaligned output."""
     program = _postgres_program("psql")
@@ -211,8 +239,11 @@ http {{
 """
 
 
-def nginx_site(upstreams: Sequence[int], port: int, sample: Path = NGINX_SITE) -> str:
-    """deploy/nginx.conf with its app servers replaced by 127.0.0.1:<upstreams> and listening on 127.0.0.1:<port>."""
+def nginx_site(upstreams: Sequence[int], port: int, sample: Path = NGINX_SITE, upstream_header: bool = True) -> str:
+    """deploy/nginx.conf with its app servers replaced by 127.0.0.1:<upstreams> and listening on 127.0.0.1:<port>.
+
+    With `upstream_header`, every response says which app served it (`X-Relay-Upstream: 127.0.0.1:PORT`).
+    """
     if not upstreams:
         raise ValueError("nginx needs at least one upstream port")
     text = sample.read_text()
@@ -227,6 +258,11 @@ def nginx_site(upstreams: Sequence[int], port: int, sample: Path = NGINX_SITE) -
     text = text[:block.start(2)] + body + text[block.end(2):]
     text, n = re.subn(r"^([ \t]*)listen\s+[^;]+;", rf"\g<1>listen 127.0.0.1:{port};", text, count=1, flags=re.M)
     assert n == 1, "deploy/nginx.conf has no listen line"
+    if upstream_header:
+        # Tests only (a public site should not reveal its internal addresses): which app answered.
+        text, n = re.subn(r"^([ \t]*)location / \{\n", "\\g<0>\\g<1>    add_header X-Relay-Upstream $upstream_addr always;\n",
+                          text, count=1, flags=re.M)
+        assert n == 1, "deploy/nginx.conf has no `location / {` line"
     return text
 
 
@@ -236,7 +272,9 @@ def nginx_proxy(upstreams: Sequence[int], tmpdir: str | os.PathLike) -> Iterator
 
     Runs in the foreground (`daemon off`) as a child of the test, all its files under tmpdir;
     yields the port it listens on (127.0.0.1 only). Clients are kept on one upstream by the
-    `relay_upstream` cookie the proxy sets (see deploy/nginx.conf for why not ip_hash).
+    `relay_upstream` cookie the proxy sets (see deploy/nginx.conf for why not ip_hash). Every
+    response carries `X-Relay-Upstream: 127.0.0.1:PORT`, the app that served it; see
+    cookie_for_upstream() to put a client on the app of your choice.
     """
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
     if nginx is None:
@@ -258,6 +296,26 @@ def nginx_proxy(upstreams: Sequence[int], tmpdir: str | os.PathLike) -> Iterator
         yield port
     finally:
         _stop(proc, signal.SIGQUIT)  # graceful: lets open streams finish
+
+
+def cookie_for_upstream(proxy_port: int, upstream_port: int, tries: int = 200) -> str:
+    """A `relay_upstream` cookie value that the proxy on proxy_port routes to the app on upstream_port.
+
+    Tries keys until the X-Relay-Upstream header names that app, so a test can decide which
+    process serves a browser tab (context.add_cookies) instead of leaving it to the hash.
+    """
+    for i in range(tries):
+        key = f"test-key-{i}"
+        request = urllib.request.Request(f"http://127.0.0.1:{proxy_port}/gradio_api/info",
+                                         headers={"Cookie": f"relay_upstream={key}"}, method="HEAD")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                served_by = response.headers.get("X-Relay-Upstream", "")
+        except urllib.error.HTTPError as exc:  # the header is there on errors too ("always")
+            served_by = exc.headers.get("X-Relay-Upstream", "")
+        if served_by.endswith(f":{upstream_port}"):
+            return key
+    raise RuntimeError(f"no cookie among {tries} routes to port {upstream_port}: is it one of the proxy's upstreams?")
 
 
 # --- the app --------------------------------------------------------------------------------------

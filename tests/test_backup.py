@@ -8,12 +8,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
 from relay.story_store import StoryStore
-from servers import REPO, new_database, postgres_cluster, psql, skip_when_unavailable
+from servers import REPO, new_database, postgres_cluster, psql, skip_when_unavailable, store_on_postgres
 
 
 def run_backup(*args: str) -> subprocess.CompletedProcess:
@@ -163,25 +162,6 @@ def test_a_backup_never_replaces_an_existing_file_unless_forced(tmp_path):
 # --- PostgreSQL -----------------------------------------------------------------------------------
 
 
-def store_on_postgres(url: str, scratch: Path, monkeypatch) -> StoryStore:
-    """StoryStore on a postgresql:// URL, or a skip while the store only knows SQLite files.
-
-    Until the store is ported, StoryStore("postgresql://…") would quietly make a SQLite file
-    under a folder named "postgresql:" in the working directory; that is what is detected here.
-    """
-    monkeypatch.chdir(scratch)
-    try:
-        store = StoryStore(url)
-    except Exception as exc:
-        if any(scratch.iterdir()):
-            pytest.skip(f"StoryStore does not accept a postgresql:// URL yet ({type(exc).__name__}: {exc})")
-        raise
-    if any(scratch.iterdir()):
-        store.close()
-        pytest.skip("StoryStore does not accept a postgresql:// URL yet: it made a SQLite file named after the URL")
-    return store
-
-
 @pytest.fixture(scope="module")
 def pg_server():
     """One throwaway cluster for this module; each test makes its own database on it."""
@@ -207,11 +187,9 @@ def test_a_postgres_backup_and_restore_round_trip_with_the_pg_tools(pg_server, t
     assert psql(url, "SELECT count(*) FROM t") == "2"
 
 
-def test_a_postgres_backup_restores_every_story_exactly_into_a_new_or_the_same_database(pg_server, tmp_path,
-                                                                                          monkeypatch):
+def test_a_postgres_backup_restores_every_story_exactly_into_a_new_or_the_same_database(pg_server, tmp_path):
     url = new_database(pg_server, "stories")
-    (tmp_path / "cwd-1").mkdir()
-    original = store_on_postgres(url, tmp_path / "cwd-1", monkeypatch)
+    original = store_on_postgres(url)
     fill(original)
     before = exports(original)
     assert len(before) == 3
@@ -224,8 +202,7 @@ def test_a_postgres_backup_restores_every_story_exactly_into_a_new_or_the_same_d
     other = new_database(pg_server, "restored")
     result = run_backup("--restore", dump, "--db", other)
     assert result.returncode == 0, result.stderr
-    (tmp_path / "cwd-2").mkdir()
-    assert exports(store_on_postgres(other, tmp_path / "cwd-2", monkeypatch)) == before
+    assert exports(store_on_postgres(other)) == before
 
     # Over the live database, after more writing: --clean puts it back as it was.
     later = original.create_story("백업 뒤에 쓴 이야기", "민지")
@@ -233,5 +210,4 @@ def test_a_postgres_backup_restores_every_story_exactly_into_a_new_or_the_same_d
     original.close()
     result = run_backup("--restore", dump, "--db", url)
     assert result.returncode == 0, result.stderr
-    (tmp_path / "cwd-3").mkdir()
-    assert exports(store_on_postgres(url, tmp_path / "cwd-3", monkeypatch)) == before
+    assert exports(store_on_postgres(url)) == before
