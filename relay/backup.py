@@ -106,8 +106,13 @@ def find_postgres_tool(name: str) -> Path:
 # --- SQLite ---------------------------------------------------------------------------------------
 
 
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection (a URI, so that `?` or `#` in a file name stays part of the name)."""
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+
+
 def _sqlite_file_kind(path: Path) -> str:
-    """"missing", "empty" (zero bytes or no tables), "sqlite", or "other"."""
+    """"missing", "empty" (zero bytes), "sqlite", or "other" (a folder or another kind of file)."""
     if not path.exists():
         return "missing"
     if path.is_dir():
@@ -122,8 +127,11 @@ def _sqlite_file_kind(path: Path) -> str:
 
 
 def _sqlite_has_tables(path: Path) -> bool:
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+    conn = _read_only(path)
+    try:
         return conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] > 0
+    finally:
+        conn.close()
 
 
 def _check_integrity(conn: sqlite3.Connection, what: str) -> None:
@@ -139,7 +147,7 @@ def backup_sqlite(db: Path, out: Path) -> None:
     tmp = _temp_beside(out)
     try:
         # Read-only URI: the backup never writes to the live database, not even by creating it.
-        src = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        src = _read_only(db)
         dst = sqlite3.connect(tmp)
         try:
             src.backup(dst)  # pages=-1: the whole database under one read transaction, so one snapshot
@@ -150,6 +158,10 @@ def backup_sqlite(db: Path, out: Path) -> None:
             dst.close()
             src.close()
         _fsync(tmp)
+        # A -wal beside an OUT being replaced belongs to the old file; SQLite would replay it into
+        # the new one on the next open.
+        for stale in (Path(f"{out}-wal"), Path(f"{out}-shm")):
+            stale.unlink(missing_ok=True)
         os.replace(tmp, out)
         _fsync_dir(out.parent)
     except sqlite3.Error as exc:
@@ -168,14 +180,17 @@ def restore_sqlite(backup: Path, db: Path, force: bool = False) -> None:
         raise UsageError(f"{db} exists and is not a SQLite database: refusing to overwrite it.")
     if kind == "sqlite" and _sqlite_has_tables(db) and not force:
         raise UsageError(f"{db} already holds a database: stop the app and pass --force to replace it.")
+    wal = Path(f"{db}-wal")
+    if kind in ("missing", "empty") and wal.exists() and wal.stat().st_size > 0:
+        raise UsageError(f"{wal} is left over from a deleted database; remove it (and {db}-shm) first.")
     try:
-        src = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
+        src = _read_only(backup)
         try:
             _check_integrity(src, f"{backup}")
         finally:
             src.close()
         db.parent.mkdir(parents=True, exist_ok=True)
-        src = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
+        src = _read_only(backup)
         dst = sqlite3.connect(db, timeout=30)
         try:
             # Through the backup API rather than a file copy: it replaces the pages under SQLite's

@@ -4,7 +4,7 @@ Each helper is a context manager that starts the server as a child of the test p
 until it answers, yields where to reach it, and stops and removes everything afterwards:
 
     with postgres_cluster() as url:                  # postgresql://postgres@127.0.0.1:PORT/relay
-        with app_processes(2, ["--model", "tiny", "--db", url]) as (a, b):
+        with app_processes(2, ["--model", str(tiny_model_dir), "--db", url]) as (a, b):
             with nginx_proxy([port_of(a), port_of(b)], tmp_path) as port:
                 ...                                  # http://127.0.0.1:PORT/ reaches a or b, sticky per client
 
@@ -295,7 +295,8 @@ def nginx_proxy(upstreams: Sequence[int], tmpdir: str | os.PathLike) -> Iterator
         _wait_for_port(port, proc, 20, "nginx", log)
         yield port
     finally:
-        _stop(proc, signal.SIGQUIT)  # graceful: lets open streams finish
+        # SIGTERM is nginx's fast shutdown; a graceful one (SIGQUIT) would wait for open event streams.
+        _stop(proc, signal.SIGTERM)
 
 
 def cookie_for_upstream(proxy_port: int, upstream_port: int, tries: int = 200) -> str:

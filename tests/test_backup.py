@@ -100,8 +100,9 @@ def test_a_backup_taken_while_another_process_keeps_writing_is_one_consistent_sn
 def test_backup_then_restore_into_a_new_file_gives_back_every_story_exactly(tmp_path):
     original = StoryStore(tmp_path / "relay.db")
     fill(original)
-    assert run_backup(tmp_path / "backup.db", "--db", tmp_path / "relay.db").returncode == 0
-    result = run_backup("--restore", tmp_path / "backup.db", "--db", tmp_path / "restored" / "relay.db")
+    backup = tmp_path / "백업 #1?.db"  # names are names, not URI syntax
+    assert run_backup(backup, "--db", tmp_path / "relay.db").returncode == 0
+    result = run_backup("--restore", backup, "--db", tmp_path / "restored" / "relay.db")
     assert result.returncode == 0, result.stderr
     restored = StoryStore(tmp_path / "restored" / "relay.db")
     assert len(exports(original)) == 3
@@ -133,8 +134,11 @@ def test_a_restore_never_overwrites_a_database_with_stories_unless_forced(tmp_pa
 
 def test_mistakes_exit_2_with_one_line_that_says_what_is_wrong(tmp_path):
     StoryStore(tmp_path / "relay.db").create_story("하나", "민지")
+    assert run_backup(tmp_path / "good.db", "--db", tmp_path / "relay.db").returncode == 0
     (tmp_path / "notes.txt").write_text("not a backup")
+    (tmp_path / "gone.db-wal").write_bytes(b"\0" * 64)  # left over from a deleted database
     cases = [
+        (["--restore", tmp_path / "good.db", "--db", tmp_path / "gone.db"], "left over"),
         (["--db", tmp_path / "missing.db", tmp_path / "b1.db"], "missing.db"),
         (["--restore", tmp_path / "nothing-here.db", "--db", tmp_path / "x.db"], "nothing-here.db"),
         (["--restore", tmp_path / "notes.txt", "--db", tmp_path / "x.db"], "not a SQLite backup"),
