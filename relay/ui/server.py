@@ -68,8 +68,8 @@ def build_app(demo: gr.Blocks, store: StoryStore, **gradio_options) -> tuple[Fas
         return StreamingResponse(_guarded(hub, int(story), lang), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
+    demo.max_threads = MAX_THREADS  # before queue(): it sizes the queue's job slots and the thread limiter from it
     demo.queue(default_concurrency_limit=None, max_size=QUEUE_MAX_SIZE)
-    demo.max_threads = MAX_THREADS
     _calm_idle_queue(demo)
     gradio_options.setdefault("ssr_mode", False)
     gradio_options["head"] = f"<script>{LIVE_JS}</script>" + gradio_options.get("head", "")

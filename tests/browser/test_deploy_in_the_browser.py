@@ -3,16 +3,10 @@
 A Chromium tab is served, through the proxy, by process B; paragraphs written through process
 A's API must appear in it without a reload, and what the tab writes must be visible to A. Runs
 on a shared SQLite file and on a throwaway PostgreSQL cluster (tests/servers.py).
-
-Skipped until RELAY_LIVE_READY is set: the live-update loop (issue 8) and the PostgreSQL store
-(issue 11) are being built in parallel; the integrator sets it (or removes the mark) once both
-are merged. The PostgreSQL variant also skips by itself while StoryStore does not accept a
-postgresql:// URL.
 """
 
 from __future__ import annotations
 
-import os
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -31,12 +25,7 @@ from servers import (  # noqa: E402
     store_on_postgres,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.environ.get("RELAY_LIVE_READY"),
-                       reason="set RELAY_LIVE_READY=1 once the live loop (issue 8) and the PostgreSQL store "
-                              "(issue 11) are merged"),
-]
+pytestmark = pytest.mark.browser
 
 LIVE_TIMEOUT_MS = 10_000  # the live-update target is a 2 s p95; CI machines are slower and busier
 
