@@ -226,6 +226,8 @@ class StoryStore:
         self._pid = os.getpid()
         self._listeners = threading.local()
         self._listener_conns: list = []
+        self._polls = threading.local()
+        self._poll_conns: list = []
         self._lock = threading.Lock()
         try:
             migrate(self._engine)
@@ -246,6 +248,10 @@ class StoryStore:
                     pass
             self._listener_conns = []
             self._listeners = threading.local()
+            for conn in self._poll_conns:
+                conn.close()
+            self._poll_conns = []
+            self._polls = threading.local()
         self._engine.dispose()
 
     def __enter__(self) -> StoryStore:
@@ -275,6 +281,28 @@ class StoryStore:
             raise _db_error(exc) from exc
         except sa_exc.TimeoutError:
             raise StoreBusy("The story store is busy with other writers; please try again in a moment.") from None
+
+    def _poll(self, sqlite_sql: str, query: sa.TextClause, params: dict) -> list:
+        """One single-row read of what watchers poll many times a second (version, change token).
+
+        On SQLite it runs on a DBAPI connection this thread keeps (from the same engine, with
+        the same settings) in autocommit mode: one statement, its own snapshot, a few
+        microseconds instead of a pooled transaction's tens. PostgreSQL takes the normal path.
+        """
+        if self.backend != "sqlite":
+            with self._read() as conn:
+                return conn.execute(query, params).fetchall()
+        conn = getattr(self._polls, "conn", None)
+        if conn is None or self._polls.pid != os.getpid():
+            conn = self._engine.raw_connection()
+            self._polls.conn, self._polls.pid = conn, os.getpid()
+            with self._lock:
+                self._poll_conns.append(conn)
+        try:
+            # fetchall(): run the statement to its end, so it holds no read snapshot afterwards.
+            return conn.cursor().execute(sqlite_sql, tuple(params.values())).fetchall()
+        except sqlite3.Error as exc:
+            raise _db_error(exc) from exc
 
     def _write(self):
         return self._tx(True)
@@ -318,11 +346,10 @@ class StoryStore:
     def version(self, story_id: int) -> int:
         """A number that changes with every write to the story's paragraphs; cheap enough to poll."""
         story_id = _validate_id(story_id, "story_id")
-        with self._read() as conn:
-            version = conn.execute(_VERSION_QUERY, {"id": story_id}).scalar()
-        if version is None:
+        rows = self._poll("SELECT version FROM stories WHERE id = ?", _VERSION_QUERY, {"id": story_id})
+        if not rows:
             raise NotFound(f"There is no story number {story_id}.")
-        return version
+        return rows[0][0]
 
     # timeline
 
@@ -760,8 +787,7 @@ class StoryStore:
 
     def change_token(self) -> int:
         """A number that grows with every committed change to any story; one single-row read."""
-        with self._read() as conn:
-            return conn.execute(_TOKEN_QUERY).scalar_one()
+        return self._poll("SELECT value FROM change_counter WHERE id = 1", _TOKEN_QUERY, {})[0][0]
 
     def changed_stories(self, since: int) -> tuple[int, list[int]]:
         """(current change token, ids of the stories changed after token `since`)."""
@@ -879,17 +905,34 @@ _CANDIDATE_COLUMNS = (
     candidates.c.id, candidates.c.story_id, candidates.c.author, candidates.c.text, candidates.c.meta,
     candidates.c.created_at, candidates.c.used, candidates.c.turn_id, candidates.c.status,
 )
+# Statements of the hot paths (append, poll), built once: SQLAlchemy memoizes a built
+# statement's cache key, so executing one costs little more than the driver call.
 _VERSION_QUERY = sa.text("SELECT version FROM stories WHERE id = :id")
+_STORY_QUERY = sa.select(*_STORY_COLUMNS, stories.c.ai_turn_id).where(stories.c.id == sa.bindparam("id"))
+_STORY_QUERY_LOCKED = _STORY_QUERY.with_for_update()  # PostgreSQL; SQLite's BEGIN IMMEDIATE already holds it
+_HEAD_QUERY = (
+    sa.select(*_PARAGRAPH_COLUMNS)
+    .where(paragraphs.c.story_id == sa.bindparam("id"), paragraphs.c.deleted == 0)
+    .order_by(paragraphs.c.seq.desc()).limit(1)
+)
+_INSERT_PARAGRAPH = paragraphs.insert().returning(paragraphs.c.id)
+_APPENDED = stories.update().where(stories.c.id == sa.bindparam("sid")).values(
+    version=stories.c.version + 1, paragraph_count=stories.c.paragraph_count + 1,
+    last_activity=sa.bindparam("now"),
+)
+_NEXT_TOKEN = (
+    change_counter.update().where(change_counter.c.id == 1)
+    .values(value=change_counter.c.value + 1).returning(change_counter.c.value)
+)
+_STAMP_STORY = stories.update().where(stories.c.id == sa.bindparam("sid")).values(change_seq=sa.bindparam("token"))
+_NOTIFY = sa.select(sa.func.pg_notify(PG_CHANNEL, sa.bindparam("token")))
 _TOKEN_QUERY = sa.text("SELECT value FROM change_counter WHERE id = 1")
 _STALE_MESSAGE = "The story has moved on since you last looked: someone else added or undid a paragraph."
 _CANDIDATE_MISSING = "This suggestion does not exist any more (it may have expired); ask the model again."
 
 
 def _fetch_story(conn: sa.Connection, story_id: int, *, lock: bool = False):
-    query = sa.select(*_STORY_COLUMNS, stories.c.ai_turn_id).where(stories.c.id == story_id)
-    if lock:
-        query = query.with_for_update()  # PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the lock
-    row = conn.execute(query).mappings().first()
+    row = conn.execute(_STORY_QUERY_LOCKED if lock else _STORY_QUERY, {"id": story_id}).mappings().first()
     if row is None:
         raise NotFound(f"There is no story number {story_id}.")
     return row
@@ -910,13 +953,10 @@ def _bump(conn: sa.Connection, story_id: int) -> int:
     On PostgreSQL the row lock on the counter orders the tokens as the commits, and a NOTIFY,
     delivered at commit, wakes the watchers of every app process.
     """
-    token = conn.execute(
-        change_counter.update().where(change_counter.c.id == 1)
-        .values(value=change_counter.c.value + 1).returning(change_counter.c.value)
-    ).scalar_one()
-    conn.execute(stories.update().where(stories.c.id == story_id).values(change_seq=token))
+    token = conn.execute(_NEXT_TOKEN).scalar_one()
+    conn.execute(_STAMP_STORY, {"sid": story_id, "token": token})
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.select(sa.func.pg_notify(PG_CHANNEL, str(token))))
+        conn.execute(_NOTIFY, {"token": str(token)})
     return token
 
 
@@ -975,11 +1015,7 @@ def _process_alive(process: str | None) -> bool:
 
 
 def _head(conn: sa.Connection, story_id: int) -> Paragraph | None:
-    row = conn.execute(
-        sa.select(*_PARAGRAPH_COLUMNS)
-        .where(paragraphs.c.story_id == story_id, paragraphs.c.deleted == 0)
-        .order_by(paragraphs.c.seq.desc()).limit(1)
-    ).mappings().first()
+    row = conn.execute(_HEAD_QUERY, {"id": story_id}).mappings().first()
     return _paragraph(row) if row else None
 
 
@@ -1014,16 +1050,11 @@ def _append(
     seq = head.seq + 1 if head else 1
     now = _now()
     paragraph_id = conn.execute(
-        paragraphs.insert().values(
-            story_id=story_id, seq=seq, author=author, kind=kind, text=text, created_at=now, edited=int(edited),
-            meta=meta_json, deleted=0,
-        ).returning(paragraphs.c.id)
+        _INSERT_PARAGRAPH,
+        {"story_id": story_id, "seq": seq, "author": author, "kind": kind, "text": text, "created_at": now,
+         "edited": int(edited), "meta": meta_json, "deleted": 0},
     ).scalar_one()
-    conn.execute(
-        stories.update().where(stories.c.id == story_id).values(
-            version=stories.c.version + 1, paragraph_count=stories.c.paragraph_count + 1, last_activity=now
-        )
-    )
+    conn.execute(_APPENDED, {"sid": story_id, "now": now})
     _bump(conn, story_id)
     return Paragraph(
         id=paragraph_id, story_id=story_id, seq=seq, author=author, kind=kind, text=text, created_at=now,

@@ -155,8 +155,11 @@ def _pg_bin_dir() -> Path | None:
     return Path(versions[-1]).parent if versions else None
 
 
-def _start_throwaway_cluster() -> PostgresServer:
-    """initdb + pg_ctl in a temp dir, on 127.0.0.1 and a free port; as `postgres` when we are root."""
+def _start_throwaway_cluster(durable: bool = False) -> PostgresServer:
+    """initdb + pg_ctl in a temp dir, on 127.0.0.1 and a free port; as `postgres` when we are root.
+
+    `durable=False` (tests) turns fsync off; benchmarks pass True to measure real commits.
+    """
     import pwd
     import shutil
     import socket
@@ -189,8 +192,9 @@ def _start_throwaway_cluster() -> PostgresServer:
 
     run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-instructions")
     # fsync off: the tests kill clients, never the server, and a throwaway cluster need not survive power loss.
-    options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c full_page_writes=off"
-               " -c max_connections=300")
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c max_connections=300"
+    if not durable:
+        options += " -c fsync=off -c full_page_writes=off"
     run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start")
 
     def stop():
