@@ -64,9 +64,10 @@ class Stops:
 class AITurn:
     """Runs model turns on stories under the store's turn rules and lease (one turn per story)."""
 
-    def __init__(self, engine, store: StoryStore, *, escape_names: bool):
+    def __init__(self, engine, store: StoryStore, *, escape_names: bool, idle_s: float = AI_IDLE_S):
         self.engine = engine
         self.store = store
+        self.idle_s = idle_s
         self.name = _esc if escape_names else str  # browser toasts render HTML; API messages are plain
 
     def check_ai_may_write(self, story_id: int, author: str, lang: str, *, writer_key: str | None = None):
@@ -107,7 +108,7 @@ class AITurn:
         """Free the turn, or, if it already has suggestions from earlier asks, leave them waiting."""
         turn = self.store.ai_turn(story_id)
         if turn is not None and _holds(turn, author, writer_key) and turn.candidates:
-            self.store.touch_ai_turn(story_id, author, AI_IDLE_S, writer_key=writer_key)
+            self.store.touch_ai_turn(story_id, author, self.idle_s, writer_key=writer_key)
             return
         self.store.release_ai_turn(story_id, author, writer_key=writer_key)
 
@@ -138,14 +139,14 @@ class AITurn:
                 if not finished and not _discarded(stop) and text.strip():
                     # The reader went away mid-stream: keep what was written, so a reload finds it.
                     meta = dict(continuation.meta or {}, stopped_by="disconnect")
-                    self.store.add_candidate(story_id, author, text, meta, writer_key=writer_key, idle_ttl=AI_IDLE_S)
+                    self.store.add_candidate(story_id, author, text, meta, writer_key=writer_key, idle_ttl=self.idle_s)
             if _discarded(stop):
                 return  # the discard handler already threw the turn's suggestions away
             text, meta = continuation.text, dict(continuation.meta)
             if not text.strip():
                 raise _fail(say(lang, "empty_output"))
             candidate_id = self.store.add_candidate(story_id, author, text, meta, writer_key=writer_key,
-                                                    idle_ttl=AI_IDLE_S)
+                                                    idle_ttl=self.idle_s)
             yield text, {"candidate_id": candidate_id, "meta": meta, "expected_head": head.id if head else 0}
 
     def alternatives(self, story_id: int, author: str, settings: SamplingSettings, n: int,
@@ -159,7 +160,7 @@ class AITurn:
             if not kept:
                 raise _fail(say(lang, "empty_output"))
             ids = [self.store.add_candidate(story_id, author, t, {**meta, "alternative": i}, writer_key=writer_key,
-                                            idle_ttl=AI_IDLE_S) for i, t in kept]
+                                            idle_ttl=self.idle_s) for i, t in kept]
             return [t for _, t in kept], ids, (head.id if head else 0), meta
 
 

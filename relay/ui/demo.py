@@ -16,7 +16,7 @@ import gradio as gr
 
 from relay.settings import SamplingSettings
 from relay.story_store import NotFound, StoryStore
-from relay.turns import AITurn, Stops
+from relay.turns import AI_IDLE_S, AITurn, Stops
 from relay.ui.api import register_api
 from relay.ui.controls import i18n_key
 from relay.ui.lab import build_lab_tab
@@ -65,12 +65,15 @@ def _fork_point(store: StoryStore, story) -> int | None:
         return None
 
 
-def build_demo(engine, store: StoryStore, *, tiny: bool = False) -> gr.Blocks:
-    """The Relay web app (UI and API) over one engine and one story store."""
+def build_demo(engine, store: StoryStore, *, tiny: bool = False, ai_idle_s: float = AI_IDLE_S) -> gr.Blocks:
+    """The Relay web app (UI and API) over one engine and one story store.
+
+    `ai_idle_s`: how long a finished suggestion keeps the model's turn for its writer without activity.
+    """
     specs = SamplingSettings.specs()
     ui = SimpleNamespace(
         engine=engine, store=store, defaults=SamplingSettings(), names=[s.name for s in specs],
-        ai_turn=AITurn(engine, store, escape_names=True), cancels=Stops(),
+        ai_turn=AITurn(engine, store, escape_names=True, idle_s=ai_idle_s), cancels=Stops(),
         private=dict(api_visibility="private"),
         # Model jobs start at once (no Gradio concurrency group): the engine queues and batches them
         # itself, and per-writer caps refuse floods, so cheap events never wait behind the model.

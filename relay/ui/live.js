@@ -82,6 +82,12 @@ window.relayLive = (() => {
     current = { story, lang: lang || "ko", writer: writer || "" };
     state = { head: 0, cards: [], header: "", status: "", turn: "", turn_state: null };
     if (!story) { render(true); return; }
+    // The address bar names the open story, so a reload or a shared address opens it again.
+    const here = new URL(location.href);
+    if (here.searchParams.get("story") !== String(story)) {
+      here.searchParams.set("story", story);
+      history.replaceState(null, "", here);
+    }
     const url = new URL("relay/live", location.href.split("?")[0].split("#")[0].replace(/[^/]*$/, ""));
     url.searchParams.set("story", story);
     url.searchParams.set("lang", current.lang);

@@ -17,7 +17,6 @@ import gradio as gr
 from relay.settings import PRESETS, SamplingSettings, SettingsError
 from relay.story_store import (InvalidInput, NotAllowed, NotFound, StaleHeadError, StoryError, TurnError, TurnLost,
                                writer_id_of)
-from relay.turns import AI_IDLE_S
 from relay.ui.common import _fail, _lang, _need_name, _need_story
 from relay.ui.controls import _setting_component, i18n_key, settings_from_values, settings_to_values
 from relay.ui.render import LIVE_SLOTS, _esc, render_story_list, seed_line
@@ -135,6 +134,7 @@ def build_story_tabs(ui) -> None:
             candidate = store.get_candidate(ids[i])
             text, meta = candidate.text, candidate.meta
         info = say(lang, "swipe_of", i=i + 1, n=len(ids)) if len(ids) > 1 else ""
+        view = {**view, "seen_text": text}
         return (text, view, info, gr.Button(interactive=i > 0), gr.Button(interactive=i < len(ids) - 1),
                 seed_line(meta, lang) if meta else "", gr.Timer(active=True))
 
@@ -357,18 +357,20 @@ def build_story_tabs(ui) -> None:
     discard_btn.click(discard, [story_state, writer, writer_key, lang_state], desk_outputs, **private).then(
         lambda: gr.Row(visible=False), None, [alts_row], **private)
 
-    def touch(story_id, name, key, view):
-        """While a suggestion sits in this tab, keep its turn from timing out (the writer is still here)."""
+    def touch(story_id, name, key, view, text):
+        """While the writer edits a suggestion, keep its turn from timing out; an untouched one still times out."""
         if story_id is None or not view:
-            return gr.Timer(active=False)
+            return gr.Timer(active=False), gr.skip()
+        if view.get("seen_text") == text:
+            return gr.skip(), gr.skip()  # no edit since the last tick: idle
         try:
-            store.touch_ai_turn(story_id, (name or "").strip(), AI_IDLE_S, writer_key=key)
+            store.touch_ai_turn(story_id, (name or "").strip(), ai_turn.idle_s, writer_key=key)
         except StoryError:
-            return gr.Timer(active=False)
-        return gr.skip()
+            return gr.Timer(active=False), gr.skip()
+        return gr.skip(), {**view, "seen_text": text}
 
-    touch_timer.tick(touch, [story_state, writer, writer_key, turn_view], [touch_timer], show_progress="hidden",
-                     **private)
+    touch_timer.tick(touch, [story_state, writer, writer_key, turn_view, preview], [touch_timer, turn_view],
+                     show_progress="hidden", **private)
 
     # -- sampling controls ---------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """UI text of the live story view and the model's turn, Korean first (merged into relay.ui_text.TEXT)."""
 
 STORY_TEXT: dict[str, tuple[str, str]] = {
-    "ai_pending_status": ("🕓 <b>{holder}</b>님이 AI 후보를 고르는 중입니다.", "🕓 <b>{holder}</b> is choosing among the model's suggestions."),
-    "watch_writing": ("✍️ AI가 <b>{holder}</b>님을 위해 쓰는 중 (초안)", "✍️ The model is writing for <b>{holder}</b> (draft)"),
-    "watch_pending": ("🕓 <b>{holder}</b>님이 고를 AI 후보 {n}개", "🕓 {n} suggestion(s) waiting for <b>{holder}</b>"),
+    "ai_pending_status": ("<b>{holder}</b>님이 AI 후보를 고르는 중입니다.", "<b>{holder}</b> is choosing among the model's suggestions."),
+    "watch_writing": ("AI가 <b>{holder}</b>님을 위해 쓰는 중 (초안)", "The model is writing for <b>{holder}</b> (draft)"),
+    "watch_pending": ("<b>{holder}</b>님이 고를 AI 후보 {n}개", "{n} suggestion(s) waiting for <b>{holder}</b>"),
     "ai_pending_busy": (
         "{holder}님이 AI 후보를 고르는 중입니다. 채택하거나 버리면(또는 3분 동안 움직임이 없으면) 차례가 풀립니다.",
         "{holder} is still choosing among the model's suggestions. The turn frees up once they accept or discard "
@@ -14,6 +14,7 @@ STORY_TEXT: dict[str, tuple[str, str]] = {
         "You were idle for more than 3 minutes, so the model's turn went to {holder}. This suggestion can no longer "
         "be added; ask the model again when it is your turn.",
     ),
+    "stopped_disconnect": ("창이 닫혀 멈춤", "stopped: the page was closed"),
     "swipe_of": ("후보 {i}/{n}", "Suggestion {i}/{n}"),
     "swipe_prev": ("← 이전 후보", "← Previous"),
     "swipe_next": ("다음 후보 →", "Next →"),

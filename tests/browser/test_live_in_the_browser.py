@@ -1,0 +1,197 @@
+"""The live story in real Chromium tabs: co-writers watch the model's turn as it happens, a waiting
+suggestion keeps the turn for its writer until it is decided or times out, and nothing a writer
+was shown is lost to a reload, a second tab, a stop or a discard.
+
+These tests run on an app whose model is big enough to take a few seconds per continuation (so a
+stream can be watched, stopped and reloaded mid-way) and whose idle timeout is a few seconds.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytest.importorskip("playwright.sync_api", reason="browser tests need the playwright package")
+from playwright.sync_api import expect  # noqa: E402
+from relay_page import RelayPage  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+IDLE_S = 6.0  # the app's idle timeout for a waiting suggestion (3 minutes in production)
+
+# Records every distinct text of the co-writers' view of the model's turn, polled every few ms.
+WATCH_TURN = """() => {
+  window.__turnSeen = [];
+  let last = null;
+  window.__turnTimer = setInterval(() => {
+    const box = document.querySelector('#relay-turn .relay-watch');
+    const value = box ? box.className + '|' + box.innerText : '';
+    if (value !== last) { last = value; window.__turnSeen.push(value); }
+  }, 5);
+}"""
+
+
+@pytest.fixture(scope="module")
+def slow_app(chromium_path, tmp_path_factory):
+    """The app on a random model with enough layers that 200 tokens take seconds, with a short idle timeout."""
+    import app
+    from relay.engine import Engine
+    from relay.story_store import StoryStore
+    from relay.tiny import build_tiny_model
+    from relay.ui.server import free_port, serve
+
+    folder = build_tiny_model(tmp_path_factory.mktemp("slow-model"), n_layer=4, n_embd=384, n_head=6, n_positions=512)
+    engine = Engine.from_pretrained(model=str(folder))
+    store = StoryStore(tmp_path_factory.mktemp("live-db") / "relay.db")
+    store.create_story("입구", "관리자", turn_rule="free")
+    server = serve(app.build_demo(engine, store, tiny=True, ai_idle_s=IDLE_S), store, port=free_port(), block=False)
+    server.store = store
+    yield server
+    server.close()
+
+
+def writer(new_page, served, name: str, href: str | None = None, locale: str = "ko-KR") -> RelayPage:
+    page = RelayPage(new_page(locale), served.url).open(href)
+    page.sign_in(name)
+    return page
+
+
+def long_stream(w: RelayPage, tokens: int = 160) -> None:
+    w.settings_for_long_stream(max_new_tokens=tokens)
+
+
+def test_a_co_writer_watches_the_model_write_then_the_suggestion_then_the_paragraph(new_page, slow_app, screenshots):
+    a = writer(new_page, slow_app, "민지")
+    sid = a.create_story("같이 보는 밤")
+    a.add("밤이 깊었다. 골목 끝에서 누군가 휘파람을 불었다.")
+    b = writer(new_page, slow_app, "준호", href=a.share_link.get_attribute("href"))
+    expect(b.paragraphs).to_have_count(1)
+    b.page.evaluate("() => { window.__sameDocument = true; }")
+
+    long_stream(a)
+    b.page.evaluate(WATCH_TURN)
+    a.page.locator("#relay-ai").click()
+    # While the model writes for 민지, 준호 sees the draft grow, marked as a draft and for whom.
+    draft = b.page.locator("#relay-turn .relay-watch-writing")
+    expect(draft).to_contain_text("민지")
+    expect(draft.locator(".relay-draft")).not_to_have_text("▍", timeout=20_000)
+    b.page.screenshot(path=screenshots / "live-co-writer-watches-the-draft.png", full_page=True)
+
+    expect(a.seed_info).to_contain_text("시드", timeout=90_000)
+    final = a.preview.input_value()
+    pending = b.page.locator("#relay-turn .relay-watch-pending")
+    expect(pending).to_contain_text(final)
+    expect(b.page.locator("#relay-status")).to_contain_text("민지")
+    seen = b.page.evaluate("() => { clearInterval(window.__turnTimer); return window.__turnSeen; }")
+    drafts = [v.split("|", 1)[1] for v in seen if "relay-watch-writing" in v]
+    assert any(len(d.strip("▍ \n")) > 0 for d in drafts), seen  # text arrived while it was still being written
+    b.page.screenshot(path=screenshots / "live-co-writer-sees-the-suggestion.png", full_page=True)
+
+    a.page.locator("#relay-accept").click()
+    expect(b.paragraphs).to_have_count(2)
+    expect(b.paragraphs.nth(1).locator(".relay-text")).to_have_text(final)
+    expect(b.page.locator("#relay-turn .relay-watch")).to_have_count(0)
+    assert b.page.evaluate("() => window.__sameDocument === true")  # all of it without a reload
+    assert [p.kind for p in slow_app.store.timeline(sid)] == ["human", "ai"]
+
+
+def test_a_waiting_suggestion_keeps_the_turn_until_the_idle_timeout_and_its_writer_is_told(new_page, slow_app):
+    a = writer(new_page, slow_app, "민지")
+    sid = a.create_story("기다리는 후보")
+    a.add("편지는 사흘 늦게 도착했다.")
+    a.settings_for_long_stream(max_new_tokens=20)
+    a.continue_with_ai()  # finished: the suggestion waits for 민지
+
+    b = writer(new_page, slow_app, "준호", href=a.share_link.get_attribute("href"))
+    expect(b.page.locator("#relay-status")).to_contain_text("민지")
+    b.page.locator("#relay-ai").click()
+    expect(b.toast("error")).to_contain_text("민지")  # 준호 cannot overtake the waiting suggestion
+    assert slow_app.store.ai_turn(sid).holder == "민지"
+
+    # 민지 goes quiet; after the idle timeout the turn is free and 준호's model turn goes ahead.
+    time.sleep(IDLE_S + 1)
+    expect(b.page.locator("#relay-status")).not_to_contain_text("민지", timeout=10_000)
+    b.settings_for_long_stream(max_new_tokens=20)
+    b.continue_with_ai()
+    assert slow_app.store.ai_turn(sid).holder == "준호"
+
+    # 민지 comes back and accepts: refused, with the reason, and nothing is stored.
+    a.page.locator("#relay-accept").click()
+    expect(a.toast("warning")).to_contain_text("3분")
+    expect(a.preview).to_have_value("")
+    assert [p.kind for p in slow_app.store.timeline(sid)] == ["human"]
+
+
+def test_regenerate_keeps_every_suggestion_and_the_writer_flips_back_to_the_first(new_page, slow_app):
+    w = writer(new_page, slow_app, "하린")
+    sid = w.create_story("되돌아보기")
+    w.add("비가 그친 뒤 시장 골목은 다시 붐볐다.")
+    w.settings_for_long_stream(max_new_tokens=16)
+    w.seed_box.fill("")  # a new seed for every suggestion
+    w.seed_box.blur()
+    first = w.continue_with_ai()
+    w.page.locator("#relay-regen").click()
+    expect(w.page.locator("#relay-swipe-info")).to_contain_text("2/2", timeout=90_000)
+    second = w.preview.input_value()
+    assert second != first
+
+    w.page.keyboard.press("Alt+ArrowLeft")  # the keyboard flips too
+    expect(w.page.locator("#relay-swipe-info")).to_contain_text("1/2")
+    expect(w.preview).to_have_value(first)
+    w.preview.press("Control+Enter")  # and accepts
+    expect(w.paragraphs).to_have_count(2)
+    stored = slow_app.store.timeline(sid)[-1]
+    assert stored.kind == "ai" and stored.text == first
+
+
+def test_a_reload_mid_stream_keeps_the_text_so_far_as_a_suggestion(new_page, slow_app):
+    w = writer(new_page, slow_app, "서윤")
+    sid = w.create_story("끊긴 연결")
+    w.add("기차는 밤새 달렸다.")
+    long_stream(w, tokens=200)
+    w.page.locator("#relay-ai").click()
+    expect(w.preview).not_to_have_value("", timeout=20_000)
+    partial = w.preview.input_value()
+
+    w.page.reload()
+    w.wait_loaded()
+    expect(w.preview).not_to_have_value("", timeout=30_000)  # the suggestion is back in the box
+    kept = w.preview.input_value()
+    assert kept.startswith(partial[:5]), (partial, kept)
+    turn = slow_app.store.ai_turn(sid)
+    assert turn is not None and turn.holder == "서윤" and turn.status == "pending"
+    w.page.locator("#relay-accept").click()
+    expect(w.paragraphs).to_have_count(2)
+
+
+def test_discard_while_the_model_writes_leaves_nothing_to_accept(new_page, slow_app):
+    w = writer(new_page, slow_app, "도윤")
+    sid = w.create_story("버린 초안")
+    w.add("문이 열렸다.")
+    long_stream(w, tokens=200)
+    w.page.locator("#relay-ai").click()
+    expect(w.preview).not_to_have_value("", timeout=20_000)
+    w.page.locator("#relay-discard").click()
+    expect(w.preview).to_have_value("")
+    time.sleep(2)
+    expect(w.preview).to_have_value("")  # nothing pours back in
+    w.page.locator("#relay-accept").click()
+    expect(w.toast("error")).to_be_visible()
+    assert slow_app.store.ai_turn(sid) is None
+    assert len(slow_app.store.timeline(sid)) == 1
+
+
+def test_stop_keeps_what_was_written_as_a_suggestion(new_page, slow_app):
+    w = writer(new_page, slow_app, "지호")
+    sid = w.create_story("멈춘 문장")
+    w.add("바람이 불었다.")
+    long_stream(w, tokens=200)
+    w.page.locator("#relay-ai").click()
+    expect(w.preview).not_to_have_value("", timeout=20_000)
+    w.page.locator("#relay-stop").click()
+    expect(w.seed_info).to_contain_text("시드", timeout=20_000)
+    kept = w.preview.input_value()
+    assert kept.strip()
+    turn = slow_app.store.ai_turn(sid)
+    assert turn is not None and turn.status == "pending" and turn.candidates[-1].text == kept
