@@ -32,15 +32,27 @@ window.relayLive = (() => {
     }
   }
 
-  function nearBottom(box) {
-    return box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+  // The page itself scrolls (the desk sticks to the window's bottom): "near the bottom" is the window's.
+  function nearBottom() {
+    const doc = document.scrollingElement || document.documentElement;
+    return doc.scrollHeight - doc.scrollTop - window.innerHeight < 400;
+  }
+
+  function toLatest() {
+    const timeline = $("relay-timeline");
+    const last = timeline && timeline.lastElementChild;
+    if (!last) return;
+    // Just above the desk that covers the bottom of the window.
+    const desk = $("relay-desk");
+    const covered = desk ? desk.getBoundingClientRect().height : 0;
+    const bottom = last.getBoundingClientRect().bottom + window.scrollY;
+    window.scrollTo({ top: Math.max(0, bottom - (window.innerHeight - covered) + 16) });
   }
 
   function render(first) {
     const timeline = $("relay-timeline");
     if (!timeline) return false;
-    const box = $("relay-scroll");
-    const stick = first || (box && nearBottom(box));
+    const stick = first || nearBottom();
     $("relay-header").innerHTML = state.header || "";
     $("relay-status").innerHTML = state.status || "";
     const mine = state.turn_state && current.writer && state.turn_state.holder_id === current.writer;
@@ -51,14 +63,14 @@ window.relayLive = (() => {
     $("relay-live").classList.toggle("relay-reading", reading);
     localTimes($("relay-live"));
     absoluteLinks($("relay-live"));
-    if (box && stick) box.scrollTop = box.scrollHeight;
+    if (stick) requestAnimationFrame(toLatest);
     jumpButton();
     return true;
   }
 
   function jumpButton() {
-    const box = $("relay-scroll"), jump = $("relay-jump");
-    if (box && jump) jump.hidden = nearBottom(box);
+    const jump = $("relay-jump");
+    if (jump) jump.hidden = !current.story || nearBottom();
   }
 
   function apply(message) {
@@ -104,13 +116,8 @@ window.relayLive = (() => {
     if (timeline && current.story && timeline.dataset.story !== String(current.story)) render(false);
   }, 500);
 
-  document.addEventListener("scroll", (e) => { if (e.target && e.target.id === "relay-scroll") jumpButton(); }, true);
-  document.addEventListener("click", (e) => {
-    if (e.target && e.target.id === "relay-jump") {
-      const box = $("relay-scroll");
-      if (box) box.scrollTop = box.scrollHeight;
-    }
-  });
+  window.addEventListener("scroll", jumpButton, { passive: true });
+  document.addEventListener("click", (e) => { if (e.target && e.target.id === "relay-jump") toLatest(); });
 
   // Keyboard: Ctrl+Enter adds the paragraph (in the composer) or accepts the suggestion (in the
   // preview); Alt+←/→ flips between suggestions.

@@ -21,8 +21,11 @@ CSS = """
 .relay-details pre { white-space: pre-wrap; font-size: 0.75rem; }
 .relay-status { min-height: 1.5rem; }
 .relay-live { position: relative; }
-.relay-scroll { max-height: 58vh; overflow-y: auto; overscroll-behavior: contain; padding-right: 0.3rem; }
-.relay-jump { position: absolute; right: 1rem; bottom: 0.5rem; border-radius: 999px; padding: 0.2rem 0.7rem;
+/* Gradio's container hides overflow, which would make it the sticky desk's scroll box; clip does not. */
+.gradio-container { overflow: clip !important; }
+#relay-desk { position: sticky; bottom: 0; z-index: 20; background: var(--background-fill-primary);
+  padding-top: 0.4rem; box-shadow: 0 -6px 12px -8px rgba(0, 0, 0, 0.25); }
+.relay-jump { position: fixed; right: 1rem; bottom: 45vh; z-index: 30; border-radius: 999px; padding: 0.3rem 0.8rem;
   background: var(--button-primary-background-fill); color: var(--button-primary-text-color); border: none; }
 .relay-reading .relay-meta, .relay-reading .relay-details { display: none; }
 .relay-reading .relay-para { border-left: none; background: none; padding: 0; }
@@ -32,7 +35,12 @@ CSS = """
 .relay-caret { animation: relay-blink 1s step-end infinite; }
 @keyframes relay-blink { 50% { opacity: 0; } }
 .relay-swipe { align-items: center; }
-@media (max-width: 640px) { .relay-scroll { max-height: 42vh; } }
+#relay-swipe-info { text-align: center; }
+#relay-desk button { white-space: nowrap; }
+@media (max-width: 640px) {
+  #relay-desk textarea { font-size: 16px; }
+  #relay-desk button { font-size: 0.85rem; padding-left: 0.3rem; padding-right: 0.3rem; }
+}
 .relay-stories table { width: 100%; }
 """
 
@@ -140,8 +148,7 @@ def render_turn(turn, lang: str) -> str:
 LIVE_SLOTS = (
     '<div id="relay-live" class="relay-live">'
     '<div id="relay-header"></div><div id="relay-status" class="relay-status"></div>'
-    '<div class="relay-scroll" id="relay-scroll"><div id="relay-timeline" class="relay-timeline"></div>'
-    '<div id="relay-turn"></div></div>'
+    '<div id="relay-timeline" class="relay-timeline"></div><div id="relay-turn"></div>'
     '<button type="button" class="relay-jump" id="relay-jump" hidden>↓</button>'
     '</div>'
 )

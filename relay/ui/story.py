@@ -64,36 +64,40 @@ def build_story_tabs(ui) -> None:
         no_story = gr.Markdown(i18n_key("no_story_open"), elem_id="relay-no-story")
         reading = gr.Checkbox(label=i18n_key("reading_view"), value=False, elem_id="relay-reading")
         gr.HTML(LIVE_SLOTS, elem_id="relay-live-root")
-        with gr.Group(elem_id="relay-desk"):
-            composer = gr.Textbox(label=i18n_key("composer"), placeholder=i18n_key("composer_ph"), lines=3,
-                                  max_lines=12, elem_id="relay-composer")
-            with gr.Row():
-                add_btn = gr.Button(i18n_key("add"), variant="primary", elem_id="relay-add")
-                ai_btn = gr.Button(i18n_key("ai_continue"), variant="primary", elem_id="relay-ai")
-                stop_btn = gr.Button(i18n_key("stop"), variant="stop", elem_id="relay-stop")
-            preview = gr.Textbox(label=i18n_key("preview"), lines=4, max_lines=16, interactive=True,
-                                 elem_id="relay-preview")
-            with gr.Row(elem_classes=["relay-swipe"]):
-                prev_btn = gr.Button(i18n_key("swipe_prev"), size="sm", elem_id="relay-swipe-prev", interactive=False)
-                swipe_info = gr.Markdown(elem_id="relay-swipe-info")
-                next_btn = gr.Button(i18n_key("swipe_next"), size="sm", elem_id="relay-swipe-next", interactive=False)
-            seed_info = gr.Markdown(elem_id="relay-seed-info")
-            with gr.Row():
-                accept_btn = gr.Button(i18n_key("accept"), variant="primary", elem_id="relay-accept")
-                regen_btn = gr.Button(i18n_key("regenerate"), elem_id="relay-regen")
-                discard_btn = gr.Button(i18n_key("discard"), elem_id="relay-discard")
-                use_seed_btn = gr.Button(i18n_key("use_seed"), size="sm")
-            with gr.Row():
-                n_alts = gr.Slider(2, 4, value=3, step=1, label=i18n_key("n_alternatives"))
-                alts_btn = gr.Button(i18n_key("alternatives"), elem_id="relay-alts")
-            with gr.Row(visible=False) as alts_row:
-                alt_boxes, pick_btns = [], []
-                for i in range(4):
-                    with gr.Column(min_width=160):
-                        alt_boxes.append(gr.Textbox(label=f"#{i + 1}", lines=6, interactive=False,
-                                                    elem_id=f"relay-alt-{i}"))
-                        pick_btns.append(gr.Button(i18n_key("pick"), size="sm", elem_id=f"relay-pick-{i}"))
-            sync_btn = gr.Button("sync", visible=False, elem_id="relay-turn-sync")
+        # The writing desk sticks to the bottom of the window: the newest paragraphs, the suggestion being
+        # chosen and the composer stay on screen together at any story length, on a phone too.
+        with gr.Column(elem_id="relay-desk"):
+            with gr.Group(visible="hidden", elem_id="relay-suggestion") as suggestion:
+                preview = gr.Textbox(label=i18n_key("preview"), lines=3, max_lines=10, interactive=True,
+                                     elem_id="relay-preview")
+                with gr.Row(elem_classes=["relay-swipe"]):
+                    prev_btn = gr.Button(i18n_key("swipe_prev"), size="sm", elem_id="relay-swipe-prev",
+                                         interactive=False, min_width=60)
+                    swipe_info = gr.Markdown(elem_id="relay-swipe-info")
+                    next_btn = gr.Button(i18n_key("swipe_next"), size="sm", elem_id="relay-swipe-next",
+                                         interactive=False, min_width=60)
+                with gr.Row(visible=False) as alts_row:
+                    alt_boxes, pick_btns = [], []
+                    for i in range(4):
+                        with gr.Column(min_width=120):
+                            alt_boxes.append(gr.Textbox(label=f"#{i + 1}", lines=4, interactive=False,
+                                                        elem_id=f"relay-alt-{i}"))
+                            pick_btns.append(gr.Button(i18n_key("pick"), size="sm", elem_id=f"relay-pick-{i}"))
+                seed_info = gr.Markdown(elem_id="relay-seed-info")
+                with gr.Row():
+                    accept_btn = gr.Button(i18n_key("accept"), variant="primary", elem_id="relay-accept", min_width=80)
+                    regen_btn = gr.Button(i18n_key("regenerate"), elem_id="relay-regen", min_width=80)
+                    discard_btn = gr.Button(i18n_key("discard"), elem_id="relay-discard", min_width=80)
+                    use_seed_btn = gr.Button(i18n_key("use_seed"), size="sm", min_width=80)
+            with gr.Group():
+                composer = gr.Textbox(label=i18n_key("composer"), placeholder=i18n_key("composer_ph"), lines=2,
+                                      max_lines=10, elem_id="relay-composer")
+                with gr.Row():
+                    add_btn = gr.Button(i18n_key("add"), variant="primary", elem_id="relay-add", min_width=80)
+                    ai_btn = gr.Button(i18n_key("ai_continue"), variant="primary", elem_id="relay-ai", min_width=80)
+                    alts_btn = gr.Button(i18n_key("alternatives"), elem_id="relay-alts", min_width=80)
+                    stop_btn = gr.Button(i18n_key("stop"), variant="stop", elem_id="relay-stop", min_width=60)
+        sync_btn = gr.Button("sync", visible=False, elem_id="relay-turn-sync")
 
         with gr.Accordion(i18n_key("sampling"), open=False, elem_id="relay-sampling"):
             adapter = gr.Dropdown(choices=adapter_choices, value="", label=i18n_key("adapter"),
@@ -102,6 +106,7 @@ def build_story_tabs(ui) -> None:
                 preset = gr.Radio(choices=[(i18n_key(f"preset.{p}"), p) for p in PRESETS], label=i18n_key("preset"))
                 reset_btn = gr.Button(i18n_key("reset_defaults"), size="sm")
             controls = [_setting_component(s, getattr(defaults, s.name)) for s in specs]
+            n_alts = gr.Slider(2, 4, value=3, step=1, label=i18n_key("n_alternatives"))
 
         with gr.Accordion(i18n_key("more"), open=False):
             undo_btn = gr.Button(i18n_key("undo"), elem_id="relay-undo")
@@ -117,7 +122,7 @@ def build_story_tabs(ui) -> None:
     ui.adapter, ui.controls = adapter, controls
     story_state, lang_state, writer, writer_key, writer_id = (ui.story_state, ui.lang_state, ui.writer, ui.writer_key,
                                                               ui.writer_id)
-    desk_outputs = [preview, turn_view, swipe_info, prev_btn, next_btn, seed_info, touch_timer]
+    desk_outputs = [preview, turn_view, swipe_info, prev_btn, next_btn, seed_info, touch_timer, suggestion]
 
     def story_defaults(story) -> SamplingSettings:
         try:
@@ -128,7 +133,8 @@ def build_story_tabs(ui) -> None:
     def desk(lang: str, view: dict | None, text: str | None = None, meta: dict | None = None):
         """This tab's suggestion box for `view` (the turn's suggestions and which one shows), as outputs."""
         if not view or not view.get("ids"):
-            return ("", None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.Timer(active=False))
+            return ("", None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.Timer(active=False),
+                    gr.Group(visible="hidden"))
         ids, i = view["ids"], view["index"]
         if text is None:
             candidate = store.get_candidate(ids[i])
@@ -136,7 +142,7 @@ def build_story_tabs(ui) -> None:
         info = say(lang, "swipe_of", i=i + 1, n=len(ids)) if len(ids) > 1 else ""
         view = {**view, "seen_text": text}
         return (text, view, info, gr.Button(interactive=i > 0), gr.Button(interactive=i < len(ids) - 1),
-                seed_line(meta, lang) if meta else "", gr.Timer(active=True))
+                seed_line(meta, lang) if meta else "", gr.Timer(active=True), gr.Group(visible=True))
 
     def my_turn_view(sid: int, name: str, key: str) -> dict | None:
         """The suggestions waiting in this writer's model turn on the story (after a reload or in a second tab)."""
@@ -245,7 +251,8 @@ def build_story_tabs(ui) -> None:
             for text, done in ai_turn.stream(sid, name, settings, adapter_name or None, stop, lang, writer_key=key):
                 if done is None:
                     # Nothing to accept until the text is finished and kept as a suggestion.
-                    yield text, None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.skip()
+                    yield (text, None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.skip(),
+                           gr.Group(visible=True))
                 else:
                     ids.append(done["candidate_id"])
                     new_view = {"ids": ids, "index": len(ids) - 1, "expected_head": done["expected_head"]}
@@ -329,7 +336,7 @@ def build_story_tabs(ui) -> None:
         except StaleHeadError as e:
             # Read the new paragraph, then accept again: this time after it.
             gr.Warning(say(lang, "stale_moved"))
-            return [gr.skip(), {**view, "expected_head": e.head.id if e.head else 0}] + [gr.skip()] * 5
+            return [gr.skip(), {**view, "expected_head": e.head.id if e.head else 0}] + [gr.skip()] * 6
         except TurnLost as e:
             gr.Warning(say(lang, "turn_lost", holder=_esc(e.holder)))
             return desk(lang, None)

@@ -195,3 +195,22 @@ def test_stop_keeps_what_was_written_as_a_suggestion(new_page, slow_app):
     assert kept.strip()
     turn = slow_app.store.ai_turn(sid)
     assert turn is not None and turn.status == "pending" and turn.candidates[-1].text == kept
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 900}, {"width": 390, "height": 844}],
+                         ids=["desktop", "phone"])
+def test_in_a_long_story_the_newest_paragraphs_and_the_composer_are_on_screen_together(new_page, slow_app, viewport):
+    store = slow_app.store
+    sid = store.create_story("이백 문단", "민지", turn_rule="free").id
+    for i in range(200):
+        store.add_paragraph(sid, f"{i + 1}번째 문단. 비가 그친 뒤 시장 골목은 다시 사람들로 붐볐다.", "민지")
+    page = new_page()
+    page.set_viewport_size(viewport)
+    w = RelayPage(page, slow_app.url).open(f"{slow_app.url}?story={sid}")
+    expect(w.paragraphs).to_have_count(200)
+    time.sleep(0.5)
+    for target in ("#relay-composer textarea", "#relay-add", "#relay-ai"):
+        box = page.locator(target).bounding_box()
+        assert box and 0 <= box["y"] and box["y"] + box["height"] <= viewport["height"], (target, box)
+    newest = w.paragraphs.last.bounding_box()
+    assert 0 <= newest["y"] < viewport["height"], newest  # the newest paragraph is on screen, above the desk
