@@ -36,6 +36,7 @@ CSS = """
 @keyframes relay-blink { 50% { opacity: 0; } }
 .relay-swipe { align-items: center; }
 #relay-swipe-info { text-align: center; }
+#relay-suggestion:has(#relay-preview textarea:placeholder-shown) { display: none; }
 #relay-desk button { white-space: nowrap; }
 @media (max-width: 640px) {
   #relay-desk textarea { font-size: 16px; }

@@ -67,9 +67,10 @@ def build_story_tabs(ui) -> None:
         # The writing desk sticks to the bottom of the window: the newest paragraphs, the suggestion being
         # chosen and the composer stay on screen together at any story length, on a phone too.
         with gr.Column(elem_id="relay-desk"):
-            with gr.Group(visible="hidden", elem_id="relay-suggestion") as suggestion:
+            # Shown only while its box holds a suggestion (CSS in render.py: an empty box shows its placeholder).
+            with gr.Group(elem_id="relay-suggestion"):
                 preview = gr.Textbox(label=i18n_key("preview"), lines=3, max_lines=10, interactive=True,
-                                     elem_id="relay-preview")
+                                     placeholder="…", elem_id="relay-preview")
                 with gr.Row(elem_classes=["relay-swipe"]):
                     prev_btn = gr.Button(i18n_key("swipe_prev"), size="sm", elem_id="relay-swipe-prev",
                                          interactive=False, min_width=60)
@@ -122,7 +123,7 @@ def build_story_tabs(ui) -> None:
     ui.adapter, ui.controls = adapter, controls
     story_state, lang_state, writer, writer_key, writer_id = (ui.story_state, ui.lang_state, ui.writer, ui.writer_key,
                                                               ui.writer_id)
-    desk_outputs = [preview, turn_view, swipe_info, prev_btn, next_btn, seed_info, touch_timer, suggestion]
+    desk_outputs = [preview, turn_view, swipe_info, prev_btn, next_btn, seed_info, touch_timer]
 
     def story_defaults(story) -> SamplingSettings:
         try:
@@ -133,8 +134,7 @@ def build_story_tabs(ui) -> None:
     def desk(lang: str, view: dict | None, text: str | None = None, meta: dict | None = None):
         """This tab's suggestion box for `view` (the turn's suggestions and which one shows), as outputs."""
         if not view or not view.get("ids"):
-            return ("", None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.Timer(active=False),
-                    gr.Group(visible="hidden"))
+            return ("", None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.Timer(active=False))
         ids, i = view["ids"], view["index"]
         if text is None:
             candidate = store.get_candidate(ids[i])
@@ -142,7 +142,7 @@ def build_story_tabs(ui) -> None:
         info = say(lang, "swipe_of", i=i + 1, n=len(ids)) if len(ids) > 1 else ""
         view = {**view, "seen_text": text}
         return (text, view, info, gr.Button(interactive=i > 0), gr.Button(interactive=i < len(ids) - 1),
-                seed_line(meta, lang) if meta else "", gr.Timer(active=True), gr.Group(visible=True))
+                seed_line(meta, lang) if meta else "", gr.Timer(active=True))
 
     def my_turn_view(sid: int, name: str, key: str) -> dict | None:
         """The suggestions waiting in this writer's model turn on the story (after a reload or in a second tab)."""
@@ -251,8 +251,7 @@ def build_story_tabs(ui) -> None:
             for text, done in ai_turn.stream(sid, name, settings, adapter_name or None, stop, lang, writer_key=key):
                 if done is None:
                     # Nothing to accept until the text is finished and kept as a suggestion.
-                    yield (text, None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.skip(),
-                           gr.Group(visible=True))
+                    yield text, None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.skip()
                 else:
                     ids.append(done["candidate_id"])
                     new_view = {"ids": ids, "index": len(ids) - 1, "expected_head": done["expected_head"]}
@@ -336,7 +335,7 @@ def build_story_tabs(ui) -> None:
         except StaleHeadError as e:
             # Read the new paragraph, then accept again: this time after it.
             gr.Warning(say(lang, "stale_moved"))
-            return [gr.skip(), {**view, "expected_head": e.head.id if e.head else 0}] + [gr.skip()] * 6
+            return [gr.skip(), {**view, "expected_head": e.head.id if e.head else 0}] + [gr.skip()] * 5
         except TurnLost as e:
             gr.Warning(say(lang, "turn_lost", holder=_esc(e.holder)))
             return desk(lang, None)

@@ -185,7 +185,7 @@ def test_fixing_the_reported_seed_reproduces_the_same_candidate(new_page, relay_
     w.page.locator("#relay-discard").click()
     expect(w.seed_info).to_have_text("")
     expect(w.preview).to_have_value("")
-    w.page.locator("#relay-regen").click()
+    w.page.locator("#relay-ai").click()
     expect(w.seed_info).to_contain_text(f"시드 {seed}", timeout=30_000)
     expect(w.preview).to_have_value(first)
     w.page.locator("#relay-accept").click()
