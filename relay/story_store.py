@@ -287,7 +287,7 @@ class StoryStore:
                     pass
             self._listener_conns = []
             self._listeners = threading.local()
-            for conn in self._poll_conns:
+            for _, conn in self._poll_conns:
                 conn.close()
             self._poll_conns = []
             self._polls = threading.local()
@@ -343,7 +343,14 @@ class StoryStore:
             conn = self._engine.raw_connection()
             self._polls.conn, self._polls.pid = conn, os.getpid()
             with self._lock:
-                self._poll_conns.append(conn)
+                # Give back the connections of threads that have ended (a server's worker threads come and go).
+                alive = []
+                for thread, other in self._poll_conns:
+                    if thread.is_alive():
+                        alive.append((thread, other))
+                    else:
+                        other.close()
+                self._poll_conns = [*alive, (threading.current_thread(), conn)]
         try:
             # fetchall(): run the statement to its end, so it holds no read snapshot afterwards.
             return conn.cursor().execute(sqlite_sql, tuple(params.values())).fetchall()
