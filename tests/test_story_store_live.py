@@ -356,3 +356,18 @@ def test_a_lease_held_when_the_database_is_upgraded_becomes_a_turn(relay_db):
         assert s.ai_turn_holder(old.id) == "민수"
         with pytest.raises(TurnBusy):
             s.claim_ai_turn(old.id, "지영")
+
+
+def test_on_postgresql_every_commit_notifies_listeners_with_the_new_token(store, db):
+    if db.backend != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    import psycopg
+
+    from relay.store_schema import PG_CHANNEL, libpq_url
+
+    with psycopg.connect(libpq_url(db.target), autocommit=True) as listener:
+        listener.execute(f"LISTEN {PG_CHANNEL}")
+        story = store.create_story("알림", "x", turn_rule="free")
+        store.add_paragraph(story.id, "하나", "x")
+        got = [int(n.payload) for n in listener.notifies(timeout=30, stop_after=2)]
+    assert got == [store.change_token() - 1, store.change_token()]
