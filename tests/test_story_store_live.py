@@ -96,9 +96,10 @@ def test_if_nobody_took_the_expired_turn_its_candidate_can_still_be_accepted(sto
 
 def test_after_the_idle_timeout_anyone_on_the_story_may_accept_or_discard(store, story):
     store.claim_ai_turn(story.id, "민수")
-    cid = store.add_candidate(story.id, "민수", "호랑이가 살았다.", {}, idle_ttl=IDLE)
+    cid = store.add_candidate(story.id, "민수", "호랑이가 살았다.", {}, idle_ttl=60)
     with pytest.raises(NotAllowed, match="민수"):
         store.discard_ai_turn(story.id, "지영")
+    store.touch_ai_turn(story.id, "민수", IDLE)  # their last activity; then they go idle
     time.sleep(IDLE + 0.05)
     assert store.accept_candidate(cid, "지영").author == "지영"
 
@@ -134,9 +135,11 @@ def test_the_draft_is_visible_to_everyone_and_moves_the_change_token_not_the_ver
 def test_touching_a_pending_turn_keeps_it_from_timing_out(store, story):
     store.claim_ai_turn(story.id, "민수")
     store.add_candidate(story.id, "민수", "고치는 중", {}, idle_ttl=IDLE)
+    store.touch_ai_turn(story.id, "민수", 2.0)  # the writer starts editing
     for _ in range(3):
-        time.sleep(IDLE / 2)
-        store.touch_ai_turn(story.id, "민수", IDLE)
+        time.sleep(IDLE)
+        store.touch_ai_turn(story.id, "민수", 2.0)
+    # Three idle timeouts later, the turn is still theirs.
     assert store.ai_turn_holder(story.id) == "민수"
     with pytest.raises(TurnBusy):
         store.claim_ai_turn(story.id, "지영")
