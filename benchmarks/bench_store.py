@@ -54,8 +54,10 @@ def _baseline_module():
         path = Path(tempfile.mkdtemp()) / "baseline_story_store.py"
         path.write_text(source)
         spec = importlib.util.spec_from_file_location("baseline_story_store", path)
-        _BASELINE = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(_BASELINE)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        _BASELINE = module
     return _BASELINE
 
 

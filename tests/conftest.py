@@ -116,6 +116,23 @@ class PostgresServer:
         self._cleanup = cleanup
         self._count = 0
         self._created: list[str] = []
+        self._shared: str | None = None
+
+    def new_schema(self) -> str:
+        """A fresh, empty schema in one shared test database; its URL puts it first on search_path.
+
+        Much cheaper than a database per test (no 8 MB template copy to make and remove).
+        """
+        import psycopg
+
+        if self._shared is None:
+            self._shared = self.new_database()
+        self._count += 1
+        name = f"t{self._count}"
+        with psycopg.connect(self._shared, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+            conn.execute(f'CREATE SCHEMA "{name}"')
+        return f"{self._shared}?options=-csearch_path%3D{name}"
 
     def new_database(self) -> str:
         """A fresh, empty database; returns its postgresql:// URL."""
@@ -224,6 +241,6 @@ def db(request, relay_db, monkeypatch) -> TestDatabase:
         return TestDatabase("sqlite", relay_db)
     if request.node.get_closest_marker("sqlite_only"):
         pytest.skip("about SQLite itself")
-    url = request.getfixturevalue("pg_server").new_database()
+    url = request.getfixturevalue("pg_server").new_schema()
     monkeypatch.setenv("RELAY_DB", url)
     return TestDatabase("postgresql", url)

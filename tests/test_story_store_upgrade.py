@@ -100,7 +100,7 @@ def test_the_upgrade_is_recorded_once_and_the_old_record_is_kept(legacy_db):
     for _ in range(2):
         StoryStore(path).close()
     with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("m003",)]
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("m005",)]
         assert sorted(r[0] for r in raw.execute("SELECT name FROM _migrations")) == [
             "m001_initial", "m002_ai_turns_and_candidates"
         ]
@@ -110,15 +110,88 @@ def test_the_upgrade_is_recorded_once_and_the_old_record_is_kept(legacy_db):
 
 
 def test_a_database_upgraded_by_the_sqlite3_code_of_part_one_is_taken_as_it_is(relay_db):
-    # The first cut of the live turn ran m003 as a plain sqlite3 migration: same schema, same name.
+    # The first cut of the live turn ran m003 as a plain sqlite3 migration recorded in
+    # `_migrations`: the same schema as Alembic's m003, so it is stamped there and upgraded on.
+    from alembic import command
+
+    from relay.store_schema import _alembic_config, create_engine
+
+    engine = create_engine(relay_db)
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "m003")
+        conn.exec_driver_sql(
+            "INSERT INTO stories (title, created_by, created_at, turn_rule, settings, paragraph_count,"
+            " last_activity, version, change_seq) VALUES ('이미 새 것', '민수', '%s', 'free', '{}', 0, '%s', 0, 0)"
+            % (T0, T0)
+        )
+        conn.exec_driver_sql("DROP TABLE alembic_version")
+        conn.exec_driver_sql("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        for name in ("m001_initial", "m002_ai_turns_and_candidates", "m003_live_turns_and_change_feed"):
+            conn.exec_driver_sql("INSERT INTO _migrations VALUES ('%s', '%s')" % (name, T0))
+    engine.dispose()
     with StoryStore(relay_db) as store:
-        store.create_story("이미 새 것", "민수")
-    with sqlite3.connect(relay_db) as raw:
-        raw.execute("DROP TABLE alembic_version")
-        raw.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-        raw.executemany("INSERT INTO _migrations VALUES (?, ?)", [
-            ("m001_initial", T0), ("m002_ai_turns_and_candidates", T0), ("m003_live_turns_and_change_feed", T0)
-        ])
+        (story,) = store.list_stories()
+        assert story.title == "이미 새 것"
+        assert store.add_paragraph(story.id, "이어서", "민수", writer_key="k" * 32).writer_id is not None
+
+
+_OLD_RELAY_SCRIPT = r"""
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("old_story_store", sys.argv[1])
+old = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = old
+spec.loader.exec_module(old)
+with old.StoryStore(sys.argv[2]) as store:
+    story = store.create_story("옛 릴레이", "민수", settings={"temperature": 0.7})
+    first = store.add_paragraph(story.id, "비가 그쳤다.", "민수")
+    cid = store.add_candidate(story.id, "지영", "우산을 접었다", {"model": "kogpt2", "seed": 3})
+    store.accept_candidate(cid, "지영", text="우산을 접었다.", expected_head=first.id)
+    store.add_paragraph(story.id, "지워질 문장", "민수")
+    store.undo_last(story.id, "민수")
+    store.add_paragraph(story.id, "별이 떴다.", "민수")
+    fork = store.fork(story.id, first.id, "갈래", "준호")
+    waiting = store.add_candidate(story.id, "민수", "기다리는 글", {})
+    store.claim_ai_turn(story.id, "민수", ttl=600)
+    print(waiting)
+    print(store.export(story.id, "json"))
+"""
+
+
+def test_a_database_written_by_the_old_code_itself_upgrades_with_nothing_lost(tmp_path, relay_db):
+    # The pre-Alembic store module, run from git as it was at commit 9966435.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    shown = subprocess.run(
+        ["git", "-C", str(repo), "show", "9966435:relay/story_store.py"], capture_output=True, text=True
+    )
+    if shown.returncode != 0:
+        pytest.skip(f"needs the git history with commit 9966435: {shown.stderr.strip()}")
+    module = tmp_path / "old_story_store.py"
+    module.write_text(shown.stdout)
+    done = subprocess.run(
+        [sys.executable, "-c", _OLD_RELAY_SCRIPT, str(module), str(relay_db)], capture_output=True, text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    waiting, exported = done.stdout.split("\n", 1)
+    before = json.loads(exported)
+    assert before["version"] == 1
+
     with StoryStore(relay_db) as store:
-        assert [s.title for s in store.list_stories()] == ["이미 새 것"]
-        store.add_paragraph(store.list_stories()[0].id, "이어서", "민수")
+        after = json.loads(store.export(before["story"]["id"], "json"))
+        assert after["story"] == {**before["story"], "last_activity": after["story"]["last_activity"]}
+        assert after["story"]["last_activity"] == before["story"]["last_activity"]
+        old_fields = ("id", "seq", "author", "kind", "text", "created_at", "edited", "meta", "deleted")
+        assert [{k: p[k] for k in old_fields} for p in after["paragraphs"]] == before["paragraphs"]
+        assert [s.title for s in store.list_stories()] == ["갈래", "옛 릴레이"]
+        story_id = before["story"]["id"]
+        assert store.ai_turn_holder(story_id) == "민수"
+        with pytest.raises(TurnBusy):
+            store.claim_ai_turn(story_id, "지영")
+        assert store.ai_turn(story_id).candidates == []  # made before turns had records: joined none
+        store.release_ai_turn(story_id, "민수")
+        p = store.accept_candidate(waiting, "민수", expected_head=store.head(story_id).id)
+        assert (p.seq, p.kind, p.text) == (4, "ai", "기다리는 글")
