@@ -18,7 +18,9 @@ import math
 import operator
 import os
 import re
+import hashlib
 import secrets
+import socket
 import sqlite3
 import threading
 import time
@@ -41,6 +43,10 @@ EXPORT_FORMAT_VERSION = 1
 DEFAULT_DB = Path("relay-data") / "relay.db"
 BUSY_TIMEOUT_MS = 10_000
 CANDIDATE_MAX_AGE_S = 24 * 3600.0
+CHANGE_POLL_S = 0.25  # how often wait_for_change() looks at the change token on SQLite
+TURN_STATUSES = ("writing", "pending")
+MAX_DRAFT_CHARS = MAX_TEXT_CHARS * 4  # the model's text so far may run past one paragraph's limit
+_WRITER_KEY = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 # Control characters (C0, DEL, C1) and surrogate code points; paragraph text may keep \t and \n.
 _TEXT_FORBIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -81,7 +87,27 @@ class NotAllowed(StoryError):
 
 
 class TurnBusy(StoryError):
-    """The model is already writing for someone else in this story; `.holder` names them."""
+    """Someone else holds the story's model turn; `.holder` names them.
+
+    `.status` is "writing" (the model is writing for them) or "pending" (their suggestion waits
+    to be accepted); `.expires_at` is when the turn is handed back if they stay idle (Unix time).
+    """
+
+    def __init__(self, message: str, holder: str = "", status: str = "writing", expires_at: float = 0.0):
+        super().__init__(message)
+        self.holder = holder
+        self.status = status
+        self.expires_at = expires_at
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.holder, self.status, self.expires_at))
+
+
+class TurnLost(StoryError):
+    """The writer was idle past the turn's timeout and another writer took the model's turn since.
+
+    `.holder` names the writer who has (or had) the turn now.
+    """
 
     def __init__(self, message: str, holder: str = ""):
         super().__init__(message)
@@ -148,6 +174,31 @@ class Candidate:
     meta: dict
     created_at: str
     used: bool
+    turn_id: str | None = None
+    status: str = "open"  # "open" | "accepted" | "not_chosen" | "discarded"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AITurnState:
+    """The live model turn of a story: for whom, what it has written so far, and what waits.
+
+    `status` is "writing" while the model writes (`draft` is the text so far) and "pending" once
+    its text is finished and waits as `candidates` (oldest first) to be accepted or discarded.
+    """
+
+    story_id: int
+    holder: str
+    holder_id: str | None
+    status: str
+    draft: str
+    candidates: list[Candidate]
+    expires_at: float
+    process: str | None
+    turn_id: str
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
@@ -268,6 +319,60 @@ def _validate_timestamp(value: Any, what: str) -> str:
     if parsed.tzinfo is None:
         raise InvalidInput(f"{what} must carry a time zone (UTC): {value[:40]!r}.")
     return value
+
+
+def _validate_ttl(ttl: Any, what: str = "ttl") -> float:
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl <= 0:
+        raise InvalidInput(f"{what} must be a positive number of seconds.")
+    return float(ttl)
+
+
+def _validate_draft(text: Any) -> str:
+    """The model's text so far: may be empty, otherwise like paragraph text."""
+    if not isinstance(text, str):
+        raise InvalidInput("The draft must be a string.")
+    if len(text) > MAX_DRAFT_CHARS:
+        raise InvalidInput(f"The draft is too long: {len(text):,} characters (the limit is {MAX_DRAFT_CHARS:,}).")
+    bad = _TEXT_FORBIDDEN.search(text)
+    if bad:
+        raise InvalidInput(_bad_char_message("The draft", bad.group()))
+    return text
+
+
+def writer_id_of(key: Any) -> str:
+    """The public id of a writer key: the first 16 hex digits of its SHA-256."""
+    if not isinstance(key, str) or not _WRITER_KEY.fullmatch(key):
+        raise InvalidInput("The writer key is malformed: ask the site for a new one.")
+    return hashlib.sha256(key.encode("ascii")).hexdigest()[:16]
+
+
+def _optional_writer_id(key: Any) -> str | None:
+    return None if key is None else writer_id_of(key)
+
+
+def _validate_process(process: Any) -> str:
+    if process is None:
+        return current_process_name()
+    if not isinstance(process, str) or not re.fullmatch(r"[^:\s]{1,255}:[0-9]{1,10}", process):
+        raise InvalidInput("process must be \"host:pid\", e.g. \"web1:4242\".")
+    return process
+
+
+def current_process_name() -> str:
+    """This process as a lease records it: "host:pid"."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    except OverflowError:
+        return False
+    return True
 
 
 def _now() -> str:
@@ -400,6 +505,7 @@ class StoryStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (title, author, now, turn_rule, settings_json, now),
             )
+            _bump(conn, cur.lastrowid)
             return _story(_fetch_story(conn, cur.lastrowid))
 
     def list_stories(self) -> list[Story]:
@@ -489,6 +595,7 @@ class StoryStore:
                 " last_activity = ? WHERE id = ?",
                 (_now(), story_id),
             )
+            _bump(conn, story_id)
             return _replace(head, deleted=True)
 
     def fork(self, story_id: int, at_paragraph_id: int, title: str, author: str) -> Story:
@@ -518,78 +625,230 @@ class StoryStore:
                 " WHERE story_id = ? AND deleted = 0 AND seq <= ? ORDER BY seq",
                 (new_id, story_id, at["seq"]),
             )
+            _bump(conn, new_id)
             return _story(_fetch_story(conn, new_id))
 
-    # the AI turn lease
+    # the live model turn
 
-    def claim_ai_turn(self, story_id: int, author: str, ttl: float = 120.0) -> None:
-        """Take the story's AI turn for `author` for `ttl` seconds; TurnBusy if someone else holds it.
+    def claim_ai_turn(
+        self,
+        story_id: int,
+        author: str,
+        ttl: float = 120.0,
+        *,
+        writer_key: str | None = None,
+        process: str | None = None,
+    ) -> str:
+        """Take the story's model turn for `author` for `ttl` seconds and return its turn id.
 
-        The same author claiming again refreshes the lease. Expiry uses the wall clock, which all
-        processes on one machine share.
+        TurnBusy if another writer's turn is live (the model writing for them, or their
+        suggestion waiting). The same writer claiming again keeps the same turn and its
+        candidates (a new generation, a "swipe"): status goes back to "writing" and the lease is
+        refreshed. A turn that expired is free for anyone; its holder then loses it (TurnLost on
+        accepting its candidates). `process` ("host:pid", default this process) is recorded so
+        that release_dead_turns() can free the turn if the process dies.
         """
         story_id = _validate_id(story_id, "story_id")
         author = validate_author(author)
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl <= 0:
-            raise InvalidInput("ttl must be a positive number of seconds.")
+        ttl = _validate_ttl(ttl)
+        wid = _optional_writer_id(writer_key)
+        process = _validate_process(process)
         with self._write() as conn:
-            row = _fetch_story(conn, story_id)
             now = time.time()
-            holder, expires = row["ai_turn_holder"], row["ai_turn_expires"]
-            if holder is not None and holder != author and expires is not None and expires > now:
-                raise TurnBusy(f"The model is already writing for {holder}; try again when it is done.", holder)
-            conn.execute(
-                "UPDATE stories SET ai_turn_holder = ?, ai_turn_expires = ?, version = version + 1 WHERE id = ?",
-                (author, now + float(ttl), story_id),
-            )
+            turn = _current_turn(conn, story_id)
+            if turn is not None and _same_holder(turn, author, wid):
+                conn.execute(
+                    "UPDATE ai_turns SET status = 'writing', draft = '', expires_at = ?, process = ? WHERE n = ?",
+                    (now + ttl, process, turn["n"]),
+                )
+                turn_id = turn["id"]
+            else:
+                if turn is not None:
+                    if turn["expires_at"] > now:
+                        raise _turn_busy(turn)
+                    conn.execute("UPDATE ai_turns SET status = 'lost', lost_to = ? WHERE n = ?", (author, turn["n"]))
+                turn_id = secrets.token_urlsafe(12)
+                conn.execute(
+                    "INSERT INTO ai_turns (id, story_id, holder, holder_id, status, draft, expires_at, process,"
+                    " claimed_at) VALUES (?, ?, ?, ?, 'writing', '', ?, ?, ?)",
+                    (turn_id, story_id, author, wid, now + ttl, process, now),
+                )
+                conn.execute("UPDATE stories SET ai_turn_id = ? WHERE id = ?", (turn_id, story_id))
+            conn.execute("UPDATE stories SET version = version + 1 WHERE id = ?", (story_id,))
+            _bump(conn, story_id)
+            return turn_id
 
-    def release_ai_turn(self, story_id: int, author: str) -> None:
-        """Give back the AI turn; does nothing if `author` does not hold it."""
+    def set_ai_draft(
+        self, story_id: int, author: str, text: str, *, writer_key: str | None = None, ttl: float | None = None
+    ) -> None:
+        """Store the model's text so far for everyone watching; refresh the lease when `ttl` is given.
+
+        Changes the change token, not the story's version. NotAllowed if `author` does not hold
+        the turn, TurnLost if it expired and went to someone else.
+        """
         story_id = _validate_id(story_id, "story_id")
         author = validate_author(author)
+        text = _validate_draft(text)
+        ttl = None if ttl is None else _validate_ttl(ttl)
+        wid = _optional_writer_id(writer_key)
         with self._write() as conn:
-            row = _fetch_story(conn, story_id)
-            if row["ai_turn_holder"] == author:
-                conn.execute(
-                    "UPDATE stories SET ai_turn_holder = NULL, ai_turn_expires = NULL, version = version + 1"
-                    " WHERE id = ?",
-                    (story_id,),
+            turn = _held_turn(conn, story_id, author, wid)
+            expires = turn["expires_at"] if ttl is None else time.time() + ttl
+            conn.execute(
+                "UPDATE ai_turns SET draft = ?, status = 'writing', expires_at = ? WHERE n = ?",
+                (text, expires, turn["n"]),
+            )
+            _bump(conn, story_id)
+
+    def touch_ai_turn(self, story_id: int, author: str, ttl: float, *, writer_key: str | None = None) -> None:
+        """Refresh the idle timer of `author`'s turn (e.g. while they edit its suggestion)."""
+        story_id = _validate_id(story_id, "story_id")
+        author = validate_author(author)
+        ttl = _validate_ttl(ttl)
+        wid = _optional_writer_id(writer_key)
+        with self._write() as conn:
+            turn = _held_turn(conn, story_id, author, wid)
+            conn.execute("UPDATE ai_turns SET expires_at = ? WHERE n = ?", (time.time() + ttl, turn["n"]))
+            _bump(conn, story_id)
+
+    def release_ai_turn(self, story_id: int, author: str, *, writer_key: str | None = None) -> None:
+        """Give back the model turn (nothing to keep); does nothing if `author` does not hold it."""
+        story_id = _validate_id(story_id, "story_id")
+        author = validate_author(author)
+        wid = _optional_writer_id(writer_key)
+        with self._write() as conn:
+            turn = _current_turn(conn, story_id)
+            if turn is not None and _same_holder(turn, author, wid):
+                _end_turn(conn, story_id, turn, "released")
+
+    def discard_ai_turn(self, story_id: int, author: str, *, writer_key: str | None = None) -> int:
+        """Throw away every suggestion of the story's model turn and free it; return how many.
+
+        Only its holder may, or anyone once the turn has expired (idle too long). Discarded
+        suggestions can never be accepted.
+        """
+        story_id = _validate_id(story_id, "story_id")
+        author = validate_author(author)
+        wid = _optional_writer_id(writer_key)
+        with self._write() as conn:
+            turn = _current_turn(conn, story_id)
+            if turn is None:
+                _fetch_story(conn, story_id)
+                raise NotFound("There is no model turn to discard in this story.")
+            if not _same_holder(turn, author, wid) and turn["expires_at"] > time.time():
+                raise NotAllowed(
+                    f"Only {turn['holder']} can discard these suggestions until their turn times out."
                 )
+            count = conn.execute(
+                "UPDATE candidates SET status = 'discarded' WHERE turn_id = ? AND status = 'open'", (turn["id"],)
+            ).rowcount
+            _end_turn(conn, story_id, turn, "discarded")
+            return count
+
+    def ai_turn(self, story_id: int) -> AITurnState | None:
+        """The story's live model turn, or None when nobody holds it (or it expired)."""
+        story_id = _validate_id(story_id, "story_id")
+        with self._read() as conn:
+            turn = _current_turn(conn, story_id)
+            if turn is None or turn["expires_at"] <= time.time():
+                return None
+            rows = conn.execute(
+                f"SELECT {_CANDIDATE_COLUMNS} FROM candidates WHERE turn_id = ? AND status != 'discarded'"
+                " ORDER BY created_unix, rowid",
+                (turn["id"],),
+            )
+            return AITurnState(
+                story_id=story_id, holder=turn["holder"], holder_id=turn["holder_id"], status=turn["status"],
+                draft=turn["draft"], candidates=[_candidate(r) for r in rows], expires_at=turn["expires_at"],
+                process=turn["process"], turn_id=turn["id"],
+            )
 
     def ai_turn_holder(self, story_id: int) -> str | None:
-        """Whom the model is writing for in this story now, or None (also when the lease expired)."""
+        """Whom the model's turn belongs to now (writing or pending), or None (also when it expired)."""
         story_id = _validate_id(story_id, "story_id")
-        row = self._conn().execute(
-            "SELECT ai_turn_holder, ai_turn_expires FROM stories WHERE id = ?", (story_id,)
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"There is no story number {story_id}.")
-        holder, expires = row
-        if holder is None or expires is None or expires <= time.time():
+        with self._read() as conn:
+            turn = _current_turn(conn, story_id)
+        if turn is None or turn["expires_at"] <= time.time():
             return None
-        return holder
+        return turn["holder"]
+
+    def release_dead_turns(self, host: str | None = None) -> int:
+        """Free the model turns being written by processes on `host` that no longer run; return how many.
+
+        Call it at startup. A dead process's turn that already has suggestions stays with its
+        holder as "pending" (the suggestions are in the database); one without is released.
+        `host` defaults to this machine's name.
+        """
+        if host is None:
+            host = socket.gethostname()
+        if not isinstance(host, str) or not host or ":" in host:
+            raise InvalidInput("host must be a machine name, as in the \"host:pid\" a lease records.")
+        freed = 0
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT t.* FROM ai_turns t JOIN stories s ON s.ai_turn_id = t.id"
+                " WHERE t.status = 'writing' AND t.process LIKE ? ESCAPE '\\'",
+                (_like_escape(host) + ":%",),
+            ).fetchall()
+            for turn in rows:
+                pid = turn["process"].rpartition(":")[2]
+                if pid.isdigit() and _pid_alive(int(pid)):
+                    continue
+                has_candidates = conn.execute(
+                    "SELECT 1 FROM candidates WHERE turn_id = ? AND status = 'open' LIMIT 1", (turn["id"],)
+                ).fetchone()
+                if has_candidates:
+                    conn.execute("UPDATE ai_turns SET status = 'pending', draft = '' WHERE n = ?", (turn["n"],))
+                    _bump(conn, turn["story_id"])
+                else:
+                    _end_turn(conn, turn["story_id"], turn, "released")
+                freed += 1
+        return freed
 
     # server-generated candidates
 
-    def add_candidate(self, story_id: int, author: str, text: str, meta: dict | None = None) -> str:
+    def add_candidate(
+        self,
+        story_id: int,
+        author: str,
+        text: str,
+        meta: dict | None = None,
+        *,
+        writer_key: str | None = None,
+        idle_ttl: float | None = None,
+    ) -> str:
         """Keep model output generated for `author` and return an unguessable id to accept it by.
 
-        Candidates older than a day are pruned here, used or not.
+        If `author` holds the story's model turn, the candidate joins that turn, which becomes
+        "pending" (its draft cleared) and, with `idle_ttl`, stays theirs for that many seconds
+        of inactivity. Candidates older than a day are pruned here.
         """
         story_id = _validate_id(story_id, "story_id")
         author = validate_author(author)
         text = validate_text(text)
         meta_json = _dump_json_object(meta, "Meta")
+        idle_ttl = None if idle_ttl is None else _validate_ttl(idle_ttl, "idle_ttl")
+        wid = _optional_writer_id(writer_key)
         candidate_id = secrets.token_urlsafe(16)
         now = time.time()
         with self._write() as conn:
             _fetch_story(conn, story_id)
             conn.execute("DELETE FROM candidates WHERE created_unix < ?", (now - CANDIDATE_MAX_AGE_S,))
+            turn = _current_turn(conn, story_id)
+            turn_id = None
+            if turn is not None and _same_holder(turn, author, wid):
+                turn_id = turn["id"]
+                expires = turn["expires_at"] if idle_ttl is None else now + idle_ttl
+                conn.execute(
+                    "UPDATE ai_turns SET status = 'pending', draft = '', expires_at = ? WHERE n = ?",
+                    (expires, turn["n"]),
+                )
             conn.execute(
-                "INSERT INTO candidates (id, story_id, author, text, meta, created_at, created_unix, used)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-                (candidate_id, story_id, author, text, meta_json, _now(), now),
+                "INSERT INTO candidates (id, story_id, author, text, meta, created_at, created_unix, used, turn_id,"
+                " status, writer_id) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, 'open', ?)",
+                (candidate_id, story_id, author, text, meta_json, _now(), now, turn_id, wid),
             )
+            _bump(conn, story_id)
         return candidate_id
 
     def get_candidate(self, candidate_id: str) -> Candidate:
@@ -602,26 +861,65 @@ class StoryStore:
         return _candidate(row)
 
     def accept_candidate(
-        self, candidate_id: str, author: str, text: str | None = None, expected_head: int | None = None
+        self,
+        candidate_id: str,
+        author: str,
+        text: str | None = None,
+        expected_head: int | None = None,
+        *,
+        writer_key: str | None = None,
     ) -> Paragraph:
         """Append a candidate to its own story as an AI paragraph accepted by `author`; return it.
 
         `text` is the accepting person's edit, if any (the paragraph is then marked edited and
-        its meta keeps the original). Turn rule and `expected_head` apply as in add_paragraph;
-        the append and marking the candidate used are one atomic step.
+        its meta keeps the original). Turn rule and `expected_head` apply as in add_paragraph.
+        A candidate of a model turn may be accepted by the turn's holder, or by anyone once the
+        turn has expired; if the turn expired and another writer took the model's turn since,
+        TurnLost. In the same transaction the candidate is marked used, the turn's other
+        candidates "not chosen", and the turn freed.
         """
         key = _candidate_key(candidate_id)
         author = validate_author(author)
         if text is not None:
             text = validate_text(text)
         expected_head = _validate_expected_head(expected_head)
+        wid = _optional_writer_id(writer_key)
         with self._write() as conn:
-            row = conn.execute(f"SELECT {_CANDIDATE_COLUMNS} FROM candidates WHERE id = ?", (key,)).fetchone()
+            row = conn.execute(
+                f"SELECT {_CANDIDATE_COLUMNS}, created_unix FROM candidates WHERE id = ?", (key,)
+            ).fetchone()
             if row is None:
                 raise NotFound(_CANDIDATE_MISSING)
             candidate = _candidate(row)
-            if candidate.used:
+            if candidate.status == "accepted":
                 raise NotAllowed("This suggestion was already added to the story.")
+            if candidate.status == "discarded":
+                raise NotAllowed("This suggestion was discarded, so it cannot be added; ask the model again.")
+            if candidate.status == "not_chosen":
+                raise NotAllowed("Another suggestion of the same turn was already added to the story.")
+            if row["created_unix"] < time.time() - CANDIDATE_MAX_AGE_S:
+                raise NotFound("This suggestion expired: it is more than a day old. Ask the model again.")
+            turn = None
+            if candidate.turn_id is not None:
+                turn = conn.execute("SELECT * FROM ai_turns WHERE id = ?", (candidate.turn_id,)).fetchone()
+            if turn is not None:
+                later = conn.execute(
+                    "SELECT holder, holder_id FROM ai_turns WHERE story_id = ? AND n > ? ORDER BY n",
+                    (turn["story_id"], turn["n"]),
+                ).fetchall()
+                taker = next((t for t in later if not _same_holder(turn, t["holder"], t["holder_id"])), None)
+                if turn["status"] == "lost" or taker is not None:
+                    holder = turn["lost_to"] or (taker["holder"] if taker else "")
+                    raise TurnLost(
+                        f"You were idle too long, so the model's turn went to {holder}; this suggestion can no"
+                        " longer be added. Wait for your turn and ask the model again.",
+                        holder,
+                    )
+                current = turn["status"] in TURN_STATUSES
+                if current and not _same_holder(turn, author, wid) and turn["expires_at"] > time.time():
+                    raise NotAllowed(
+                        f"Only {turn['holder']} can accept this suggestion until their turn times out."
+                    )
             edited = text is not None and text != candidate.text
             meta = dict(candidate.meta, candidate_id=candidate.id)
             if edited:
@@ -636,8 +934,42 @@ class StoryStore:
                 edited,
                 json.dumps(meta, ensure_ascii=False),
             )
-            conn.execute("UPDATE candidates SET used = 1 WHERE id = ?", (key,))
+            conn.execute("UPDATE candidates SET used = 1, status = 'accepted' WHERE id = ?", (key,))
+            if turn is not None:
+                conn.execute(
+                    "UPDATE candidates SET status = 'not_chosen' WHERE turn_id = ? AND status = 'open'", (turn["id"],)
+                )
+                if turn["status"] in TURN_STATUSES:
+                    _end_turn(conn, candidate.story_id, turn, "accepted")
             return paragraph
+
+    # the change feed
+
+    def change_token(self) -> int:
+        """A number that grows with every committed change to any story; one single-row read."""
+        row = self._conn().execute("SELECT value FROM change_counter WHERE id = 1").fetchone()
+        return row[0]
+
+    def changed_stories(self, since: int) -> tuple[int, list[int]]:
+        """(current change token, ids of the stories changed after token `since`)."""
+        since = _validate_id(since, "since")
+        with self._read() as conn:
+            token = conn.execute("SELECT value FROM change_counter WHERE id = 1").fetchone()[0]
+            ids = [r[0] for r in conn.execute("SELECT id FROM stories WHERE change_seq > ? ORDER BY id", (since,))]
+        return token, ids
+
+    def wait_for_change(self, since: int, timeout: float) -> int:
+        """Block up to `timeout` seconds until the change token passes `since`; return the token."""
+        since = _validate_id(since, "since")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+            raise InvalidInput("timeout must be a number of seconds (0 or more).")
+        deadline = time.monotonic() + min(float(timeout), 3600.0)
+        while True:
+            token = self.change_token()
+            left = deadline - time.monotonic()
+            if token > since or left <= 0:
+                return token
+            time.sleep(min(CHANGE_POLL_S, left))
 
     # export and import
 
@@ -675,6 +1007,7 @@ class StoryStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(new_id, *row) for row in paragraph_rows],
             )
+            _bump(conn, new_id)
             return _story(_fetch_story(conn, new_id))
 
 
@@ -682,10 +1015,10 @@ class StoryStore:
 
 _STORY_COLUMNS = (
     "id, title, created_by, created_at, turn_rule, settings, forked_from_story, forked_from_paragraph,"
-    " paragraph_count, last_activity, version, ai_turn_holder, ai_turn_expires"
+    " paragraph_count, last_activity, version"
 )
 _PARAGRAPH_COLUMNS = "id, story_id, seq, author, kind, text, created_at, edited, meta, deleted"
-_CANDIDATE_COLUMNS = "id, story_id, author, text, meta, created_at, used"
+_CANDIDATE_COLUMNS = "id, story_id, author, text, meta, created_at, used, turn_id, status"
 _STALE_MESSAGE = "The story has moved on since you last looked: someone else added or undid a paragraph."
 _CANDIDATE_MISSING = "This suggestion does not exist any more (it may have expired); ask the model again."
 
@@ -695,6 +1028,65 @@ def _fetch_story(conn: sqlite3.Connection, story_id: int) -> sqlite3.Row:
     if row is None:
         raise NotFound(f"There is no story number {story_id}.")
     return row
+
+
+def _bump(conn: sqlite3.Connection, story_id: int) -> int:
+    """Advance the global change token and stamp the story with it (inside the write transaction)."""
+    token = conn.execute("UPDATE change_counter SET value = value + 1 WHERE id = 1 RETURNING value").fetchone()[0]
+    conn.execute("UPDATE stories SET change_seq = ? WHERE id = ?", (token, story_id))
+    return token
+
+
+def _current_turn(conn: sqlite3.Connection, story_id: int) -> sqlite3.Row | None:
+    """The story's open model turn (writing or pending), expired or not; NotFound for no story."""
+    story = conn.execute("SELECT ai_turn_id FROM stories WHERE id = ?", (story_id,)).fetchone()
+    if story is None:
+        raise NotFound(f"There is no story number {story_id}.")
+    if story["ai_turn_id"] is None:
+        return None
+    return conn.execute("SELECT * FROM ai_turns WHERE id = ?", (story["ai_turn_id"],)).fetchone()
+
+
+def _same_holder(turn: sqlite3.Row, author: str, writer_id: str | None) -> bool:
+    """A turn claimed with a writer key belongs to that key; one claimed by name, to that name."""
+    if turn["holder_id"] is not None:
+        return writer_id == turn["holder_id"]
+    return writer_id is None and author == turn["holder"]
+
+
+def _turn_busy(turn: sqlite3.Row) -> TurnBusy:
+    holder = turn["holder"]
+    if turn["status"] == "pending":
+        message = (f"{holder}'s suggestion from the model is waiting to be accepted; the model's turn is theirs"
+                   " until they decide or stay idle too long.")
+    else:
+        message = f"The model is already writing for {holder}; try again when it is done."
+    return TurnBusy(message, holder, turn["status"], turn["expires_at"])
+
+
+def _held_turn(conn: sqlite3.Connection, story_id: int, author: str, writer_id: str | None) -> sqlite3.Row:
+    """The story's turn if `author` holds it (even expired, while nobody took it); else raise."""
+    turn = _current_turn(conn, story_id)
+    if turn is not None and _same_holder(turn, author, writer_id):
+        return turn
+    lost = conn.execute(
+        "SELECT * FROM ai_turns WHERE story_id = ? AND status = 'lost' ORDER BY n DESC LIMIT 1", (story_id,)
+    ).fetchone()
+    if lost is not None and _same_holder(lost, author, writer_id):
+        raise TurnLost(
+            f"You were idle too long, so the model's turn went to {lost['lost_to']}.", lost["lost_to"] or ""
+        )
+    raise NotAllowed("You do not hold the model's turn in this story; ask the model first.")
+
+
+def _end_turn(conn: sqlite3.Connection, story_id: int, turn: sqlite3.Row, status: str) -> None:
+    conn.execute("UPDATE ai_turns SET status = ?, draft = '' WHERE n = ?", (status, turn["n"]))
+    conn.execute("UPDATE stories SET ai_turn_id = NULL, version = version + 1 WHERE id = ?", (story_id,))
+    _bump(conn, story_id)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _head(conn: sqlite3.Connection, story_id: int) -> Paragraph | None:
@@ -743,6 +1135,7 @@ def _append(
         " WHERE id = ?",
         (now, story_id),
     )
+    _bump(conn, story_id)
     return Paragraph(
         id=paragraph_id, story_id=story_id, seq=seq, author=author, kind=kind, text=text, created_at=now,
         edited=edited, meta=json.loads(meta_json), deleted=False,
@@ -776,6 +1169,7 @@ def _candidate(row: sqlite3.Row) -> Candidate:
     return Candidate(
         id=row["id"], story_id=row["story_id"], author=row["author"], text=row["text"],
         meta=json.loads(row["meta"]), created_at=row["created_at"], used=bool(row["used"]),
+        turn_id=row["turn_id"], status=row["status"],
     )
 
 
@@ -988,7 +1382,56 @@ def m002_ai_turns_and_candidates(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX candidates_by_age ON candidates (created_unix)")
 
 
-MIGRATIONS = (m001_initial, m002_ai_turns_and_candidates)
+def m003_live_turns_and_change_feed(conn: sqlite3.Connection) -> None:
+    """The global change token, per-story change stamps, and model turns as records with a status."""
+    conn.execute(
+        "CREATE TABLE change_counter (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)"
+    )
+    conn.execute("INSERT INTO change_counter (id, value) VALUES (1, 0)")
+    conn.execute("ALTER TABLE stories ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0")
+    conn.execute("CREATE INDEX stories_by_change ON stories (change_seq)")
+    conn.execute(
+        """CREATE TABLE ai_turns (
+            n INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            story_id INTEGER NOT NULL REFERENCES stories (id),
+            holder TEXT NOT NULL,
+            holder_id TEXT,
+            status TEXT NOT NULL
+                CHECK (status IN ('writing', 'pending', 'accepted', 'discarded', 'released', 'lost')),
+            draft TEXT NOT NULL DEFAULT '',
+            expires_at REAL NOT NULL,
+            process TEXT,
+            claimed_at REAL NOT NULL,
+            lost_to TEXT
+        )"""
+    )
+    conn.execute("CREATE INDEX ai_turns_by_story ON ai_turns (story_id, n)")
+    conn.execute("ALTER TABLE stories ADD COLUMN ai_turn_id TEXT")
+    # A lease held when the database was upgraded becomes a turn record (no process known).
+    for row in conn.execute(
+        "SELECT id, ai_turn_holder, ai_turn_expires FROM stories WHERE ai_turn_holder IS NOT NULL"
+    ).fetchall():
+        turn_id = secrets.token_urlsafe(12)
+        conn.execute(
+            "INSERT INTO ai_turns (id, story_id, holder, status, expires_at, claimed_at)"
+            " VALUES (?, ?, ?, 'writing', ?, ?)",
+            (turn_id, row[0], row[1], row[2] or 0.0, time.time()),
+        )
+        conn.execute("UPDATE stories SET ai_turn_id = ? WHERE id = ?", (turn_id, row[0]))
+    conn.execute("ALTER TABLE stories DROP COLUMN ai_turn_holder")
+    conn.execute("ALTER TABLE stories DROP COLUMN ai_turn_expires")
+    conn.execute("ALTER TABLE candidates ADD COLUMN turn_id TEXT")
+    conn.execute(
+        "ALTER TABLE candidates ADD COLUMN status TEXT NOT NULL DEFAULT 'open'"
+        " CHECK (status IN ('open', 'accepted', 'not_chosen', 'discarded'))"
+    )
+    conn.execute("UPDATE candidates SET status = 'accepted' WHERE used = 1")
+    conn.execute("ALTER TABLE candidates ADD COLUMN writer_id TEXT")
+    conn.execute("CREATE INDEX candidates_by_turn ON candidates (turn_id)")
+
+
+MIGRATIONS = (m001_initial, m002_ai_turns_and_candidates, m003_live_turns_and_change_feed)
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

@@ -22,6 +22,7 @@ from relay.story_store import (
     StoryStore,
     TurnBusy,
     TurnError,
+    TurnLost,
     m001_initial,
 )
 
@@ -98,7 +99,7 @@ def test_migrations_are_recorded_once_however_often_the_store_opens(relay_db):
         StoryStore().close()
     with sqlite3.connect(relay_db) as raw:
         names = [row[0] for row in raw.execute("SELECT name FROM _migrations ORDER BY name")]
-    assert names == ["m001_initial", "m002_ai_turns_and_candidates"]
+    assert names == ["m001_initial", "m002_ai_turns_and_candidates", "m003_live_turns_and_change_feed"]
 
 
 def test_a_database_from_the_first_schema_is_upgraded_keeping_its_stories(relay_db):
@@ -246,8 +247,12 @@ def test_version_changes_with_every_write_and_not_with_reads(store, relay_story)
     store.claim_ai_turn(sid, "a")
     changed()
     cid = store.add_candidate(sid, "a", "모델", {})
-    assert store.version(sid) == seen[-1]  # an unaccepted candidate is private to its requester
+    assert store.version(sid) == seen[-1]  # the paragraphs did not change (the change token does)
     store.accept_candidate(cid, "a")
+    changed()
+    store.release_ai_turn(sid, "a")  # accepting already freed the turn: nothing to release
+    assert store.version(sid) == seen[-1]
+    store.claim_ai_turn(sid, "a")
     changed()
     store.release_ai_turn(sid, "a")
     changed()
@@ -819,12 +824,14 @@ def test_expected_head_must_be_zero_or_a_paragraph_id(store, free_story, head):
 
 def test_every_error_is_a_story_error_and_survives_pickling(store, free_story):
     p = store.add_paragraph(free_story.id, "t", "a")
-    for cls in (InvalidInput, NotFound, StaleHeadError, TurnError, NotAllowed, TurnBusy):
+    for cls in (InvalidInput, NotFound, StaleHeadError, TurnError, NotAllowed, TurnBusy, TurnLost):
         assert issubclass(cls, StoryError) and cls.__doc__
     stale = pickle.loads(pickle.dumps(StaleHeadError("moved", p)))
     assert (str(stale), stale.head) == ("moved", p)
-    busy = pickle.loads(pickle.dumps(TurnBusy("busy", "민수")))
-    assert (str(busy), busy.holder) == ("busy", "민수")
+    busy = pickle.loads(pickle.dumps(TurnBusy("busy", "민수", "pending", 12.5)))
+    assert (str(busy), busy.holder, busy.status, busy.expires_at) == ("busy", "민수", "pending", 12.5)
+    lost = pickle.loads(pickle.dumps(TurnLost("lost", "지영")))
+    assert (str(lost), lost.holder) == ("lost", "지영")
 
 
 def test_threads_sharing_one_store_never_lose_a_paragraph(store, free_story):
