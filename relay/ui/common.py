@@ -1,12 +1,68 @@
-"""Small pieces every UI handler uses: the page language, user-facing errors, input checks, stop buttons."""
+"""Small pieces every UI handler uses: the page language, user-facing errors, input checks, stop buttons,
+escaped toast text, the session-state lifetime and the export folder."""
 
 from __future__ import annotations
 
+import html
+import shutil
+import tempfile
 import threading
+import time
+from pathlib import Path
 
 import gradio as gr
 
-from relay.ui_text import pick_lang, say
+from relay.ui import limit_text
+from relay.ui_text import TEXT, pick_lang, say
+
+STATE_TTL_S = 2 * 3600  # gr.State(time_to_live=...) for per-tab state: a tab idle 2 h starts over
+STATE_SESSION_CAPACITY = 1000  # sessions kept in memory (least recently used dropped first); ~0.4 MB each
+MAX_UPLOAD_SIZE = "2mb"  # launch(max_file_size=...): imports are JSON exports, far smaller than this
+CACHE_CLEANUP = (600, 3600)  # Blocks.delete_cache: every 10 min delete Gradio cache files older than 1 h
+EXPORT_MAX_AGE_S = 3600  # export files older than this are deleted at the next export
+EXPORT_DIR = Path(tempfile.gettempdir()) / "relay-exports"  # inside Gradio's allowed temp dir
+
+
+def toast_text(lang: str, key: str, **values) -> str:
+    """Message `key` (relay/ui_text.py or relay/ui/limit_text.py) with every value HTML-escaped.
+
+    gr.Error / gr.Warning / gr.Info render their message as HTML (after a sanitiser that keeps
+    images, links, forms and styles), so a writer's name or any user text must be escaped first.
+    The message templates themselves are ours and may hold markup.
+    """
+    safe = {k: html.escape(str(v), quote=True) if isinstance(v, str) or not isinstance(v, (int, float)) else v
+            for k, v in values.items()}
+    if key in TEXT:
+        return say(lang, key, **safe)
+    return limit_text.say(lang, key, **safe)
+
+
+def export_path(story_id: int, fmt: str, *, now: float | None = None) -> Path:
+    """A fresh file path for one export under EXPORT_DIR, after deleting exports older than EXPORT_MAX_AGE_S.
+
+    Gradio copies a returned file into its own cache (cleaned by CACHE_CLEANUP), so ours only needs
+    to live until the handler returns; the age keeps concurrent downloads safe.
+    """
+    EXPORT_DIR.mkdir(parents=True, exist_ok=True)
+    clean_exports(now=now)
+    folder = Path(tempfile.mkdtemp(prefix="export-", dir=EXPORT_DIR))
+    return folder / f"relay-story-{int(story_id)}.{fmt}"
+
+
+def clean_exports(*, now: float | None = None, max_age_s: float = EXPORT_MAX_AGE_S) -> int:
+    """Delete export folders older than `max_age_s`; returns how many were deleted."""
+    now = time.time() if now is None else now
+    removed = 0
+    if not EXPORT_DIR.is_dir():
+        return 0
+    for entry in EXPORT_DIR.iterdir():
+        try:
+            if now - entry.stat().st_mtime > max_age_s:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                removed += 1
+        except OSError:  # another process removed it first, or it is not ours to remove
+            continue
+    return removed
 
 class Cancels:
     """Stop buttons: one threading.Event per browser session, set by the stop button."""
