@@ -12,6 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from relay.limits import LimitExceeded
 from relay.ui import limit_text
 from relay.ui_text import TEXT, pick_lang, say
 
@@ -35,6 +36,21 @@ def toast_text(lang: str, key: str, **values) -> str:
     if key in TEXT:
         return say(lang, key, **safe)
     return limit_text.say(lang, key, **safe)
+
+
+def ui_error(lang: str, error: Exception, **values) -> gr.Error:
+    """The toast for a refusal in a browser handler, with every user-controlled part escaped.
+
+    LimitExceeded gets its limit message (pass `length=` for the context limit), a name bound to
+    another writer's key gets "name_taken" (pass `name=`), any other StoryError/SettingsError
+    "cannot_save" with its (escaped) message.
+    """
+    if isinstance(error, LimitExceeded):
+        merged = {"limit": error.limit, "retry": error.retry_after_s, "length": 0, **values}
+        return _fail(toast_text(lang, f"limit_{error.action}", **merged))
+    if type(error).__name__ == "NameTaken" and "name" in values:
+        return _fail(toast_text(lang, "name_taken", name=values["name"]))
+    return _fail(toast_text(lang, "cannot_save", detail=str(error)))
 
 
 def export_path(story_id: int, fmt: str, *, now: float | None = None) -> Path:
