@@ -1,124 +1,106 @@
-"""The shared story store: one SQLite timeline per story that many writers append to at once.
+"""The shared story store: every story's timeline, which many writers append to at once.
 
-Every browser session, thread and worker process of Relay shares one database file. Writes run
-in `BEGIN IMMEDIATE` transactions, so "check the head and the turn rule, then append" is one
-atomic step even across processes; WAL with `synchronous=FULL` means a write that returned is on
-disk and survives the server being killed. Each story carries a `version` counter bumped in the
-same transaction as every write to it, so a browser can poll `version()` (one primary-key
-lookup) and re-read the timeline only when something changed.
+Every browser session, thread and app process of Relay shares one database: a SQLite file (the
+embedded default) or a PostgreSQL server (a `postgresql://` URL), through one code path on
+SQLAlchemy Core. Each write is one transaction that first locks what it checks (SQLite:
+`BEGIN IMMEDIATE`; PostgreSQL: the story's row, `SELECT ... FOR UPDATE`), so "check the head and
+the turn rule, then append" is atomic across processes and machines. A write that returned is
+durable (SQLite: WAL with `synchronous=FULL`). Each story carries a `version` bumped with every
+change to its paragraphs, and a global change token moves with every change of any kind, so the
+live watcher polls one row (SQLite) or listens (PostgreSQL LISTEN/NOTIFY).
 
-The schema is created and evolved by the numbered migrations at the bottom of this module,
-recorded in the `_migrations` table and run when a `StoryStore` opens. See docs/store.md.
+Input checks live in `relay.store_validation`, errors in `relay.store_errors`, tables, engine and
+Alembic migrations in `relay.store_schema`; this module re-exports what callers need.
+See docs/store.md.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import operator
 import os
 import re
-import hashlib
 import secrets
 import socket
 import sqlite3
 import threading
 import time
-import unicodedata
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-MAX_TEXT_CHARS = 4000  # one paragraph, in code points
-MAX_AUTHOR_CHARS = 40
-MAX_TITLE_CHARS = 100
-MAX_JSON_CHARS = 20_000  # settings or meta, serialized
-TURN_RULES = ("alternate", "free")
-KINDS = ("human", "ai")
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from relay.store_errors import (
+    InvalidInput,
+    NotAllowed,
+    NotFound,
+    StaleHeadError,
+    StoreBusy,
+    StoreUnavailable,
+    StoryError,
+    TurnBusy,
+    TurnError,
+    TurnLost,
+)
+from relay.store_schema import (
+    BUSY_TIMEOUT_MS,
+    DEFAULT_DB,
+    PG_CHANNEL,
+    ai_turns,
+    candidates,
+    change_counter,
+    create_engine,
+    default_db_path,
+    is_postgres_url,
+    libpq_url,
+    migrate,
+    paragraphs,
+    stories,
+)
+from relay.store_validation import (
+    KINDS,
+    MAX_AUTHOR_CHARS,
+    MAX_DRAFT_CHARS,
+    MAX_JSON_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_TITLE_CHARS,
+    TURN_RULES,
+    _dump_json_object,
+    _now,
+    _optional_writer_id,
+    _pid_alive,
+    _validate_draft,
+    _validate_expected_head,
+    _validate_id,
+    _validate_kind,
+    _validate_process,
+    _validate_timestamp,
+    _validate_ttl,
+    _validate_turn_rule,
+    current_process_name,
+    validate_author,
+    validate_text,
+    validate_title,
+    writer_id_of,
+)
+
+__all__ = [
+    "StoryStore", "Story", "Paragraph", "Candidate", "AITurnState",
+    "StoryError", "InvalidInput", "NotFound", "StaleHeadError", "TurnError", "NotAllowed", "TurnBusy",
+    "TurnLost", "StoreBusy", "StoreUnavailable",
+    "validate_text", "validate_author", "validate_title", "writer_id_of", "current_process_name",
+    "default_db_path", "MAX_TEXT_CHARS", "MAX_AUTHOR_CHARS", "MAX_TITLE_CHARS", "MAX_JSON_CHARS",
+    "MAX_DRAFT_CHARS", "CANDIDATE_MAX_AGE_S", "TURN_RULES", "KINDS", "DEFAULT_DB", "BUSY_TIMEOUT_MS",
+]
+
 EXPORT_FORMATS = ("txt", "md", "json")
 EXPORT_FORMAT_NAME = "relay-story"
 EXPORT_FORMAT_VERSION = 1
-DEFAULT_DB = Path("relay-data") / "relay.db"
-BUSY_TIMEOUT_MS = 10_000
 CANDIDATE_MAX_AGE_S = 24 * 3600.0
 CHANGE_POLL_S = 0.25  # how often wait_for_change() looks at the change token on SQLite
 TURN_STATUSES = ("writing", "pending")
-MAX_DRAFT_CHARS = MAX_TEXT_CHARS * 4  # the model's text so far may run past one paragraph's limit
-_WRITER_KEY = re.compile(r"[A-Za-z0-9_-]{16,128}")
-
-# Control characters (C0, DEL, C1) and surrogate code points; paragraph text may keep \t and \n.
-_TEXT_FORBIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
-# Names and titles are one line: no control characters at all, no line/paragraph separators, and
-# no bidi overrides or isolates, which could make one writer's name impersonate another's.
-_NAME_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-class StoryError(Exception):
-    """Base of every error the story store raises; its message is fit to show a person."""
-
-
-class InvalidInput(StoryError):
-    """Text, a name, a title, a kind, a turn rule or another argument is not acceptable."""
-
-
-class NotFound(StoryError):
-    """No story, paragraph or candidate has that id (or there is nothing to act on)."""
-
-
-class StaleHeadError(StoryError):
-    """The story moved on since the writer last looked; `.head` is the current last paragraph."""
-
-    def __init__(self, message: str, head: Paragraph | None = None):
-        super().__init__(message)
-        self.head = head
-
-    def __reduce__(self):
-        return (type(self), (str(self), self.head))
-
-
-class TurnError(StoryError):
-    """The story's turn rule does not allow this kind of paragraph now."""
-
-
-class NotAllowed(StoryError):
-    """This person may not do that, e.g. undo someone else's paragraph or reuse a candidate."""
-
-
-class TurnBusy(StoryError):
-    """Someone else holds the story's model turn; `.holder` names them.
-
-    `.status` is "writing" (the model is writing for them) or "pending" (their suggestion waits
-    to be accepted); `.expires_at` is when the turn is handed back if they stay idle (Unix time).
-    """
-
-    def __init__(self, message: str, holder: str = "", status: str = "writing", expires_at: float = 0.0):
-        super().__init__(message)
-        self.holder = holder
-        self.status = status
-        self.expires_at = expires_at
-
-    def __reduce__(self):
-        return (type(self), (str(self), self.holder, self.status, self.expires_at))
-
-
-class TurnLost(StoryError):
-    """The writer was idle past the turn's timeout and another writer took the model's turn since.
-
-    `.holder` names the writer who has (or had) the turn now.
-    """
-
-    def __init__(self, message: str, holder: str = ""):
-        super().__init__(message)
-        self.holder = holder
-
-    def __reduce__(self):
-        return (type(self), (str(self), self.holder))
-
-
-class StoreBusy(StoryError):
-    """The database stayed locked by other writers past the busy timeout; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -205,255 +187,66 @@ class AITurnState:
         return asdict(self)
 
 
-# --- validation -------------------------------------------------------------------------------
-
-
-def validate_text(text: Any) -> str:
-    """Return paragraph text unchanged if it may be stored; raise InvalidInput otherwise."""
-    if not isinstance(text, str):
-        raise InvalidInput("Paragraph text must be a string.")
-    if len(text) > MAX_TEXT_CHARS:
-        raise InvalidInput(
-            f"The paragraph is too long: {len(text):,} characters (the limit is {MAX_TEXT_CHARS:,})."
-        )
-    bad = _TEXT_FORBIDDEN.search(text)
-    if bad:
-        raise InvalidInput(_bad_char_message("The text", bad.group()))
-    if all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in text):
-        raise InvalidInput("The paragraph is empty: write some text first.")
-    return text
-
-
-def validate_author(name: Any) -> str:
-    """Return a writer's display name with surrounding whitespace stripped, or raise InvalidInput."""
-    return _validate_line(name, "The name", MAX_AUTHOR_CHARS)
-
-
-def validate_title(title: Any) -> str:
-    """Return a story title with surrounding whitespace stripped, or raise InvalidInput."""
-    return _validate_line(title, "The title", MAX_TITLE_CHARS)
-
-
-def _validate_line(value: Any, what: str, max_chars: int) -> str:
-    if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be a string.")
-    value = value.strip()
-    if not value:
-        raise InvalidInput(f"{what} is empty.")
-    if len(value) > max_chars:
-        raise InvalidInput(f"{what} is too long: {len(value)} characters (the limit is {max_chars}).")
-    bad = _NAME_FORBIDDEN.search(value)
-    if bad:
-        raise InvalidInput(_bad_char_message(what, bad.group()))
-    return value
-
-
-def _bad_char_message(what: str, ch: str) -> str:
-    code = f"U+{ord(ch):04X}"
-    if "\ud800" <= ch <= "\udfff":
-        return f"{what} contains a broken character ({code}, a lone surrogate)."
-    if ch in "\n\t\u2028\u2029":
-        return f"{what} must be a single line."
-    if ch == "\x00":
-        return f"{what} contains a NUL byte."
-    if unicodedata.category(ch) == "Cf":
-        return f"{what} contains a text-direction control character ({code})."
-    return f"{what} contains a control character ({code}); only line breaks and tabs are allowed in text."
-
-
-def _validate_kind(kind: Any) -> str:
-    if kind not in KINDS:
-        raise InvalidInput(f"Unknown paragraph kind {kind!r}: use one of {', '.join(KINDS)}.")
-    return kind
-
-
-def _validate_turn_rule(rule: Any) -> str:
-    if rule not in TURN_RULES:
-        raise InvalidInput(f"Unknown turn rule {rule!r}: use one of {', '.join(TURN_RULES)}.")
-    return rule
-
-
-def _validate_id(value: Any, what: str) -> int:
-    if isinstance(value, bool):
-        raise InvalidInput(f"{what} must be a whole number.")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise InvalidInput(f"{what} must be a whole number, not {type(value).__name__}.") from None
-
-
-def _validate_expected_head(value: Any) -> int | None:
-    if value is None:
-        return None
-    head = _validate_id(value, "expected_head")
-    if head < 0:
-        raise InvalidInput("expected_head must be 0 (empty story) or a paragraph id.")
-    return head
-
-
-def _dump_json_object(value: Any, what: str) -> str:
-    """Serialize a settings/meta dict for storage, refusing what would not load back the same."""
-    if value is None:
-        value = {}
-    if not isinstance(value, dict):
-        raise InvalidInput(f"{what} must be a dict (a JSON object).")
-    try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=False)
-        text.encode("utf-8")
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"{what} must be plain JSON data: {exc}.") from None
-    except UnicodeEncodeError:
-        raise InvalidInput(f"{what} contains a broken character (a lone surrogate).") from None
-    if len(text) > MAX_JSON_CHARS:
-        raise InvalidInput(f"{what} is too large: {len(text):,} characters as JSON (the limit is {MAX_JSON_CHARS:,}).")
-    return text
-
-
-def _validate_timestamp(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be an ISO-8601 date-time string.")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"{what} is not an ISO-8601 date-time: {value[:40]!r}.") from None
-    if parsed.tzinfo is None:
-        raise InvalidInput(f"{what} must carry a time zone (UTC): {value[:40]!r}.")
-    return value
-
-
-def _validate_ttl(ttl: Any, what: str = "ttl") -> float:
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl <= 0:
-        raise InvalidInput(f"{what} must be a positive number of seconds.")
-    return float(ttl)
-
-
-def _validate_draft(text: Any) -> str:
-    """The model's text so far: may be empty, otherwise like paragraph text."""
-    if not isinstance(text, str):
-        raise InvalidInput("The draft must be a string.")
-    if len(text) > MAX_DRAFT_CHARS:
-        raise InvalidInput(f"The draft is too long: {len(text):,} characters (the limit is {MAX_DRAFT_CHARS:,}).")
-    bad = _TEXT_FORBIDDEN.search(text)
-    if bad:
-        raise InvalidInput(_bad_char_message("The draft", bad.group()))
-    return text
-
-
-def writer_id_of(key: Any) -> str:
-    """The public id of a writer key: the first 16 hex digits of its SHA-256."""
-    if not isinstance(key, str) or not _WRITER_KEY.fullmatch(key):
-        raise InvalidInput("The writer key is malformed: ask the site for a new one.")
-    return hashlib.sha256(key.encode("ascii")).hexdigest()[:16]
-
-
-def _optional_writer_id(key: Any) -> str | None:
-    return None if key is None else writer_id_of(key)
-
-
-def _validate_process(process: Any) -> str:
-    if process is None:
-        return current_process_name()
-    if not isinstance(process, str) or not re.fullmatch(r"[^:\s]{1,255}:[0-9]{1,10}", process):
-        raise InvalidInput("process must be \"host:pid\", e.g. \"web1:4242\".")
-    return process
-
-
-def current_process_name() -> str:
-    """This process as a lease records it: "host:pid"."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    except OverflowError:
-        return False
-    return True
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
 # --- the store --------------------------------------------------------------------------------
 
 
-def default_db_path() -> Path:
-    """The database file used when no path is given: $RELAY_DB, else ./relay-data/relay.db."""
+def default_db_target() -> str | Path:
+    """What StoryStore() opens: $RELAY_DB (a path or a postgresql:// URL), else ./relay-data/relay.db."""
     env = os.environ.get("RELAY_DB", "").strip()
-    return Path(env) if env else DEFAULT_DB
+    if is_postgres_url(env):
+        return env
+    return default_db_path()
 
 
 class StoryStore:
-    """All stories and their timelines in one SQLite file, safe to share across threads and processes.
+    """All stories and their timelines in one database, safe to share across threads and processes.
 
-    Each thread gets its own connection (SQLite connections must not be used by two threads at
-    once); processes coordinate through SQLite's file locks.
+    `StoryStore(path)` opens a SQLite file; `StoryStore("postgresql://user@host/db")` a
+    PostgreSQL database. Connections come from a pool (each thread uses its own while it works);
+    processes coordinate through the database's locks.
     """
 
     def __init__(self, path: str | os.PathLike | None = None):
-        """Open (creating if needed) the database at `path`, $RELAY_DB or ./relay-data/relay.db."""
-        self.path = Path(path) if path is not None else default_db_path()
-        if str(self.path) == ":memory:" or str(self.path).startswith("file:"):
-            raise InvalidInput("The story store needs a database file path (each thread opens its own connection).")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
+        """Open (creating and upgrading if needed) the database at `path`, $RELAY_DB or ./relay-data/relay.db."""
+        target = path if path is not None else default_db_target()
+        if isinstance(target, str) and is_postgres_url(target):
+            self.url, self.path = target, None
+        else:
+            if not isinstance(target, (str, os.PathLike)):
+                raise InvalidInput("The database must be a file path or a postgresql:// URL.")
+            self.path = Path(target)
+            if str(self.path) == ":memory:" or str(self.path).startswith("file:"):
+                raise InvalidInput(
+                    "The story store needs a database file path (each thread opens its own connection)."
+                )
+            self.url = None
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.backend = "postgresql" if self.url else "sqlite"
+        self._engine = create_engine(self.url or self.path)
+        self._pid = os.getpid()
+        self._listeners = threading.local()
+        self._listener_conns: list = []
         self._lock = threading.Lock()
-        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
-        migrate(self._conn())
-
-    # connections and transactions
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-        )
         try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoryError(f"Could not switch {self.path} to WAL journaling (got {mode!r}).")
-            # FULL: a commit that returned survives power loss, not only a killed process.
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.Error as exc:
-            conn.close()
+            migrate(self._engine)
+        except sa_exc.DBAPIError as exc:
+            self._engine.dispose()
             raise _db_error(exc) from exc
         except BaseException:
-            conn.close()
+            self._engine.dispose()
             raise
-        conn.row_factory = sqlite3.Row
-        return conn
-
-    def _conn(self) -> sqlite3.Connection:
-        local = self._local
-        conn = getattr(local, "conn", None)
-        # A connection inherited through fork() must not be used in the child: open a fresh one.
-        if conn is None or local.pid != os.getpid():
-            conn = self._connect()
-            local.conn, local.pid = conn, os.getpid()
-            with self._lock:
-                alive = []
-                for thread, other in self._conns:
-                    if thread.is_alive():
-                        alive.append((thread, other))
-                    else:
-                        other.close()
-                alive.append((threading.current_thread(), conn))
-                self._conns = alive
-        return conn
 
     def close(self) -> None:
         """Close every connection this object opened; call it when no thread is using the store."""
         with self._lock:
-            for _, conn in self._conns:
-                conn.close()
-            self._conns = []
-            self._local = threading.local()
+            for conn in self._listener_conns:
+                try:
+                    conn.close()
+                except Exception:  # closing a broken listener must not stop closing the rest
+                    pass
+            self._listener_conns = []
+            self._listeners = threading.local()
+        self._engine.dispose()
 
     def __enter__(self) -> StoryStore:
         return self
@@ -461,34 +254,33 @@ class StoryStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction that holds SQLite's write lock from its first statement."""
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise _db_error(exc) from exc
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise _db_error(exc) from exc
-            raise
+    # transactions
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: several SELECTs that see one consistent snapshot."""
-        conn = self._conn()
-        conn.execute("BEGIN")
+    def _tx(self, write: bool) -> Iterator[sa.Connection]:
+        """One transaction: a write locks before it reads (see _lock_story); a read is one snapshot."""
+        if os.getpid() != self._pid:
+            # Connections inherited through fork() belong to the parent: never use them here.
+            self._engine.dispose(close=False)
+            self._pid = os.getpid()
         try:
-            yield conn
-        finally:
-            if conn.in_transaction:
-                conn.execute("COMMIT")
+            with self._engine.connect() as conn:
+                if write:
+                    conn.execution_options(relay_write=True)
+                elif self.backend == "postgresql":
+                    conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    yield conn
+        except sa_exc.DBAPIError as exc:
+            raise _db_error(exc) from exc
+        except sa_exc.TimeoutError:
+            raise StoreBusy("The story store is busy with other writers; please try again in a moment.") from None
+
+    def _write(self):
+        return self._tx(True)
+
+    def _read(self):
+        return self._tx(False)
 
     # stories
 
@@ -500,30 +292,37 @@ class StoryStore:
         settings_json = _dump_json_object(settings, "Settings")
         now = _now()
         with self._write() as conn:
-            cur = conn.execute(
-                "INSERT INTO stories (title, created_by, created_at, turn_rule, settings, last_activity)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (title, author, now, turn_rule, settings_json, now),
-            )
-            _bump(conn, cur.lastrowid)
-            return _story(_fetch_story(conn, cur.lastrowid))
+            story_id = conn.execute(
+                stories.insert().values(
+                    title=title, created_by=author, created_at=now, turn_rule=turn_rule, settings=settings_json,
+                    paragraph_count=0, last_activity=now, version=0, change_seq=0,
+                ).returning(stories.c.id)
+            ).scalar_one()
+            _bump(conn, story_id)
+            return _story(_fetch_story(conn, story_id))
 
     def list_stories(self) -> list[Story]:
         """Every story, most recently active first, with its paragraph count and last activity."""
-        rows = self._conn().execute(f"SELECT {_STORY_COLUMNS} FROM stories ORDER BY last_activity DESC, id DESC")
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(*_STORY_COLUMNS).order_by(stories.c.last_activity.desc(), stories.c.id.desc())
+            ).mappings().all()
         return [_story(row) for row in rows]
 
     def get_story(self, story_id: int) -> Story:
         """The story with this id; NotFound if there is none."""
-        return _story(_fetch_story(self._conn(), _validate_id(story_id, "story_id")))
+        story_id = _validate_id(story_id, "story_id")
+        with self._read() as conn:
+            return _story(_fetch_story(conn, story_id))
 
     def version(self, story_id: int) -> int:
-        """A number that changes with every write to the story; cheap enough to poll every second."""
+        """A number that changes with every write to the story's paragraphs; cheap enough to poll."""
         story_id = _validate_id(story_id, "story_id")
-        row = self._conn().execute("SELECT version FROM stories WHERE id = ?", (story_id,)).fetchone()
-        if row is None:
+        with self._read() as conn:
+            version = conn.execute(_VERSION_QUERY, {"id": story_id}).scalar()
+        if version is None:
             raise NotFound(f"There is no story number {story_id}.")
-        return row[0]
+        return version
 
     # timeline
 
@@ -565,10 +364,11 @@ class StoryStore:
         with self._read() as conn:
             _fetch_story(conn, story_id)
             rows = conn.execute(
-                f"SELECT {_PARAGRAPH_COLUMNS} FROM paragraphs WHERE story_id = ? AND deleted = 0 ORDER BY seq",
-                (story_id,),
-            )
-            return [_paragraph(row) for row in rows]
+                sa.select(*_PARAGRAPH_COLUMNS)
+                .where(paragraphs.c.story_id == story_id, paragraphs.c.deleted == 0)
+                .order_by(paragraphs.c.seq)
+            ).mappings().all()
+        return [_paragraph(row) for row in rows]
 
     def undo_last(self, story_id: int, author: str, expected_head: int | None = None) -> Paragraph:
         """Mark the story's last paragraph deleted if `author` wrote or accepted it; return it.
@@ -579,21 +379,20 @@ class StoryStore:
         author = validate_author(author)
         expected_head = _validate_expected_head(expected_head)
         with self._write() as conn:
-            _fetch_story(conn, story_id)
+            _lock_story(conn, story_id)
             head = _head(conn, story_id)
             if expected_head is not None and (head.id if head else 0) != expected_head:
                 raise StaleHeadError(_STALE_MESSAGE, head)
             if head is None:
                 raise NotFound("There is nothing to undo: the story has no paragraphs.")
             if head.author != author:
-                raise NotAllowed(
-                    f"Only {head.author} can undo the last paragraph: they wrote or accepted it."
-                )
-            conn.execute("UPDATE paragraphs SET deleted = 1 WHERE id = ?", (head.id,))
+                raise NotAllowed(f"Only {head.author} can undo the last paragraph: they wrote or accepted it.")
+            conn.execute(paragraphs.update().where(paragraphs.c.id == head.id).values(deleted=1))
             conn.execute(
-                "UPDATE stories SET version = version + 1, paragraph_count = paragraph_count - 1,"
-                " last_activity = ? WHERE id = ?",
-                (_now(), story_id),
+                stories.update().where(stories.c.id == story_id).values(
+                    version=stories.c.version + 1, paragraph_count=stories.c.paragraph_count - 1,
+                    last_activity=_now(),
+                )
             )
             _bump(conn, story_id)
             return _replace(head, deleted=True)
@@ -606,24 +405,31 @@ class StoryStore:
         author = validate_author(author)
         now = _now()
         with self._write() as conn:
-            source = _fetch_story(conn, story_id)
+            source = _lock_story(conn, story_id)
             at = conn.execute(
-                "SELECT seq, deleted FROM paragraphs WHERE id = ? AND story_id = ?", (at_paragraph_id, story_id)
-            ).fetchone()
+                sa.select(paragraphs.c.seq, paragraphs.c.deleted).where(
+                    paragraphs.c.id == at_paragraph_id, paragraphs.c.story_id == story_id
+                )
+            ).mappings().first()
             if at is None:
                 raise NotFound(f"Story {story_id} has no paragraph number {at_paragraph_id}.")
             if at["deleted"]:
                 raise NotFound(f"Paragraph {at_paragraph_id} was undone; fork from a paragraph still in the story.")
             new_id = conn.execute(
-                "INSERT INTO stories (title, created_by, created_at, turn_rule, settings, forked_from_story,"
-                " forked_from_paragraph, paragraph_count, last_activity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (title, author, now, source["turn_rule"], source["settings"], story_id, at_paragraph_id, at["seq"], now),
-            ).lastrowid
+                stories.insert().values(
+                    title=title, created_by=author, created_at=now, turn_rule=source["turn_rule"],
+                    settings=source["settings"], forked_from_story=story_id, forked_from_paragraph=at_paragraph_id,
+                    paragraph_count=at["seq"], last_activity=now, version=0, change_seq=0,
+                ).returning(stories.c.id)
+            ).scalar_one()
+            copied = ("seq", "author", "kind", "text", "created_at", "edited", "meta")
             conn.execute(
-                "INSERT INTO paragraphs (story_id, seq, author, kind, text, created_at, edited, meta, deleted)"
-                " SELECT ?, seq, author, kind, text, created_at, edited, meta, 0 FROM paragraphs"
-                " WHERE story_id = ? AND deleted = 0 AND seq <= ? ORDER BY seq",
-                (new_id, story_id, at["seq"]),
+                paragraphs.insert().from_select(
+                    ["story_id", *copied, "deleted"],
+                    sa.select(sa.literal(new_id, sa.BigInteger), *(paragraphs.c[c] for c in copied), sa.literal(0))
+                    .where(paragraphs.c.story_id == story_id, paragraphs.c.deleted == 0, paragraphs.c.seq <= at["seq"])
+                    .order_by(paragraphs.c.seq),
+                )
             )
             _bump(conn, new_id)
             return _story(_fetch_story(conn, new_id))
@@ -654,27 +460,30 @@ class StoryStore:
         wid = _optional_writer_id(writer_key)
         process = _validate_process(process)
         with self._write() as conn:
+            _lock_story(conn, story_id)
             now = time.time()
             turn = _current_turn(conn, story_id)
             if turn is not None and _same_holder(turn, author, wid):
                 conn.execute(
-                    "UPDATE ai_turns SET status = 'writing', draft = '', expires_at = ?, process = ? WHERE n = ?",
-                    (now + ttl, process, turn["n"]),
+                    ai_turns.update().where(ai_turns.c.n == turn["n"]).values(
+                        status="writing", draft="", expires_at=now + ttl, process=process
+                    )
                 )
                 turn_id = turn["id"]
             else:
                 if turn is not None:
                     if turn["expires_at"] > now:
                         raise _turn_busy(turn)
-                    conn.execute("UPDATE ai_turns SET status = 'lost', lost_to = ? WHERE n = ?", (author, turn["n"]))
+                    conn.execute(ai_turns.update().where(ai_turns.c.n == turn["n"]).values(status="lost", lost_to=author))
                 turn_id = secrets.token_urlsafe(12)
                 conn.execute(
-                    "INSERT INTO ai_turns (id, story_id, holder, holder_id, status, draft, expires_at, process,"
-                    " claimed_at) VALUES (?, ?, ?, ?, 'writing', '', ?, ?, ?)",
-                    (turn_id, story_id, author, wid, now + ttl, process, now),
+                    ai_turns.insert().values(
+                        id=turn_id, story_id=story_id, holder=author, holder_id=wid, status="writing", draft="",
+                        expires_at=now + ttl, process=process, claimed_at=now,
+                    )
                 )
-                conn.execute("UPDATE stories SET ai_turn_id = ? WHERE id = ?", (turn_id, story_id))
-            conn.execute("UPDATE stories SET version = version + 1 WHERE id = ?", (story_id,))
+                conn.execute(stories.update().where(stories.c.id == story_id).values(ai_turn_id=turn_id))
+            conn.execute(stories.update().where(stories.c.id == story_id).values(version=stories.c.version + 1))
             _bump(conn, story_id)
             return turn_id
 
@@ -692,11 +501,11 @@ class StoryStore:
         ttl = None if ttl is None else _validate_ttl(ttl)
         wid = _optional_writer_id(writer_key)
         with self._write() as conn:
+            _lock_story(conn, story_id)
             turn = _held_turn(conn, story_id, author, wid)
             expires = turn["expires_at"] if ttl is None else time.time() + ttl
             conn.execute(
-                "UPDATE ai_turns SET draft = ?, status = 'writing', expires_at = ? WHERE n = ?",
-                (text, expires, turn["n"]),
+                ai_turns.update().where(ai_turns.c.n == turn["n"]).values(draft=text, status="writing", expires_at=expires)
             )
             _bump(conn, story_id)
 
@@ -707,8 +516,9 @@ class StoryStore:
         ttl = _validate_ttl(ttl)
         wid = _optional_writer_id(writer_key)
         with self._write() as conn:
+            _lock_story(conn, story_id)
             turn = _held_turn(conn, story_id, author, wid)
-            conn.execute("UPDATE ai_turns SET expires_at = ? WHERE n = ?", (time.time() + ttl, turn["n"]))
+            conn.execute(ai_turns.update().where(ai_turns.c.n == turn["n"]).values(expires_at=time.time() + ttl))
             _bump(conn, story_id)
 
     def release_ai_turn(self, story_id: int, author: str, *, writer_key: str | None = None) -> None:
@@ -717,6 +527,7 @@ class StoryStore:
         author = validate_author(author)
         wid = _optional_writer_id(writer_key)
         with self._write() as conn:
+            _lock_story(conn, story_id)
             turn = _current_turn(conn, story_id)
             if turn is not None and _same_holder(turn, author, wid):
                 _end_turn(conn, story_id, turn, "released")
@@ -731,16 +542,16 @@ class StoryStore:
         author = validate_author(author)
         wid = _optional_writer_id(writer_key)
         with self._write() as conn:
+            _lock_story(conn, story_id)
             turn = _current_turn(conn, story_id)
             if turn is None:
-                _fetch_story(conn, story_id)
                 raise NotFound("There is no model turn to discard in this story.")
             if not _same_holder(turn, author, wid) and turn["expires_at"] > time.time():
-                raise NotAllowed(
-                    f"Only {turn['holder']} can discard these suggestions until their turn times out."
-                )
+                raise NotAllowed(f"Only {turn['holder']} can discard these suggestions until their turn times out.")
             count = conn.execute(
-                "UPDATE candidates SET status = 'discarded' WHERE turn_id = ? AND status = 'open'", (turn["id"],)
+                candidates.update()
+                .where(candidates.c.turn_id == turn["id"], candidates.c.status == "open")
+                .values(status="discarded")
             ).rowcount
             _end_turn(conn, story_id, turn, "discarded")
             return count
@@ -753,15 +564,15 @@ class StoryStore:
             if turn is None or turn["expires_at"] <= time.time():
                 return None
             rows = conn.execute(
-                f"SELECT {_CANDIDATE_COLUMNS} FROM candidates WHERE turn_id = ? AND status != 'discarded'"
-                " ORDER BY created_unix, rowid",
-                (turn["id"],),
-            )
-            return AITurnState(
-                story_id=story_id, holder=turn["holder"], holder_id=turn["holder_id"], status=turn["status"],
-                draft=turn["draft"], candidates=[_candidate(r) for r in rows], expires_at=turn["expires_at"],
-                process=turn["process"], turn_id=turn["id"],
-            )
+                sa.select(*_CANDIDATE_COLUMNS)
+                .where(candidates.c.turn_id == turn["id"], candidates.c.status != "discarded")
+                .order_by(candidates.c.created_unix, candidates.c.id)
+            ).mappings().all()
+        return AITurnState(
+            story_id=story_id, holder=turn["holder"], holder_id=turn["holder_id"], status=turn["status"],
+            draft=turn["draft"], candidates=[_candidate(r) for r in rows], expires_at=turn["expires_at"],
+            process=turn["process"], turn_id=turn["id"],
+        )
 
     def ai_turn_holder(self, story_id: int) -> str | None:
         """Whom the model's turn belongs to now (writing or pending), or None (also when it expired)."""
@@ -786,19 +597,22 @@ class StoryStore:
         freed = 0
         with self._write() as conn:
             rows = conn.execute(
-                "SELECT t.* FROM ai_turns t JOIN stories s ON s.ai_turn_id = t.id"
-                " WHERE t.status = 'writing' AND t.process LIKE ? ESCAPE '\\'",
-                (_like_escape(host) + ":%",),
-            ).fetchall()
-            for turn in rows:
-                pid = turn["process"].rpartition(":")[2]
-                if pid.isdigit() and _pid_alive(int(pid)):
-                    continue
+                sa.select(ai_turns)
+                .join(stories, stories.c.ai_turn_id == ai_turns.c.id)
+                .where(ai_turns.c.status == "writing", ai_turns.c.process.startswith(host + ":", autoescape=True))
+                .order_by(ai_turns.c.story_id)
+            ).mappings().all()
+            dead = [t for t in rows if not _process_alive(t["process"])]
+            for turn in dead:  # lock every story first (in id order), then write
+                _lock_story(conn, turn["story_id"])
+            for turn in dead:
                 has_candidates = conn.execute(
-                    "SELECT 1 FROM candidates WHERE turn_id = ? AND status = 'open' LIMIT 1", (turn["id"],)
-                ).fetchone()
+                    sa.select(candidates.c.id)
+                    .where(candidates.c.turn_id == turn["id"], candidates.c.status == "open")
+                    .limit(1)
+                ).first()
                 if has_candidates:
-                    conn.execute("UPDATE ai_turns SET status = 'pending', draft = '' WHERE n = ?", (turn["n"],))
+                    conn.execute(ai_turns.update().where(ai_turns.c.n == turn["n"]).values(status="pending", draft=""))
                     _bump(conn, turn["story_id"])
                 else:
                     _end_turn(conn, turn["story_id"], turn, "released")
@@ -832,30 +646,30 @@ class StoryStore:
         candidate_id = secrets.token_urlsafe(16)
         now = time.time()
         with self._write() as conn:
-            _fetch_story(conn, story_id)
-            conn.execute("DELETE FROM candidates WHERE created_unix < ?", (now - CANDIDATE_MAX_AGE_S,))
+            _lock_story(conn, story_id)
+            conn.execute(candidates.delete().where(candidates.c.created_unix < now - CANDIDATE_MAX_AGE_S))
             turn = _current_turn(conn, story_id)
             turn_id = None
             if turn is not None and _same_holder(turn, author, wid):
                 turn_id = turn["id"]
                 expires = turn["expires_at"] if idle_ttl is None else now + idle_ttl
                 conn.execute(
-                    "UPDATE ai_turns SET status = 'pending', draft = '', expires_at = ? WHERE n = ?",
-                    (expires, turn["n"]),
+                    ai_turns.update().where(ai_turns.c.n == turn["n"]).values(status="pending", draft="", expires_at=expires)
                 )
             conn.execute(
-                "INSERT INTO candidates (id, story_id, author, text, meta, created_at, created_unix, used, turn_id,"
-                " status, writer_id) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, 'open', ?)",
-                (candidate_id, story_id, author, text, meta_json, _now(), now, turn_id, wid),
+                candidates.insert().values(
+                    id=candidate_id, story_id=story_id, author=author, text=text, meta=meta_json, created_at=_now(),
+                    created_unix=now, used=0, turn_id=turn_id, status="open", writer_id=wid,
+                )
             )
             _bump(conn, story_id)
         return candidate_id
 
     def get_candidate(self, candidate_id: str) -> Candidate:
         """The candidate with this id; NotFound if it never existed or was pruned."""
-        row = self._conn().execute(
-            f"SELECT {_CANDIDATE_COLUMNS} FROM candidates WHERE id = ?", (_candidate_key(candidate_id),)
-        ).fetchone()
+        key = _candidate_key(candidate_id)
+        with self._read() as conn:
+            row = conn.execute(sa.select(*_CANDIDATE_COLUMNS).where(candidates.c.id == key)).mappings().first()
         if row is None:
             raise NotFound(_CANDIDATE_MISSING)
         return _candidate(row)
@@ -885,9 +699,13 @@ class StoryStore:
         expected_head = _validate_expected_head(expected_head)
         wid = _optional_writer_id(writer_key)
         with self._write() as conn:
+            story_id = conn.execute(sa.select(candidates.c.story_id).where(candidates.c.id == key)).scalar()
+            if story_id is None:
+                raise NotFound(_CANDIDATE_MISSING)
+            _lock_story(conn, story_id)
             row = conn.execute(
-                f"SELECT {_CANDIDATE_COLUMNS}, created_unix FROM candidates WHERE id = ?", (key,)
-            ).fetchone()
+                sa.select(*_CANDIDATE_COLUMNS, candidates.c.created_unix).where(candidates.c.id == key)
+            ).mappings().first()
             if row is None:
                 raise NotFound(_CANDIDATE_MISSING)
             candidate = _candidate(row)
@@ -901,12 +719,13 @@ class StoryStore:
                 raise NotFound("This suggestion expired: it is more than a day old. Ask the model again.")
             turn = None
             if candidate.turn_id is not None:
-                turn = conn.execute("SELECT * FROM ai_turns WHERE id = ?", (candidate.turn_id,)).fetchone()
+                turn = conn.execute(sa.select(ai_turns).where(ai_turns.c.id == candidate.turn_id)).mappings().first()
             if turn is not None:
                 later = conn.execute(
-                    "SELECT holder, holder_id FROM ai_turns WHERE story_id = ? AND n > ? ORDER BY n",
-                    (turn["story_id"], turn["n"]),
-                ).fetchall()
+                    sa.select(ai_turns.c.holder, ai_turns.c.holder_id)
+                    .where(ai_turns.c.story_id == turn["story_id"], ai_turns.c.n > turn["n"])
+                    .order_by(ai_turns.c.n)
+                ).mappings().all()
                 taker = next((t for t in later if not _same_holder(turn, t["holder"], t["holder_id"])), None)
                 if turn["status"] == "lost" or taker is not None:
                     holder = turn["lost_to"] or (taker["holder"] if taker else "")
@@ -917,27 +736,21 @@ class StoryStore:
                     )
                 current = turn["status"] in TURN_STATUSES
                 if current and not _same_holder(turn, author, wid) and turn["expires_at"] > time.time():
-                    raise NotAllowed(
-                        f"Only {turn['holder']} can accept this suggestion until their turn times out."
-                    )
+                    raise NotAllowed(f"Only {turn['holder']} can accept this suggestion until their turn times out.")
             edited = text is not None and text != candidate.text
             meta = dict(candidate.meta, candidate_id=candidate.id)
             if edited:
                 meta["original_text"] = candidate.text
             paragraph = _append(
-                conn,
-                candidate.story_id,
-                text if edited else candidate.text,
-                author,
-                "ai",
-                expected_head,
-                edited,
-                json.dumps(meta, ensure_ascii=False),
+                conn, candidate.story_id, text if edited else candidate.text, author, "ai", expected_head, edited,
+                json.dumps(meta, ensure_ascii=False), locked=True,
             )
-            conn.execute("UPDATE candidates SET used = 1, status = 'accepted' WHERE id = ?", (key,))
+            conn.execute(candidates.update().where(candidates.c.id == key).values(used=1, status="accepted"))
             if turn is not None:
                 conn.execute(
-                    "UPDATE candidates SET status = 'not_chosen' WHERE turn_id = ? AND status = 'open'", (turn["id"],)
+                    candidates.update()
+                    .where(candidates.c.turn_id == turn["id"], candidates.c.status == "open")
+                    .values(status="not_chosen")
                 )
                 if turn["status"] in TURN_STATUSES:
                     _end_turn(conn, candidate.story_id, turn, "accepted")
@@ -947,29 +760,60 @@ class StoryStore:
 
     def change_token(self) -> int:
         """A number that grows with every committed change to any story; one single-row read."""
-        row = self._conn().execute("SELECT value FROM change_counter WHERE id = 1").fetchone()
-        return row[0]
+        with self._read() as conn:
+            return conn.execute(_TOKEN_QUERY).scalar_one()
 
     def changed_stories(self, since: int) -> tuple[int, list[int]]:
         """(current change token, ids of the stories changed after token `since`)."""
         since = _validate_id(since, "since")
         with self._read() as conn:
-            token = conn.execute("SELECT value FROM change_counter WHERE id = 1").fetchone()[0]
-            ids = [r[0] for r in conn.execute("SELECT id FROM stories WHERE change_seq > ? ORDER BY id", (since,))]
-        return token, ids
+            token = conn.execute(_TOKEN_QUERY).scalar_one()
+            ids = conn.execute(
+                sa.select(stories.c.id).where(stories.c.change_seq > since).order_by(stories.c.id)
+            ).scalars().all()
+        return token, list(ids)
 
     def wait_for_change(self, since: int, timeout: float) -> int:
-        """Block up to `timeout` seconds until the change token passes `since`; return the token."""
+        """Block up to `timeout` seconds until the change token passes `since`; return the token.
+
+        SQLite: polls change_token() every CHANGE_POLL_S. PostgreSQL: waits for the NOTIFY every
+        commit sends (LISTEN on a connection this thread keeps), so it wakes at once.
+        """
         since = _validate_id(since, "since")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
             raise InvalidInput("timeout must be a number of seconds (0 or more).")
         deadline = time.monotonic() + min(float(timeout), 3600.0)
+        listener = self._listener() if self.backend == "postgresql" else None
         while True:
             token = self.change_token()
             left = deadline - time.monotonic()
             if token > since or left <= 0:
                 return token
-            time.sleep(min(CHANGE_POLL_S, left))
+            if listener is None:
+                time.sleep(min(CHANGE_POLL_S, left))
+                continue
+            try:
+                # Any notification means "look again"; the token read above decides.
+                for _ in listener.notifies(timeout=min(left, 5.0), stop_after=1):
+                    pass
+            except Exception as exc:  # a dropped listener: open a new one next time
+                self._listeners.conn = None
+                raise StoreUnavailable(f"Lost the connection to the database while waiting for changes: {exc}") from exc
+
+    def _listener(self):
+        conn = getattr(self._listeners, "conn", None)
+        if conn is None or conn.closed or getattr(self._listeners, "pid", None) != os.getpid():
+            import psycopg
+
+            try:
+                conn = psycopg.connect(libpq_url(self.url), autocommit=True, connect_timeout=10)
+                conn.execute(f"LISTEN {PG_CHANNEL}")
+            except psycopg.Error as exc:
+                raise StoreUnavailable(f"Could not reach the database to watch for changes: {exc}") from exc
+            self._listeners.conn, self._listeners.pid = conn, os.getpid()
+            with self._lock:
+                self._listener_conns.append(conn)
+        return conn
 
     # export and import
 
@@ -981,12 +825,14 @@ class StoryStore:
         with self._read() as conn:
             story = _story(_fetch_story(conn, story_id))
             rows = conn.execute(
-                f"SELECT {_PARAGRAPH_COLUMNS} FROM paragraphs WHERE story_id = ? ORDER BY seq, id", (story_id,)
-            )
-            paragraphs = [_paragraph(row) for row in rows]
+                sa.select(*_PARAGRAPH_COLUMNS)
+                .where(paragraphs.c.story_id == story_id)
+                .order_by(paragraphs.c.seq, paragraphs.c.id)
+            ).mappings().all()
+        all_paragraphs = [_paragraph(row) for row in rows]
         if fmt == "json":
-            return _export_json(story, paragraphs)
-        live = [p for p in paragraphs if not p.deleted]
+            return _export_json(story, all_paragraphs)
+        live = [p for p in all_paragraphs if not p.deleted]
         return _export_md(story, live) if fmt == "md" else _export_txt(story, live)
 
     def import_json(self, data: str | bytes | dict) -> Story:
@@ -995,18 +841,25 @@ class StoryStore:
         Malformed input raises InvalidInput and writes nothing.
         """
         story_row, paragraph_rows = _parse_export(data)
+        title, created_by, created_at, turn_rule, settings, forked_story, forked_paragraph, count = story_row
         now = _now()
         with self._write() as conn:
             new_id = conn.execute(
-                "INSERT INTO stories (title, created_by, created_at, turn_rule, settings, forked_from_story,"
-                " forked_from_paragraph, paragraph_count, last_activity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*story_row, now),
-            ).lastrowid
-            conn.executemany(
-                "INSERT INTO paragraphs (story_id, seq, author, kind, text, created_at, edited, meta, deleted)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(new_id, *row) for row in paragraph_rows],
-            )
+                stories.insert().values(
+                    title=title, created_by=created_by, created_at=created_at, turn_rule=turn_rule, settings=settings,
+                    forked_from_story=forked_story, forked_from_paragraph=forked_paragraph, paragraph_count=count,
+                    last_activity=now, version=0, change_seq=0,
+                ).returning(stories.c.id)
+            ).scalar_one()
+            if paragraph_rows:
+                conn.execute(
+                    paragraphs.insert(),
+                    [
+                        dict(zip(("seq", "author", "kind", "text", "created_at", "edited", "meta", "deleted"), row),
+                             story_id=new_id)
+                        for row in paragraph_rows
+                    ],
+                )
             _bump(conn, new_id)
             return _story(_fetch_story(conn, new_id))
 
@@ -1014,47 +867,77 @@ class StoryStore:
 # --- helpers that run inside a transaction ------------------------------------------------------
 
 _STORY_COLUMNS = (
-    "id, title, created_by, created_at, turn_rule, settings, forked_from_story, forked_from_paragraph,"
-    " paragraph_count, last_activity, version"
+    stories.c.id, stories.c.title, stories.c.created_by, stories.c.created_at, stories.c.turn_rule,
+    stories.c.settings, stories.c.forked_from_story, stories.c.forked_from_paragraph, stories.c.paragraph_count,
+    stories.c.last_activity, stories.c.version,
 )
-_PARAGRAPH_COLUMNS = "id, story_id, seq, author, kind, text, created_at, edited, meta, deleted"
-_CANDIDATE_COLUMNS = "id, story_id, author, text, meta, created_at, used, turn_id, status"
+_PARAGRAPH_COLUMNS = (
+    paragraphs.c.id, paragraphs.c.story_id, paragraphs.c.seq, paragraphs.c.author, paragraphs.c.kind,
+    paragraphs.c.text, paragraphs.c.created_at, paragraphs.c.edited, paragraphs.c.meta, paragraphs.c.deleted,
+)
+_CANDIDATE_COLUMNS = (
+    candidates.c.id, candidates.c.story_id, candidates.c.author, candidates.c.text, candidates.c.meta,
+    candidates.c.created_at, candidates.c.used, candidates.c.turn_id, candidates.c.status,
+)
+_VERSION_QUERY = sa.text("SELECT version FROM stories WHERE id = :id")
+_TOKEN_QUERY = sa.text("SELECT value FROM change_counter WHERE id = 1")
 _STALE_MESSAGE = "The story has moved on since you last looked: someone else added or undid a paragraph."
 _CANDIDATE_MISSING = "This suggestion does not exist any more (it may have expired); ask the model again."
 
 
-def _fetch_story(conn: sqlite3.Connection, story_id: int) -> sqlite3.Row:
-    row = conn.execute(f"SELECT {_STORY_COLUMNS} FROM stories WHERE id = ?", (story_id,)).fetchone()
+def _fetch_story(conn: sa.Connection, story_id: int, *, lock: bool = False):
+    query = sa.select(*_STORY_COLUMNS, stories.c.ai_turn_id).where(stories.c.id == story_id)
+    if lock:
+        query = query.with_for_update()  # PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the lock
+    row = conn.execute(query).mappings().first()
     if row is None:
         raise NotFound(f"There is no story number {story_id}.")
     return row
 
 
-def _bump(conn: sqlite3.Connection, story_id: int) -> int:
-    """Advance the global change token and stamp the story with it (inside the write transaction)."""
-    token = conn.execute("UPDATE change_counter SET value = value + 1 WHERE id = 1 RETURNING value").fetchone()[0]
-    conn.execute("UPDATE stories SET change_seq = ? WHERE id = ?", (token, story_id))
+def _lock_story(conn: sa.Connection, story_id: int):
+    """Lock the story's row for this write transaction (PostgreSQL) and return it; NotFound if none.
+
+    Every write locks the stories it changes before it takes the change counter's row in
+    _bump, always in that order, so two writers never wait on each other in a cycle.
+    """
+    return _fetch_story(conn, story_id, lock=True)
+
+
+def _bump(conn: sa.Connection, story_id: int) -> int:
+    """Advance the global change token and stamp the story with it (inside the write transaction).
+
+    On PostgreSQL the row lock on the counter orders the tokens as the commits, and a NOTIFY,
+    delivered at commit, wakes the watchers of every app process.
+    """
+    token = conn.execute(
+        change_counter.update().where(change_counter.c.id == 1)
+        .values(value=change_counter.c.value + 1).returning(change_counter.c.value)
+    ).scalar_one()
+    conn.execute(stories.update().where(stories.c.id == story_id).values(change_seq=token))
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_notify(PG_CHANNEL, str(token))))
     return token
 
 
-def _current_turn(conn: sqlite3.Connection, story_id: int) -> sqlite3.Row | None:
+def _current_turn(conn: sa.Connection, story_id: int):
     """The story's open model turn (writing or pending), expired or not; NotFound for no story."""
-    story = conn.execute("SELECT ai_turn_id FROM stories WHERE id = ?", (story_id,)).fetchone()
-    if story is None:
+    turn_id = conn.execute(sa.select(stories.c.ai_turn_id).where(stories.c.id == story_id)).first()
+    if turn_id is None:
         raise NotFound(f"There is no story number {story_id}.")
-    if story["ai_turn_id"] is None:
+    if turn_id[0] is None:
         return None
-    return conn.execute("SELECT * FROM ai_turns WHERE id = ?", (story["ai_turn_id"],)).fetchone()
+    return conn.execute(sa.select(ai_turns).where(ai_turns.c.id == turn_id[0])).mappings().first()
 
 
-def _same_holder(turn: sqlite3.Row, author: str, writer_id: str | None) -> bool:
+def _same_holder(turn, author: str, writer_id: str | None) -> bool:
     """A turn claimed with a writer key belongs to that key; one claimed by name, to that name."""
     if turn["holder_id"] is not None:
         return writer_id == turn["holder_id"]
     return writer_id is None and author == turn["holder"]
 
 
-def _turn_busy(turn: sqlite3.Row) -> TurnBusy:
+def _turn_busy(turn) -> TurnBusy:
     holder = turn["holder"]
     if turn["status"] == "pending":
         message = (f"{holder}'s suggestion from the model is waiting to be accepted; the model's turn is theirs"
@@ -1064,36 +947,39 @@ def _turn_busy(turn: sqlite3.Row) -> TurnBusy:
     return TurnBusy(message, holder, turn["status"], turn["expires_at"])
 
 
-def _held_turn(conn: sqlite3.Connection, story_id: int, author: str, writer_id: str | None) -> sqlite3.Row:
+def _held_turn(conn: sa.Connection, story_id: int, author: str, writer_id: str | None):
     """The story's turn if `author` holds it (even expired, while nobody took it); else raise."""
     turn = _current_turn(conn, story_id)
     if turn is not None and _same_holder(turn, author, writer_id):
         return turn
     lost = conn.execute(
-        "SELECT * FROM ai_turns WHERE story_id = ? AND status = 'lost' ORDER BY n DESC LIMIT 1", (story_id,)
-    ).fetchone()
+        sa.select(ai_turns).where(ai_turns.c.story_id == story_id, ai_turns.c.status == "lost")
+        .order_by(ai_turns.c.n.desc()).limit(1)
+    ).mappings().first()
     if lost is not None and _same_holder(lost, author, writer_id):
-        raise TurnLost(
-            f"You were idle too long, so the model's turn went to {lost['lost_to']}.", lost["lost_to"] or ""
-        )
+        raise TurnLost(f"You were idle too long, so the model's turn went to {lost['lost_to']}.", lost["lost_to"] or "")
     raise NotAllowed("You do not hold the model's turn in this story; ask the model first.")
 
 
-def _end_turn(conn: sqlite3.Connection, story_id: int, turn: sqlite3.Row, status: str) -> None:
-    conn.execute("UPDATE ai_turns SET status = ?, draft = '' WHERE n = ?", (status, turn["n"]))
-    conn.execute("UPDATE stories SET ai_turn_id = NULL, version = version + 1 WHERE id = ?", (story_id,))
+def _end_turn(conn: sa.Connection, story_id: int, turn, status: str) -> None:
+    conn.execute(ai_turns.update().where(ai_turns.c.n == turn["n"]).values(status=status, draft=""))
+    conn.execute(
+        stories.update().where(stories.c.id == story_id).values(ai_turn_id=None, version=stories.c.version + 1)
+    )
     _bump(conn, story_id)
 
 
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def _process_alive(process: str | None) -> bool:
+    pid = (process or "").rpartition(":")[2]
+    return pid.isdigit() and _pid_alive(int(pid))
 
 
-def _head(conn: sqlite3.Connection, story_id: int) -> Paragraph | None:
+def _head(conn: sa.Connection, story_id: int) -> Paragraph | None:
     row = conn.execute(
-        f"SELECT {_PARAGRAPH_COLUMNS} FROM paragraphs WHERE story_id = ? AND deleted = 0 ORDER BY seq DESC LIMIT 1",
-        (story_id,),
-    ).fetchone()
+        sa.select(*_PARAGRAPH_COLUMNS)
+        .where(paragraphs.c.story_id == story_id, paragraphs.c.deleted == 0)
+        .order_by(paragraphs.c.seq.desc()).limit(1)
+    ).mappings().first()
     return _paragraph(row) if row else None
 
 
@@ -1107,7 +993,7 @@ def _check_turn(head: Paragraph | None, kind: str) -> None:
 
 
 def _append(
-    conn: sqlite3.Connection,
+    conn: sa.Connection,
     story_id: int,
     text: str,
     author: str,
@@ -1115,8 +1001,10 @@ def _append(
     expected_head: int | None,
     edited: bool,
     meta_json: str,
+    *,
+    locked: bool = False,
 ) -> Paragraph:
-    story = _fetch_story(conn, story_id)
+    story = _fetch_story(conn, story_id, lock=not locked)
     head = _head(conn, story_id)
     if expected_head is not None and (head.id if head else 0) != expected_head:
         raise StaleHeadError(_STALE_MESSAGE, head)
@@ -1126,14 +1014,15 @@ def _append(
     seq = head.seq + 1 if head else 1
     now = _now()
     paragraph_id = conn.execute(
-        "INSERT INTO paragraphs (story_id, seq, author, kind, text, created_at, edited, meta, deleted)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
-        (story_id, seq, author, kind, text, now, int(edited), meta_json),
-    ).lastrowid
+        paragraphs.insert().values(
+            story_id=story_id, seq=seq, author=author, kind=kind, text=text, created_at=now, edited=int(edited),
+            meta=meta_json, deleted=0,
+        ).returning(paragraphs.c.id)
+    ).scalar_one()
     conn.execute(
-        "UPDATE stories SET version = version + 1, paragraph_count = paragraph_count + 1, last_activity = ?"
-        " WHERE id = ?",
-        (now, story_id),
+        stories.update().where(stories.c.id == story_id).values(
+            version=stories.c.version + 1, paragraph_count=stories.c.paragraph_count + 1, last_activity=now
+        )
     )
     _bump(conn, story_id)
     return Paragraph(
@@ -1142,7 +1031,7 @@ def _append(
     )
 
 
-def _story(row: sqlite3.Row) -> Story:
+def _story(row) -> Story:
     forked = None
     if row["forked_from_story"] is not None:
         forked = (row["forked_from_story"], row["forked_from_paragraph"])
@@ -1153,7 +1042,7 @@ def _story(row: sqlite3.Row) -> Story:
     )
 
 
-def _paragraph(row: sqlite3.Row) -> Paragraph:
+def _paragraph(row) -> Paragraph:
     return Paragraph(
         id=row["id"], story_id=row["story_id"], seq=row["seq"], author=row["author"], kind=row["kind"],
         text=row["text"], created_at=row["created_at"], edited=bool(row["edited"]), meta=json.loads(row["meta"]),
@@ -1165,7 +1054,7 @@ def _replace(p: Paragraph, **changes: Any) -> Paragraph:
     return Paragraph(**{**asdict(p), **changes})
 
 
-def _candidate(row: sqlite3.Row) -> Candidate:
+def _candidate(row) -> Candidate:
     return Candidate(
         id=row["id"], story_id=row["story_id"], author=row["author"], text=row["text"],
         meta=json.loads(row["meta"]), created_at=row["created_at"], used=bool(row["used"]),
@@ -1179,10 +1068,40 @@ def _candidate_key(candidate_id: Any) -> str:
     return candidate_id
 
 
-def _db_error(exc: sqlite3.Error) -> StoryError:
-    if getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+_SQLITE_UNAVAILABLE = {
+    getattr(sqlite3, name) for name in ("SQLITE_READONLY", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN")
+}
+
+
+def _db_error(exc: sa_exc.DBAPIError) -> StoryError:
+    """The StoryError a database failure means for a person."""
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        primary = code & 0xFF
+        if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return StoreBusy("The story store is busy with other writers; please try again in a moment.")
+        if primary in _SQLITE_UNAVAILABLE:
+            return StoreUnavailable(_unavailable_message(primary, orig))
+        return StoryError(f"The story store failed: {orig}")
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    if sqlstate in ("55P03", "40P01", "40001"):  # lock not available, deadlock, serialization failure
         return StoreBusy("The story store is busy with other writers; please try again in a moment.")
-    return StoryError(f"The story store failed: {exc}")
+    if sqlstate.startswith("08") or sqlstate in ("53100", "25006") or isinstance(exc, sa_exc.OperationalError):
+        return StoreUnavailable(f"The story database cannot be reached or written now; nothing was saved. ({orig})")
+    return StoryError(f"The story store failed: {orig}")
+
+
+def _unavailable_message(code: int, orig: Exception) -> str:
+    if code == sqlite3.SQLITE_READONLY:
+        return ("The story database is read-only now, so nothing can be saved; ask the operator to make the"
+                " database file and its folder writable.")
+    if code == sqlite3.SQLITE_FULL:
+        return "The disk holding the story database is full, so nothing was saved; ask the operator to free space."
+    if code == sqlite3.SQLITE_CANTOPEN:
+        return ("The story database file cannot be opened; check that the path exists and that its folder is"
+                " writable.")
+    return f"The story database could not be read or written (a disk error), so nothing was saved. ({orig})"
 
 
 # --- export formats -----------------------------------------------------------------------------
@@ -1318,149 +1237,3 @@ def _field(obj: dict, name: str) -> Any:
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
-
-# --- migrations ---------------------------------------------------------------------------------
-# Each migration runs once per database, in order, inside the same transaction that records it in
-# `_migrations`. Never edit a released migration: add the next number.
-
-
-def m001_initial(conn: sqlite3.Connection) -> None:
-    """Stories and their paragraphs."""
-    conn.execute(
-        """CREATE TABLE stories (
-            id INTEGER PRIMARY KEY,
-            title TEXT NOT NULL,
-            created_by TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            turn_rule TEXT NOT NULL CHECK (turn_rule IN ('alternate', 'free')),
-            settings TEXT NOT NULL DEFAULT '{}',
-            -- Not foreign keys: an imported fork keeps ids from the database it came from.
-            forked_from_story INTEGER,
-            forked_from_paragraph INTEGER,
-            paragraph_count INTEGER NOT NULL DEFAULT 0,
-            last_activity TEXT NOT NULL,
-            version INTEGER NOT NULL DEFAULT 0
-        )"""
-    )
-    conn.execute(
-        """CREATE TABLE paragraphs (
-            id INTEGER PRIMARY KEY,
-            story_id INTEGER NOT NULL REFERENCES stories (id),
-            seq INTEGER NOT NULL CHECK (seq >= 1),
-            author TEXT NOT NULL,
-            kind TEXT NOT NULL CHECK (kind IN ('human', 'ai')),
-            text TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            edited INTEGER NOT NULL DEFAULT 0,
-            meta TEXT NOT NULL DEFAULT '{}',
-            deleted INTEGER NOT NULL DEFAULT 0
-        )"""
-    )
-    # Undone paragraphs keep their seq, which the next paragraph then reuses: seq is unique
-    # only among live paragraphs, and this index also serves head() and timeline().
-    conn.execute("CREATE UNIQUE INDEX paragraphs_live_seq ON paragraphs (story_id, seq) WHERE deleted = 0")
-    conn.execute("CREATE INDEX paragraphs_all_seq ON paragraphs (story_id, seq, id)")
-    conn.execute("CREATE INDEX stories_by_activity ON stories (last_activity DESC, id DESC)")
-
-
-def m002_ai_turns_and_candidates(conn: sqlite3.Connection) -> None:
-    """The per-story AI-turn lease and server-generated candidate paragraphs."""
-    conn.execute("ALTER TABLE stories ADD COLUMN ai_turn_holder TEXT")
-    conn.execute("ALTER TABLE stories ADD COLUMN ai_turn_expires REAL")
-    conn.execute(
-        """CREATE TABLE candidates (
-            id TEXT PRIMARY KEY,
-            story_id INTEGER NOT NULL REFERENCES stories (id),
-            author TEXT NOT NULL,
-            text TEXT NOT NULL,
-            meta TEXT NOT NULL DEFAULT '{}',
-            created_at TEXT NOT NULL,
-            created_unix REAL NOT NULL,
-            used INTEGER NOT NULL DEFAULT 0
-        )"""
-    )
-    conn.execute("CREATE INDEX candidates_by_age ON candidates (created_unix)")
-
-
-def m003_live_turns_and_change_feed(conn: sqlite3.Connection) -> None:
-    """The global change token, per-story change stamps, and model turns as records with a status."""
-    conn.execute(
-        "CREATE TABLE change_counter (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)"
-    )
-    conn.execute("INSERT INTO change_counter (id, value) VALUES (1, 0)")
-    conn.execute("ALTER TABLE stories ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0")
-    conn.execute("CREATE INDEX stories_by_change ON stories (change_seq)")
-    conn.execute(
-        """CREATE TABLE ai_turns (
-            n INTEGER PRIMARY KEY,
-            id TEXT NOT NULL UNIQUE,
-            story_id INTEGER NOT NULL REFERENCES stories (id),
-            holder TEXT NOT NULL,
-            holder_id TEXT,
-            status TEXT NOT NULL
-                CHECK (status IN ('writing', 'pending', 'accepted', 'discarded', 'released', 'lost')),
-            draft TEXT NOT NULL DEFAULT '',
-            expires_at REAL NOT NULL,
-            process TEXT,
-            claimed_at REAL NOT NULL,
-            lost_to TEXT
-        )"""
-    )
-    conn.execute("CREATE INDEX ai_turns_by_story ON ai_turns (story_id, n)")
-    conn.execute("ALTER TABLE stories ADD COLUMN ai_turn_id TEXT")
-    # A lease held when the database was upgraded becomes a turn record (no process known).
-    for row in conn.execute(
-        "SELECT id, ai_turn_holder, ai_turn_expires FROM stories WHERE ai_turn_holder IS NOT NULL"
-    ).fetchall():
-        turn_id = secrets.token_urlsafe(12)
-        conn.execute(
-            "INSERT INTO ai_turns (id, story_id, holder, status, expires_at, claimed_at)"
-            " VALUES (?, ?, ?, 'writing', ?, ?)",
-            (turn_id, row[0], row[1], row[2] or 0.0, time.time()),
-        )
-        conn.execute("UPDATE stories SET ai_turn_id = ? WHERE id = ?", (turn_id, row[0]))
-    conn.execute("ALTER TABLE stories DROP COLUMN ai_turn_holder")
-    conn.execute("ALTER TABLE stories DROP COLUMN ai_turn_expires")
-    conn.execute("ALTER TABLE candidates ADD COLUMN turn_id TEXT")
-    conn.execute(
-        "ALTER TABLE candidates ADD COLUMN status TEXT NOT NULL DEFAULT 'open'"
-        " CHECK (status IN ('open', 'accepted', 'not_chosen', 'discarded'))"
-    )
-    conn.execute("UPDATE candidates SET status = 'accepted' WHERE used = 1")
-    conn.execute("ALTER TABLE candidates ADD COLUMN writer_id TEXT")
-    conn.execute("CREATE INDEX candidates_by_turn ON candidates (turn_id)")
-
-
-MIGRATIONS = (m001_initial, m002_ai_turns_and_candidates, m003_live_turns_and_change_feed)
-
-
-def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply the migrations this database lacks, each recorded in `_migrations`; return their names.
-
-    Runs under the write lock, so processes opening a new database at once apply each migration once.
-    """
-    known = {m.__name__ for m in MIGRATIONS}
-    applied: list[str] = []
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-            done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
-            unknown = sorted(done - known)
-            if unknown:
-                raise StoryError(
-                    f"This database was written by a newer Relay (migrations {', '.join(unknown)}); update Relay."
-                )
-            for step in MIGRATIONS:
-                if step.__name__ not in done:
-                    step(conn)
-                    conn.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (step.__name__, _now()))
-                    applied.append(step.__name__)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    except sqlite3.Error as exc:
-        raise _db_error(exc) from exc
-    return applied

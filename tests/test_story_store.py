@@ -23,8 +23,11 @@ from relay.story_store import (
     TurnBusy,
     TurnError,
     TurnLost,
-    m001_initial,
 )
+
+from store_legacy_schema import build_legacy_database, m001_initial
+
+pytestmark = pytest.mark.usefixtures("db")  # every test runs on SQLite and on PostgreSQL
 
 
 @pytest.fixture
@@ -56,12 +59,14 @@ def snapshot(store: StoryStore):
 # --- opening the store --------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_database_path_defaults_to_relay_db_env(relay_db, store):
     store.create_story("t", "a")
     assert store.path == relay_db
     assert relay_db.exists()
 
 
+@pytest.mark.sqlite_only
 def test_explicit_path_wins_over_env_and_parent_dirs_are_created(tmp_path, relay_db):
     path = tmp_path / "deep" / "er" / "stories.db"
     with StoryStore(path) as s:
@@ -70,6 +75,7 @@ def test_explicit_path_wins_over_env_and_parent_dirs_are_created(tmp_path, relay
     assert not relay_db.exists()
 
 
+@pytest.mark.sqlite_only
 def test_without_env_the_database_lives_in_relay_data(tmp_path, monkeypatch):
     monkeypatch.delenv("RELAY_DB")
     monkeypatch.chdir(tmp_path)
@@ -78,13 +84,15 @@ def test_without_env_the_database_lives_in_relay_data(tmp_path, monkeypatch):
     assert (tmp_path / "relay-data" / "relay.db").exists()
 
 
+@pytest.mark.sqlite_only
 def test_in_memory_database_is_refused_because_threads_would_not_share_it():
     with pytest.raises(InvalidInput):
         StoryStore(":memory:")
 
 
+@pytest.mark.sqlite_only
 def test_connections_use_wal_busy_timeout_and_foreign_keys(store, relay_db):
-    conn = store._conn()
+    conn = store._engine.raw_connection()  # a pooled connection as the store's transactions get it
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -94,19 +102,17 @@ def test_connections_use_wal_busy_timeout_and_foreign_keys(store, relay_db):
         )
 
 
+@pytest.mark.sqlite_only
 def test_migrations_are_recorded_once_however_often_the_store_opens(relay_db):
     for _ in range(3):
         StoryStore().close()
     with sqlite3.connect(relay_db) as raw:
-        names = [row[0] for row in raw.execute("SELECT name FROM _migrations ORDER BY name")]
-    assert names == ["m001_initial", "m002_ai_turns_and_candidates", "m003_live_turns_and_change_feed"]
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("m003",)]
 
 
+@pytest.mark.sqlite_only
 def test_a_database_from_the_first_schema_is_upgraded_keeping_its_stories(relay_db):
-    raw = sqlite3.connect(relay_db, isolation_level=None)
-    raw.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    m001_initial(raw)
-    raw.execute("INSERT INTO _migrations VALUES ('m001_initial', '2026-01-01T00:00:00+00:00')")
+    raw = build_legacy_database(relay_db, migrations=(m001_initial,))
     raw.execute(
         "INSERT INTO stories (title, created_by, created_at, turn_rule, last_activity)"
         " VALUES ('옛 이야기', '할머니', '2026-01-01T00:00:00+00:00', 'free', '2026-01-01T00:00:00+00:00')"
@@ -119,10 +125,20 @@ def test_a_database_from_the_first_schema_is_upgraded_keeping_its_stories(relay_
         assert s.ai_turn_holder(old.id) == "할머니"
 
 
+@pytest.mark.sqlite_only
 def test_a_database_from_a_newer_relay_is_refused(relay_db):
     StoryStore().close()
     with sqlite3.connect(relay_db) as raw:
-        raw.execute("INSERT INTO _migrations VALUES ('m999_future', '2030-01-01T00:00:00+00:00')")
+        raw.execute("UPDATE alembic_version SET version_num = 'm999'")
+    with pytest.raises(StoryError, match="newer"):
+        StoryStore()
+
+
+@pytest.mark.sqlite_only
+def test_a_pre_alembic_database_from_a_newer_relay_is_refused(relay_db):
+    raw = build_legacy_database(relay_db)
+    raw.execute("INSERT INTO _migrations VALUES ('m999_future', '2030-01-01T00:00:00+00:00')")
+    raw.close()
     with pytest.raises(StoryError, match="newer"):
         StoryStore()
 
@@ -577,10 +593,9 @@ def test_edited_candidate_text_is_validated_like_any_paragraph(store, relay_stor
     assert not store.get_candidate(cid).used and len(store.timeline(relay_story.id)) == 1
 
 
-def test_candidates_older_than_a_day_are_pruned(store, relay_story, relay_db):
+def test_candidates_older_than_a_day_are_pruned(store, relay_story, db):
     old = store.add_candidate(relay_story.id, "a", "old", {})
-    with sqlite3.connect(relay_db) as raw:
-        raw.execute("UPDATE candidates SET created_unix = created_unix - 2 * 86400 WHERE id = ?", (old,))
+    db.execute("UPDATE candidates SET created_unix = created_unix - 2 * 86400 WHERE id = :id", {"id": old})
     fresh = store.add_candidate(relay_story.id, "a", "fresh", {})
     with pytest.raises(NotFound, match="expired"):
         store.get_candidate(old)

@@ -6,7 +6,6 @@ import multiprocessing
 import os
 import signal
 import socket
-import sqlite3
 import time
 
 import pytest
@@ -22,6 +21,7 @@ from relay.story_store import (
 )
 
 CTX = multiprocessing.get_context("spawn")
+pytestmark = pytest.mark.usefixtures("db")  # every test runs on SQLite and on PostgreSQL
 IDLE = 0.3  # the idle timeout of a pending turn, short for the tests
 
 
@@ -167,10 +167,10 @@ def test_discarding_frees_the_turn_and_nothing_discarded_can_be_accepted(store, 
     store.claim_ai_turn(story.id, "지영")  # the turn is free again
 
 
-def test_a_candidate_older_than_the_limit_is_refused_at_accept(store, story, relay_db):
+def test_a_candidate_older_than_the_limit_is_refused_at_accept(store, story, db):
     cid = store.add_candidate(story.id, "민수", "오래된 글", {})
-    with sqlite3.connect(relay_db) as raw:
-        raw.execute("UPDATE candidates SET created_unix = created_unix - ? WHERE id = ?", (CANDIDATE_MAX_AGE_S + 60, cid))
+    db.execute("UPDATE candidates SET created_unix = created_unix - :age WHERE id = :id",
+               {"age": CANDIDATE_MAX_AGE_S + 60, "id": cid})
     with pytest.raises(NotFound, match="expired"):
         store.accept_candidate(cid, "민수")
     assert [p.text for p in store.timeline(story.id)] == ["옛날 옛적에"]
@@ -237,12 +237,18 @@ def test_every_kind_of_change_moves_the_token_and_names_its_story(store):
     assert store.changed_stories(token) == (token, [])
 
 
-def test_change_token_and_changed_stories_are_single_indexed_reads(store, relay_db):
-    with sqlite3.connect(relay_db) as raw:
-        plan = " ".join(r[3] for r in raw.execute("EXPLAIN QUERY PLAN SELECT id FROM stories WHERE change_seq > 5"))
+def test_change_token_and_changed_stories_are_single_indexed_reads(store, db):
+    if db.backend == "sqlite":
+        plan = " ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN SELECT id FROM stories WHERE change_seq > 5"))
         assert "stories_by_change" in plan
-        plan = " ".join(r[3] for r in raw.execute("EXPLAIN QUERY PLAN SELECT value FROM change_counter WHERE id = 1"))
-        assert "PRIMARY KEY" in plan or "INTEGER PRIMARY KEY" in plan
+        plan = " ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN SELECT value FROM change_counter WHERE id = 1"))
+        assert "PRIMARY KEY" in plan
+    else:
+        # A tiny table is cheaper to scan than to index-search: forbid that to see which index serves.
+        plan = db.execute("SET LOCAL enable_seqscan = off; EXPLAIN SELECT id FROM stories WHERE change_seq > 5")
+        assert "stories_by_change" in " ".join(r[0] for r in plan)
+        plan = db.execute("SET LOCAL enable_seqscan = off; EXPLAIN SELECT value FROM change_counter WHERE id = 1")
+        assert "change_counter_pkey" in " ".join(r[0] for r in plan)
 
 
 def test_wait_for_change_returns_at_once_when_behind_and_after_the_timeout_when_idle(store):
@@ -264,11 +270,11 @@ def _write_after(path, story_id, delay):
         s.add_paragraph(story_id, "다른 프로세스에서", "b")
 
 
-def test_a_change_written_by_another_process_wakes_a_waiter_and_names_the_story(store, relay_db):
+def test_a_change_written_by_another_process_wakes_a_waiter_and_names_the_story(store, db):
     a = store.create_story("A", "x", turn_rule="free")
     b = store.create_story("B", "x", turn_rule="free")
     token = store.change_token()
-    writer = CTX.Process(target=_write_after, args=(str(relay_db), b.id, 0.5))
+    writer = CTX.Process(target=_write_after, args=(str(db.target), b.id, 0.5))
     writer.start()
     started = time.monotonic()
     new = store.wait_for_change(token, timeout=60)
@@ -291,11 +297,11 @@ def _claim_and_hang(path, story_id, ready):
         time.sleep(600)
 
 
-def test_release_dead_turns_frees_the_turn_of_a_killed_process_only(store, relay_db):
+def test_release_dead_turns_frees_the_turn_of_a_killed_process_only(store, db):
     dead_story = store.create_story("죽은", "x", turn_rule="free")
     live_story = store.create_story("산", "x", turn_rule="free")
     ready = CTX.Event()
-    child = CTX.Process(target=_claim_and_hang, args=(str(relay_db), dead_story.id, ready))
+    child = CTX.Process(target=_claim_and_hang, args=(str(db.target), dead_story.id, ready))
     child.start()
     assert ready.wait(60)
     store.claim_ai_turn(live_story.id, "지영")  # this process: alive
@@ -331,15 +337,11 @@ def test_a_process_name_must_be_host_and_pid(store, story, process):
 # --- upgrading ------------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_a_lease_held_when_the_database_is_upgraded_becomes_a_turn(relay_db):
-    from relay.story_store import m001_initial, m002_ai_turns_and_candidates
+    from store_legacy_schema import build_legacy_database
 
-    raw = sqlite3.connect(relay_db, isolation_level=None)
-    raw.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    m001_initial(raw)
-    m002_ai_turns_and_candidates(raw)
-    raw.executemany("INSERT INTO _migrations VALUES (?, '2026-01-01T00:00:00+00:00')",
-                    [("m001_initial",), ("m002_ai_turns_and_candidates",)])
+    raw = build_legacy_database(relay_db)
     raw.execute(
         "INSERT INTO stories (title, created_by, created_at, turn_rule, last_activity, ai_turn_holder,"
         " ai_turn_expires) VALUES ('옛', '민수', '2026-01-01T00:00:00+00:00', 'free', '2026-01-01T00:00:00+00:00',"
