@@ -20,7 +20,7 @@ from pathlib import Path
 import gradio as gr
 
 from relay.engine import ModelLoadError
-from relay.story_store import StoryError, StoryStore
+from relay.story_store import StoryError, StoryStore, is_postgres_url
 from relay.ui import build_demo  # noqa: F401  (the entry point tests and scripts import from here)
 from relay.ui.common import CACHE_CLEANUP, MAX_UPLOAD_SIZE, STATE_SESSION_CAPACITY
 from relay.ui.controls import make_i18n
@@ -31,8 +31,9 @@ MODEL_HINT = ("Pass --model with a local folder that holds the model (config.jso
               "or --model tiny to try the interface with a tiny random model.")
 ADAPTER_HINT = ("Pass --adapter NAME=FOLDER with the folder a PEFT LoRA training run saved (adapter_config.json + "
                 "adapter_model.safetensors), made for the same base model; or leave the adapter out.")
-DB_HINT = ("Pass --db (or RELAY_DB) with the path of a SQLite database file in a folder this user can write, "
-           "e.g. --db ./relay-data/relay.db; a new file is created there if none exists.")
+DB_HINT = ("Pass --db (or RELAY_DB) with the path of a SQLite database file in a folder this user can write "
+           "(e.g. --db ./relay-data/relay.db; a new file is created there if none exists), or the URL of a "
+           "PostgreSQL database this user can reach and create tables in (postgresql://user:password@host:5432/dbname).")
 
 
 class StartupError(Exception):
@@ -140,31 +141,53 @@ def explain_load_failure(error: BaseException, model: str, adapters: dict[str, s
 
 def open_store(db: str | None) -> StoryStore:
     """Open the story database at `db`; StartupError with what to do when it cannot be used."""
-    if db and "://" in db:
-        raise StartupError(f"--db {db.split('://')[0]}://… is a database URL, but this version of Relay stores stories "
-                           f"in SQLite only. {DB_HINT}")
-    path = Path(db).expanduser() if db else None
-    if path is not None and path.is_dir():
+    if db and "://" in db and not is_postgres_url(db):
+        raise StartupError(f"--db {db.split('://')[0]}://… is not a database Relay can use: pass a SQLite file path "
+                           f"or a postgresql://user:password@host/dbname URL. {DB_HINT}")
+    path = None if not db else db if is_postgres_url(db) else Path(db).expanduser()
+    if isinstance(path, Path) and path.is_dir():
         raise StartupError(f"--db {db} is a folder, not a database file. {DB_HINT}")
     try:
         store = StoryStore(path)
         store.list_stories()  # a damaged file or an unreadable schema fails here, not on the first visitor
     except StoryError as e:
-        raise StartupError(f"Cannot use the story database {db or 'relay-data/relay.db'}: {_one_line(e)}. "
-                           f"If the file is damaged, restore it from a backup or move it away to start empty. {DB_HINT}") from None
+        advice = ("Check that the PostgreSQL server runs and that the URL's user, password, host, port and database "
+                  "name are right." if isinstance(path, str) else
+                  "If the file is damaged, restore it from a backup or move it away to start empty.")
+        raise StartupError(f"Cannot use the story database {_shown(db)}: {_one_line(e, db)}. {advice} {DB_HINT}") from None
     except Exception as e:  # sqlite3.Error, OSError (a parent that is a file, a read-only disk) ...
-        raise StartupError(f"Cannot open the story database {db or 'relay-data/relay.db'}: "
-                           f"{type(e).__name__}: {_one_line(e)}. {DB_HINT}") from None
+        raise StartupError(f"Cannot open the story database {_shown(db)}: "
+                           f"{type(e).__name__}: {_one_line(e, db)}. {DB_HINT}") from None
     return store
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())[:300] or type(error).__name__
+def _shown(db: str | None) -> str:
+    """The database as it may be printed: a URL without its password."""
+    if not db:
+        return "relay-data/relay.db"
+    scheme, sep, rest = db.partition("://")
+    if sep and "@" in rest:
+        credentials, _, host = rest.rpartition("@")
+        return f"{scheme}://{credentials.partition(':')[0]}:***@{host}"
+    return db
+
+
+def _one_line(error: BaseException, db: str | None = None) -> str:
+    """The error's message on one line, without the database password if it repeats the URL."""
+    text = " ".join(str(error).split())[:300].rstrip(".") or type(error).__name__
+    if db and "://" in db and "@" in db:
+        password = db.partition("://")[2].rpartition("@")[0].partition(":")[2]
+        if password:
+            text = text.replace(password, "***")
+    return text
 
 
 def release_dead_turns(store: StoryStore) -> int:
     """Free model turns held by processes of this machine that died (a crash mid-generation)."""
-    return store.release_dead_turns(socket.gethostname())
+    try:
+        return store.release_dead_turns(socket.gethostname())
+    except StoryError as e:
+        raise StartupError(f"Cannot free the model turns left by a stopped server: {_one_line(e)}. {DB_HINT}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
