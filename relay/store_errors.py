@@ -38,6 +38,17 @@ class NotAllowed(StoryError):
     """This person may not do that, e.g. undo someone else's paragraph or reuse a candidate."""
 
 
+class NameTaken(NotAllowed):
+    """Another writer (another key) already writes under this name in this story; `.name` is it."""
+
+    def __init__(self, message: str, name: str = ""):
+        super().__init__(message)
+        self.name = name
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.name))
+
+
 class TurnBusy(StoryError):
     """Someone else holds the story's model turn; `.holder` names them.
 

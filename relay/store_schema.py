@@ -51,6 +51,7 @@ stories = sa.Table(
     sa.Column("version", sa.BigInteger, nullable=False),
     sa.Column("change_seq", sa.BigInteger, nullable=False),
     sa.Column("ai_turn_id", sa.Text),
+    sa.Column("creator_id", sa.Text),
 )
 paragraphs = sa.Table(
     "paragraphs", metadata,
@@ -64,6 +65,22 @@ paragraphs = sa.Table(
     sa.Column("edited", sa.Integer, nullable=False),
     sa.Column("meta", sa.Text, nullable=False),
     sa.Column("deleted", sa.Integer, nullable=False),
+    sa.Column("writer_id", sa.Text),
+    sa.Column("client_id", sa.Text),
+    sa.Column("hidden", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("undone_by", sa.Text),
+    sa.Column("undone_by_id", sa.Text),
+    sa.Column("undone_at", sa.Text),
+    sa.Column("head_after_undo", sa.BigInteger),
+)
+paragraph_versions = sa.Table(
+    "paragraph_versions", metadata,
+    sa.Column("paragraph_id", sa.BigInteger, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("editor", sa.Text, nullable=False),
+    sa.Column("editor_id", sa.Text),
+    sa.Column("edited_at", sa.Text, nullable=False),
 )
 candidates = sa.Table(
     "candidates", metadata,
@@ -92,6 +109,25 @@ ai_turns = sa.Table(
     sa.Column("process", sa.Text),
     sa.Column("claimed_at", sa.Float, nullable=False),
     sa.Column("lost_to", sa.Text),
+)
+writers = sa.Table(
+    "writers", metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("key_sha256", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
+)
+story_names = sa.Table(
+    "story_names", metadata,
+    sa.Column("story_id", sa.BigInteger, primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("writer_id", sa.Text, nullable=False),
+    sa.Column("bound_at", sa.Text, nullable=False),
+)
+blocked_writers = sa.Table(
+    "blocked_writers", metadata,
+    sa.Column("story_id", sa.BigInteger, primary_key=True),
+    sa.Column("writer_id", sa.Text, primary_key=True),
+    sa.Column("blocked_at", sa.Text, nullable=False),
 )
 change_counter = sa.Table(
     "change_counter", metadata,
@@ -177,6 +213,13 @@ def migrate(engine: sa.Engine) -> list[str]:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
+    # Usually the database is already up to date: check that with a plain read first, so a
+    # read-only database still opens (its writes then fail with StoreUnavailable).
+    with engine.connect() as conn:
+        with conn.begin():
+            current = set(MigrationContext.configure(conn).get_current_heads())
+            if current and current == {ScriptDirectory.from_config(_alembic_config(conn)).get_current_head()}:
+                return []
     with engine.connect() as conn:
         conn.execution_options(relay_write=True)
         with conn.begin():

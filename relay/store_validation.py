@@ -13,6 +13,7 @@ import math
 import operator
 import os
 import re
+import secrets
 import socket
 import unicodedata
 from datetime import datetime, timezone
@@ -176,6 +177,31 @@ def writer_id_of(key: Any) -> str:
     if not isinstance(key, str) or not _WRITER_KEY.fullmatch(key):
         raise InvalidInput("The writer key is malformed: ask the site for a new one.")
     return hashlib.sha256(key.encode("ascii")).hexdigest()[:16]
+
+
+def new_writer_key() -> str:
+    """A fresh secret writer key (what a browser keeps); only its SHA-256 is ever stored."""
+    return secrets.token_urlsafe(24)
+
+
+def key_sha256(key: str) -> str:
+    return hashlib.sha256(key.encode("ascii")).hexdigest()
+
+
+def validate_writer_id(value: Any) -> str:
+    """A public writer id as writer_id_of() makes it: 16 lowercase hex digits."""
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{16}", value):
+        raise InvalidInput("writer_id must be a writer's public id (16 hex digits).")
+    return value
+
+
+def validate_client_id(value: Any) -> str | None:
+    """An add's idempotency key: 1-100 printable ASCII characters, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[\x21-\x7e]{1,100}", value):
+        raise InvalidInput("client_id must be 1 to 100 printable ASCII characters without spaces.")
+    return value
 
 
 def _optional_writer_id(key: Any) -> str | None:

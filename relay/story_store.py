@@ -34,6 +34,7 @@ from sqlalchemy import exc as sa_exc
 
 from relay.store_errors import (
     InvalidInput,
+    NameTaken,
     NotAllowed,
     NotFound,
     StaleHeadError,
@@ -49,6 +50,8 @@ from relay.store_schema import (
     DEFAULT_DB,
     PG_CHANNEL,
     ai_turns,
+    blocked_writers,
+    paragraph_versions,
     candidates,
     change_counter,
     create_engine,
@@ -58,6 +61,8 @@ from relay.store_schema import (
     migrate,
     paragraphs,
     stories,
+    story_names,
+    writers,
 )
 from relay.store_validation import (
     KINDS,
@@ -76,10 +81,14 @@ from relay.store_validation import (
     _validate_id,
     _validate_kind,
     _validate_process,
+    key_sha256,
     _validate_timestamp,
     _validate_ttl,
     _validate_turn_rule,
     current_process_name,
+    new_writer_key,
+    validate_client_id,
+    validate_writer_id,
     validate_author,
     validate_text,
     validate_title,
@@ -87,9 +96,9 @@ from relay.store_validation import (
 )
 
 __all__ = [
-    "StoryStore", "Story", "Paragraph", "Candidate", "AITurnState",
+    "StoryStore", "Story", "Paragraph", "Candidate", "AITurnState", "ParagraphVersion",
     "StoryError", "InvalidInput", "NotFound", "StaleHeadError", "TurnError", "NotAllowed", "TurnBusy",
-    "TurnLost", "StoreBusy", "StoreUnavailable",
+    "TurnLost", "StoreBusy", "StoreUnavailable", "NameTaken",
     "validate_text", "validate_author", "validate_title", "writer_id_of", "current_process_name",
     "default_db_path", "MAX_TEXT_CHARS", "MAX_AUTHOR_CHARS", "MAX_TITLE_CHARS", "MAX_JSON_CHARS",
     "MAX_DRAFT_CHARS", "CANDIDATE_MAX_AGE_S", "TURN_RULES", "KINDS", "DEFAULT_DB", "BUSY_TIMEOUT_MS",
@@ -97,7 +106,7 @@ __all__ = [
 
 EXPORT_FORMATS = ("txt", "md", "json")
 EXPORT_FORMAT_NAME = "relay-story"
-EXPORT_FORMAT_VERSION = 1
+EXPORT_FORMAT_VERSION = 2  # 2 adds writer ids and hidden flags; import reads 1 and 2
 CANDIDATE_MAX_AGE_S = 24 * 3600.0
 CHANGE_POLL_S = 0.25  # how often wait_for_change() looks at the change token on SQLite
 TURN_STATUSES = ("writing", "pending")
@@ -117,6 +126,7 @@ class Story:
     paragraph_count: int = 0
     last_activity: str = ""
     version: int = 0
+    creator_id: str | None = None  # the public writer id of its creator (None: created without a key)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (forked_from becomes a two-item list or None)."""
@@ -139,6 +149,8 @@ class Paragraph:
     edited: bool = False
     meta: dict = field(default_factory=dict)
     deleted: bool = False
+    writer_id: str | None = None  # the public id of the key that wrote or accepted it
+    hidden: bool = False  # hidden by the story's creator: out of the timeline, kept in the JSON export
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
@@ -158,6 +170,22 @@ class Candidate:
     used: bool
     turn_id: str | None = None
     status: str = "open"  # "open" | "accepted" | "not_chosen" | "discarded"
+    writer_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ParagraphVersion:
+    """One text a paragraph has had: `version` 1 is the original, each edit adds one."""
+
+    version: int
+    text: str
+    editor: str
+    edited_at: str
+    editor_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
@@ -220,12 +248,25 @@ class StoryStore:
                     "The story store needs a database file path (each thread opens its own connection)."
                 )
             self.url = None
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoryError(
+                    f"Cannot use {self.path} for the story database: its folder cannot be created"
+                    f" ({exc.strerror or exc}). Pass a file path in a writable folder, or a postgresql:// URL."
+                ) from None
+            if self.path.is_dir():
+                raise StoryError(
+                    f"Cannot use {self.path} for the story database: it is a folder. Pass a file path, e.g."
+                    f" {self.path / 'relay.db'}."
+                )
         self.backend = "postgresql" if self.url else "sqlite"
         self._engine = create_engine(self.url or self.path)
         self._pid = os.getpid()
         self._listeners = threading.local()
         self._listener_conns: list = []
+        self._polls = threading.local()
+        self._poll_conns: list = []
         self._lock = threading.Lock()
         try:
             migrate(self._engine)
@@ -246,6 +287,10 @@ class StoryStore:
                     pass
             self._listener_conns = []
             self._listeners = threading.local()
+            for conn in self._poll_conns:
+                conn.close()
+            self._poll_conns = []
+            self._polls = threading.local()
         self._engine.dispose()
 
     def __enter__(self) -> StoryStore:
@@ -276,6 +321,35 @@ class StoryStore:
         except sa_exc.TimeoutError:
             raise StoreBusy("The story store is busy with other writers; please try again in a moment.") from None
 
+    def _poll(self, sqlite_sql: str, query: sa.TextClause, params: dict) -> list:
+        """One single-row read of what watchers poll many times a second (version, change token).
+
+        On SQLite it runs on a DBAPI connection this thread keeps (from the same engine, with
+        the same settings) in autocommit mode: one statement, its own snapshot, a few
+        microseconds instead of a pooled transaction's tens. PostgreSQL takes the normal path.
+        """
+        if self.backend != "sqlite":
+            # One statement in autocommit: one round trip, no BEGIN/COMMIT around it.
+            try:
+                with self._engine.connect() as conn:
+                    conn.execution_options(isolation_level="AUTOCOMMIT")
+                    return conn.execute(query, params).fetchall()
+            except sa_exc.DBAPIError as exc:
+                raise _db_error(exc) from exc
+            except sa_exc.TimeoutError:
+                raise StoreBusy("The story store is busy with other writers; please try again in a moment.") from None
+        conn = getattr(self._polls, "conn", None)
+        if conn is None or self._polls.pid != os.getpid():
+            conn = self._engine.raw_connection()
+            self._polls.conn, self._polls.pid = conn, os.getpid()
+            with self._lock:
+                self._poll_conns.append(conn)
+        try:
+            # fetchall(): run the statement to its end, so it holds no read snapshot afterwards.
+            return conn.cursor().execute(sqlite_sql, tuple(params.values())).fetchall()
+        except sqlite3.Error as exc:
+            raise _db_error(exc) from exc
+
     def _write(self):
         return self._tx(True)
 
@@ -284,20 +358,30 @@ class StoryStore:
 
     # stories
 
-    def create_story(self, title: str, author: str, turn_rule: str = "alternate", settings: dict | None = None) -> Story:
-        """Start a new, empty story and return it."""
+    def create_story(
+        self,
+        title: str,
+        author: str,
+        turn_rule: str = "alternate",
+        settings: dict | None = None,
+        *,
+        writer_key: str | None = None,
+    ) -> Story:
+        """Start a new, empty story and return it; with `writer_key`, its key is the creator's."""
         title = validate_title(title)
         author = validate_author(author)
         _validate_turn_rule(turn_rule)
         settings_json = _dump_json_object(settings, "Settings")
+        wid = _optional_writer_id(writer_key)
         now = _now()
         with self._write() as conn:
             story_id = conn.execute(
                 stories.insert().values(
                     title=title, created_by=author, created_at=now, turn_rule=turn_rule, settings=settings_json,
-                    paragraph_count=0, last_activity=now, version=0, change_seq=0,
+                    paragraph_count=0, last_activity=now, version=0, change_seq=0, creator_id=wid,
                 ).returning(stories.c.id)
             ).scalar_one()
+            _admit(conn, story_id, author, writer_key)
             _bump(conn, story_id)
             return _story(_fetch_story(conn, story_id))
 
@@ -318,11 +402,10 @@ class StoryStore:
     def version(self, story_id: int) -> int:
         """A number that changes with every write to the story's paragraphs; cheap enough to poll."""
         story_id = _validate_id(story_id, "story_id")
-        with self._read() as conn:
-            version = conn.execute(_VERSION_QUERY, {"id": story_id}).scalar()
-        if version is None:
+        rows = self._poll("SELECT version FROM stories WHERE id = ?", _VERSION_QUERY, {"id": story_id})
+        if not rows:
             raise NotFound(f"There is no story number {story_id}.")
-        return version
+        return rows[0][0]
 
     # timeline
 
@@ -335,12 +418,17 @@ class StoryStore:
         expected_head: int | None = None,
         edited: bool = False,
         meta: dict | None = None,
+        *,
+        writer_key: str | None = None,
+        client_id: str | None = None,
     ) -> Paragraph:
         """Append a paragraph at the end of the story and return it as stored.
 
         `expected_head` is the id of the last paragraph the writer saw (0 for an empty story): if
         the story has moved on, StaleHeadError carries the current head and nothing is written.
         The check, the turn rule and the append are one atomic step, also across processes.
+        `client_id` makes a retry safe: the same (story, client_id) again returns the paragraph
+        already stored and writes nothing (the text must be the same, else InvalidInput).
         """
         story_id = _validate_id(story_id, "story_id")
         text = validate_text(text)
@@ -348,8 +436,26 @@ class StoryStore:
         _validate_kind(kind)
         expected_head = _validate_expected_head(expected_head)
         meta_json = _dump_json_object(meta, "Meta")
+        client_id = validate_client_id(client_id)
         with self._write() as conn:
-            return _append(conn, story_id, text, author, kind, expected_head, bool(edited), meta_json)
+            _lock_story(conn, story_id)
+            if client_id is not None:
+                row = conn.execute(
+                    sa.select(*_PARAGRAPH_COLUMNS).where(
+                        paragraphs.c.story_id == story_id, paragraphs.c.client_id == client_id
+                    )
+                ).mappings().first()
+                if row is not None:
+                    if row["text"] != text:
+                        raise InvalidInput(
+                            "This request id was already used for a different paragraph; send new text with a new id."
+                        )
+                    return _paragraph(row)
+            wid = _admit(conn, story_id, author, writer_key)
+            return _append(
+                conn, story_id, text, author, kind, expected_head, bool(edited), meta_json, locked=True,
+                writer_id=wid, client_id=client_id,
+            )
 
     def head(self, story_id: int) -> Paragraph | None:
         """The last paragraph that is not deleted, or None for an empty story."""
@@ -365,44 +471,167 @@ class StoryStore:
             _fetch_story(conn, story_id)
             rows = conn.execute(
                 sa.select(*_PARAGRAPH_COLUMNS)
-                .where(paragraphs.c.story_id == story_id, paragraphs.c.deleted == 0)
+                .where(paragraphs.c.story_id == story_id, paragraphs.c.deleted == 0, paragraphs.c.hidden == 0)
                 .order_by(paragraphs.c.seq)
             ).mappings().all()
         return [_paragraph(row) for row in rows]
 
-    def undo_last(self, story_id: int, author: str, expected_head: int | None = None) -> Paragraph:
+    def undo_last(
+        self, story_id: int, author: str, expected_head: int | None = None, *, writer_key: str | None = None
+    ) -> Paragraph:
         """Mark the story's last paragraph deleted if `author` wrote or accepted it; return it.
 
-        With `expected_head`, the undo only happens if that paragraph is still the last one.
+        With `expected_head`, the undo only happens if that paragraph is still the last one. A
+        paragraph written with a writer key can only be undone with that key.
         """
         story_id = _validate_id(story_id, "story_id")
         author = validate_author(author)
         expected_head = _validate_expected_head(expected_head)
         with self._write() as conn:
             _lock_story(conn, story_id)
+            wid = _admit(conn, story_id, author, writer_key)
             head = _head(conn, story_id)
             if expected_head is not None and (head.id if head else 0) != expected_head:
                 raise StaleHeadError(_STALE_MESSAGE, head)
-            if head is None:
+            last = _last_live(conn, story_id)
+            if last is None:
                 raise NotFound("There is nothing to undo: the story has no paragraphs.")
-            if head.author != author:
-                raise NotAllowed(f"Only {head.author} can undo the last paragraph: they wrote or accepted it.")
+            if last.hidden:
+                raise NotFound("The last paragraph was hidden by the story's creator, so there is nothing to undo.")
+            if not _wrote(last, author, wid):
+                raise NotAllowed(f"Only {last.author} can undo the last paragraph: they wrote or accepted it.")
+            head = last
+            now = _now()
             conn.execute(paragraphs.update().where(paragraphs.c.id == head.id).values(deleted=1))
+            after = _head(conn, story_id)
+            conn.execute(
+                paragraphs.update().where(paragraphs.c.id == head.id).values(
+                    undone_by=author, undone_by_id=wid, undone_at=now, head_after_undo=after.id if after else 0
+                )
+            )
             conn.execute(
                 stories.update().where(stories.c.id == story_id).values(
                     version=stories.c.version + 1, paragraph_count=stories.c.paragraph_count - 1,
-                    last_activity=_now(),
+                    last_activity=now,
                 )
             )
             _bump(conn, story_id)
             return _replace(head, deleted=True)
 
-    def fork(self, story_id: int, at_paragraph_id: int, title: str, author: str) -> Story:
+    def redo_last(self, story_id: int, author: str, *, writer_key: str | None = None) -> Paragraph:
+        """Restore the paragraph `author` most recently undid, if the story has not moved on since.
+
+        StaleHeadError if the head is no longer what it was right after that undo; NotFound if
+        this writer has nothing to redo. Returns the restored paragraph.
+        """
+        story_id = _validate_id(story_id, "story_id")
+        author = validate_author(author)
+        with self._write() as conn:
+            _lock_story(conn, story_id)
+            wid = _admit(conn, story_id, author, writer_key)
+            who = (paragraphs.c.undone_by_id == wid) if wid is not None else sa.and_(
+                paragraphs.c.undone_by_id.is_(None), paragraphs.c.undone_by == author
+            )
+            row = conn.execute(
+                sa.select(*_PARAGRAPH_COLUMNS, paragraphs.c.head_after_undo)
+                .where(paragraphs.c.story_id == story_id, paragraphs.c.deleted == 1, who)
+                .order_by(paragraphs.c.undone_at.desc(), paragraphs.c.id.desc()).limit(1)
+            ).mappings().first()
+            if row is None:
+                raise NotFound("There is nothing of yours to redo in this story.")
+            head = _head(conn, story_id)
+            if (head.id if head else 0) != row["head_after_undo"]:
+                raise StaleHeadError(
+                    "The story has moved on since you undid that paragraph, so it cannot be put back.", head
+                )
+            last = _last_live(conn, story_id)
+            seq = last.seq + 1 if last else 1
+            now = _now()
+            conn.execute(
+                paragraphs.update().where(paragraphs.c.id == row["id"]).values(
+                    deleted=0, seq=seq, undone_by=None, undone_by_id=None, undone_at=None, head_after_undo=None
+                )
+            )
+            conn.execute(
+                stories.update().where(stories.c.id == story_id).values(
+                    version=stories.c.version + 1, paragraph_count=stories.c.paragraph_count + 1,
+                    last_activity=now,
+                )
+            )
+            _bump(conn, story_id)
+            return _replace(_paragraph(row), deleted=False, seq=seq)
+
+    def edit_paragraph(
+        self, story_id: int, paragraph_id: int, text: str, author: str, *, writer_key: str | None = None
+    ) -> Paragraph:
+        """Change a paragraph's text, keeping every earlier version; return it as stored.
+
+        Allowed for the paragraph's writer (by key when it was written with one), or for anyone
+        on a `free` story. The paragraph is marked edited.
+        """
+        story_id = _validate_id(story_id, "story_id")
+        paragraph_id = _validate_id(paragraph_id, "paragraph_id")
+        text = validate_text(text)
+        author = validate_author(author)
+        with self._write() as conn:
+            story = _lock_story(conn, story_id)
+            wid = _admit(conn, story_id, author, writer_key)
+            row = conn.execute(
+                sa.select(*_PARAGRAPH_COLUMNS).where(paragraphs.c.id == paragraph_id, paragraphs.c.story_id == story_id)
+            ).mappings().first()
+            if row is None:
+                raise NotFound(f"Story {story_id} has no paragraph number {paragraph_id}.")
+            paragraph = _paragraph(row)
+            if paragraph.deleted:
+                raise NotFound(f"Paragraph {paragraph_id} was undone; only paragraphs in the story can be edited.")
+            if story["turn_rule"] != "free" and not _wrote(paragraph, author, wid):
+                raise NotAllowed(f"Only {paragraph.author} can edit this paragraph: they wrote or accepted it.")
+            if text == paragraph.text:
+                return paragraph
+            now = _now()
+            versions = _versions(conn, paragraph)
+            if len(versions) == 1:  # keep the original as version 1 before the first edit
+                _insert_version(conn, paragraph.id, versions[0])
+            new = ParagraphVersion(len(versions) + 1, text, author, now, wid)
+            _insert_version(conn, paragraph.id, new)
+            conn.execute(paragraphs.update().where(paragraphs.c.id == paragraph.id).values(text=text, edited=1))
+            conn.execute(
+                stories.update().where(stories.c.id == story_id).values(
+                    version=stories.c.version + 1, last_activity=now
+                )
+            )
+            _bump(conn, story_id)
+            return _replace(paragraph, text=text, edited=True)
+
+    def paragraph_versions(self, paragraph_id: int) -> list[ParagraphVersion]:
+        """Every text the paragraph has had, oldest first (one entry if it was never edited)."""
+        paragraph_id = _validate_id(paragraph_id, "paragraph_id")
+        with self._read() as conn:
+            row = conn.execute(sa.select(*_PARAGRAPH_COLUMNS).where(paragraphs.c.id == paragraph_id)).mappings().first()
+            if row is None:
+                raise NotFound(f"There is no paragraph number {paragraph_id}.")
+            return _versions(conn, _paragraph(row))
+
+    def turn_candidates(self, turn_id: str) -> list[Candidate]:
+        """Every candidate of one model turn (its "swipes"), oldest first, whatever became of them."""
+        if not isinstance(turn_id, str) or not turn_id:
+            raise NotFound("There is no such model turn.")
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(*_CANDIDATE_COLUMNS).where(candidates.c.turn_id == turn_id)
+                .order_by(candidates.c.created_unix, candidates.c.id)
+            ).mappings().all()
+        return [_candidate(r) for r in rows]
+
+    def fork(
+        self, story_id: int, at_paragraph_id: int, title: str, author: str, *, writer_key: str | None = None
+    ) -> Story:
         """A new story whose timeline copies this one up to and including `at_paragraph_id`."""
         story_id = _validate_id(story_id, "story_id")
         at_paragraph_id = _validate_id(at_paragraph_id, "at_paragraph_id")
         title = validate_title(title)
         author = validate_author(author)
+        wid = _optional_writer_id(writer_key)
         now = _now()
         with self._write() as conn:
             source = _lock_story(conn, story_id)
@@ -419,10 +648,10 @@ class StoryStore:
                 stories.insert().values(
                     title=title, created_by=author, created_at=now, turn_rule=source["turn_rule"],
                     settings=source["settings"], forked_from_story=story_id, forked_from_paragraph=at_paragraph_id,
-                    paragraph_count=at["seq"], last_activity=now, version=0, change_seq=0,
+                    paragraph_count=0, last_activity=now, version=0, change_seq=0, creator_id=wid,
                 ).returning(stories.c.id)
             ).scalar_one()
-            copied = ("seq", "author", "kind", "text", "created_at", "edited", "meta")
+            copied = ("seq", "author", "kind", "text", "created_at", "edited", "meta", "writer_id", "hidden")
             conn.execute(
                 paragraphs.insert().from_select(
                     ["story_id", *copied, "deleted"],
@@ -431,8 +660,64 @@ class StoryStore:
                     .order_by(paragraphs.c.seq),
                 )
             )
+            _recount(conn, new_id)
+            _admit(conn, new_id, author, writer_key)
             _bump(conn, new_id)
             return _story(_fetch_story(conn, new_id))
+
+    # writers and moderation
+
+    def new_writer_key(self) -> str:
+        """Issue a fresh secret writer key (registered now; only its SHA-256 is stored)."""
+        key = new_writer_key()
+        with self._write() as conn:
+            _register(conn, key)
+        return key
+
+    def writer_id(self, key: str) -> str:
+        """The public id of a writer key (first 16 hex digits of its SHA-256); InvalidInput if malformed."""
+        return writer_id_of(key)
+
+    def hide_paragraph(self, story_id: int, paragraph_id: int, *, writer_key: str) -> Paragraph:
+        """Hide a paragraph from the story's timeline (creator only); it stays in the JSON export, marked hidden."""
+        story_id = _validate_id(story_id, "story_id")
+        paragraph_id = _validate_id(paragraph_id, "paragraph_id")
+        wid = writer_id_of(writer_key)
+        with self._write() as conn:
+            story = _lock_story(conn, story_id)
+            _check_creator(story, wid, "hide paragraphs")
+            row = conn.execute(
+                sa.select(*_PARAGRAPH_COLUMNS).where(paragraphs.c.id == paragraph_id, paragraphs.c.story_id == story_id)
+            ).mappings().first()
+            if row is None:
+                raise NotFound(f"Story {story_id} has no paragraph number {paragraph_id}.")
+            paragraph = _paragraph(row)
+            if paragraph.hidden:
+                return paragraph
+            conn.execute(paragraphs.update().where(paragraphs.c.id == paragraph_id).values(hidden=1))
+            _recount(conn, story_id)
+            conn.execute(stories.update().where(stories.c.id == story_id).values(version=stories.c.version + 1))
+            _bump(conn, story_id)
+            return _replace(paragraph, hidden=True)
+
+    def block_writer(self, story_id: int, writer_id: str, *, writer_key: str) -> None:
+        """Refuse every further write of `writer_id` (a public writer id) to this story (creator only)."""
+        story_id = _validate_id(story_id, "story_id")
+        target = validate_writer_id(writer_id)
+        wid = writer_id_of(writer_key)
+        with self._write() as conn:
+            story = _lock_story(conn, story_id)
+            _check_creator(story, wid, "block writers")
+            if target == wid:
+                raise InvalidInput("You cannot block yourself from your own story.")
+            exists = conn.execute(
+                sa.select(blocked_writers.c.writer_id).where(
+                    blocked_writers.c.story_id == story_id, blocked_writers.c.writer_id == target
+                )
+            ).first()
+            if exists is None:
+                conn.execute(blocked_writers.insert().values(story_id=story_id, writer_id=target, blocked_at=_now()))
+                _bump(conn, story_id)
 
     # the live model turn
 
@@ -461,6 +746,7 @@ class StoryStore:
         process = _validate_process(process)
         with self._write() as conn:
             _lock_story(conn, story_id)
+            _admit(conn, story_id, author, writer_key)
             now = time.time()
             turn = _current_turn(conn, story_id)
             if turn is not None and _same_holder(turn, author, wid):
@@ -647,6 +933,7 @@ class StoryStore:
         now = time.time()
         with self._write() as conn:
             _lock_story(conn, story_id)
+            _admit(conn, story_id, author, writer_key)
             conn.execute(candidates.delete().where(candidates.c.created_unix < now - CANDIDATE_MAX_AGE_S))
             turn = _current_turn(conn, story_id)
             turn_id = None
@@ -703,6 +990,7 @@ class StoryStore:
             if story_id is None:
                 raise NotFound(_CANDIDATE_MISSING)
             _lock_story(conn, story_id)
+            _admit(conn, story_id, author, writer_key)
             row = conn.execute(
                 sa.select(*_CANDIDATE_COLUMNS, candidates.c.created_unix).where(candidates.c.id == key)
             ).mappings().first()
@@ -741,9 +1029,17 @@ class StoryStore:
             meta = dict(candidate.meta, candidate_id=candidate.id)
             if edited:
                 meta["original_text"] = candidate.text
+            if turn is not None:
+                others = conn.execute(
+                    sa.select(candidates.c.text)
+                    .where(candidates.c.turn_id == turn["id"], candidates.c.id != key, candidates.c.status == "open")
+                    .order_by(candidates.c.created_unix, candidates.c.id)
+                ).scalars().all()
+                if others:
+                    meta["other_versions"] = list(others)
             paragraph = _append(
                 conn, candidate.story_id, text if edited else candidate.text, author, "ai", expected_head, edited,
-                json.dumps(meta, ensure_ascii=False), locked=True,
+                json.dumps(meta, ensure_ascii=False), locked=True, writer_id=wid,
             )
             conn.execute(candidates.update().where(candidates.c.id == key).values(used=1, status="accepted"))
             if turn is not None:
@@ -760,8 +1056,7 @@ class StoryStore:
 
     def change_token(self) -> int:
         """A number that grows with every committed change to any story; one single-row read."""
-        with self._read() as conn:
-            return conn.execute(_TOKEN_QUERY).scalar_one()
+        return self._poll("SELECT value FROM change_counter WHERE id = 1", _TOKEN_QUERY, {})[0][0]
 
     def changed_stories(self, since: int) -> tuple[int, list[int]]:
         """(current change token, ids of the stories changed after token `since`)."""
@@ -829,10 +1124,22 @@ class StoryStore:
                 .where(paragraphs.c.story_id == story_id)
                 .order_by(paragraphs.c.seq, paragraphs.c.id)
             ).mappings().all()
+            history: dict[int, list[dict]] = {}
+            if fmt == "json":
+                for v in conn.execute(
+                    sa.select(paragraph_versions)
+                    .join(paragraphs, paragraphs.c.id == paragraph_versions.c.paragraph_id)
+                    .where(paragraphs.c.story_id == story_id)
+                    .order_by(paragraph_versions.c.paragraph_id, paragraph_versions.c.version)
+                ).mappings():
+                    history.setdefault(v["paragraph_id"], []).append(
+                        {"version": v["version"], "text": v["text"], "editor": v["editor"],
+                         "editor_id": v["editor_id"], "edited_at": v["edited_at"]}
+                    )
         all_paragraphs = [_paragraph(row) for row in rows]
         if fmt == "json":
-            return _export_json(story, all_paragraphs)
-        live = [p for p in all_paragraphs if not p.deleted]
+            return _export_json(story, all_paragraphs, history)
+        live = [p for p in all_paragraphs if not p.deleted and not p.hidden]
         return _export_md(story, live) if fmt == "md" else _export_txt(story, live)
 
     def import_json(self, data: str | bytes | dict) -> Story:
@@ -851,15 +1158,15 @@ class StoryStore:
                     last_activity=now, version=0, change_seq=0,
                 ).returning(stories.c.id)
             ).scalar_one()
-            if paragraph_rows:
-                conn.execute(
-                    paragraphs.insert(),
-                    [
-                        dict(zip(("seq", "author", "kind", "text", "created_at", "edited", "meta", "deleted"), row),
-                             story_id=new_id)
-                        for row in paragraph_rows
-                    ],
-                )
+            values = [dict(zip(_IMPORTED_COLUMNS, row[:-1]), story_id=new_id) for row in paragraph_rows]
+            if not any(row[-1] for row in paragraph_rows):
+                if values:
+                    conn.execute(paragraphs.insert(), values)
+            else:  # earlier versions need their paragraph's new id: insert one by one, in order
+                for row, value in zip(paragraph_rows, values):
+                    pid = conn.execute(paragraphs.insert().values(value).returning(paragraphs.c.id)).scalar_one()
+                    for version in row[-1]:
+                        _insert_version(conn, pid, version)
             _bump(conn, new_id)
             return _story(_fetch_story(conn, new_id))
 
@@ -869,27 +1176,51 @@ class StoryStore:
 _STORY_COLUMNS = (
     stories.c.id, stories.c.title, stories.c.created_by, stories.c.created_at, stories.c.turn_rule,
     stories.c.settings, stories.c.forked_from_story, stories.c.forked_from_paragraph, stories.c.paragraph_count,
-    stories.c.last_activity, stories.c.version,
+    stories.c.last_activity, stories.c.version, stories.c.creator_id,
 )
 _PARAGRAPH_COLUMNS = (
     paragraphs.c.id, paragraphs.c.story_id, paragraphs.c.seq, paragraphs.c.author, paragraphs.c.kind,
     paragraphs.c.text, paragraphs.c.created_at, paragraphs.c.edited, paragraphs.c.meta, paragraphs.c.deleted,
+    paragraphs.c.writer_id, paragraphs.c.hidden,
 )
 _CANDIDATE_COLUMNS = (
     candidates.c.id, candidates.c.story_id, candidates.c.author, candidates.c.text, candidates.c.meta,
-    candidates.c.created_at, candidates.c.used, candidates.c.turn_id, candidates.c.status,
+    candidates.c.created_at, candidates.c.used, candidates.c.turn_id, candidates.c.status, candidates.c.writer_id,
 )
+# Statements of the hot paths (append, poll), built once: SQLAlchemy memoizes a built
+# statement's cache key, so executing one costs little more than the driver call.
 _VERSION_QUERY = sa.text("SELECT version FROM stories WHERE id = :id")
+_STORY_QUERY = sa.select(*_STORY_COLUMNS, stories.c.ai_turn_id).where(stories.c.id == sa.bindparam("id"))
+_STORY_QUERY_LOCKED = _STORY_QUERY.with_for_update()  # PostgreSQL; SQLite's BEGIN IMMEDIATE already holds it
+_HEAD_QUERY = (  # the last paragraph a reader sees
+    sa.select(*_PARAGRAPH_COLUMNS)
+    .where(paragraphs.c.story_id == sa.bindparam("id"), paragraphs.c.deleted == 0, paragraphs.c.hidden == 0)
+    .order_by(paragraphs.c.seq.desc()).limit(1)
+)
+_LAST_LIVE_QUERY = (  # the last paragraph not undone, hidden or not: it holds the highest seq
+    sa.select(*_PARAGRAPH_COLUMNS)
+    .where(paragraphs.c.story_id == sa.bindparam("id"), paragraphs.c.deleted == 0)
+    .order_by(paragraphs.c.seq.desc()).limit(1)
+)
+_INSERT_PARAGRAPH = paragraphs.insert().returning(paragraphs.c.id)
+_APPENDED = stories.update().where(stories.c.id == sa.bindparam("sid")).values(
+    version=stories.c.version + 1, paragraph_count=stories.c.paragraph_count + 1,
+    last_activity=sa.bindparam("now"),
+)
+_NEXT_TOKEN = (
+    change_counter.update().where(change_counter.c.id == 1)
+    .values(value=change_counter.c.value + 1).returning(change_counter.c.value)
+)
+_STAMP_STORY = stories.update().where(stories.c.id == sa.bindparam("sid")).values(change_seq=sa.bindparam("token"))
+_NOTIFY = sa.select(sa.func.pg_notify(PG_CHANNEL, sa.bindparam("token")))
 _TOKEN_QUERY = sa.text("SELECT value FROM change_counter WHERE id = 1")
+_IMPORTED_COLUMNS = ("seq", "author", "kind", "text", "created_at", "edited", "meta", "deleted", "writer_id", "hidden")
 _STALE_MESSAGE = "The story has moved on since you last looked: someone else added or undid a paragraph."
 _CANDIDATE_MISSING = "This suggestion does not exist any more (it may have expired); ask the model again."
 
 
 def _fetch_story(conn: sa.Connection, story_id: int, *, lock: bool = False):
-    query = sa.select(*_STORY_COLUMNS, stories.c.ai_turn_id).where(stories.c.id == story_id)
-    if lock:
-        query = query.with_for_update()  # PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the lock
-    row = conn.execute(query).mappings().first()
+    row = conn.execute(_STORY_QUERY_LOCKED if lock else _STORY_QUERY, {"id": story_id}).mappings().first()
     if row is None:
         raise NotFound(f"There is no story number {story_id}.")
     return row
@@ -910,13 +1241,10 @@ def _bump(conn: sa.Connection, story_id: int) -> int:
     On PostgreSQL the row lock on the counter orders the tokens as the commits, and a NOTIFY,
     delivered at commit, wakes the watchers of every app process.
     """
-    token = conn.execute(
-        change_counter.update().where(change_counter.c.id == 1)
-        .values(value=change_counter.c.value + 1).returning(change_counter.c.value)
-    ).scalar_one()
-    conn.execute(stories.update().where(stories.c.id == story_id).values(change_seq=token))
+    token = conn.execute(_NEXT_TOKEN).scalar_one()
+    conn.execute(_STAMP_STORY, {"sid": story_id, "token": token})
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.select(sa.func.pg_notify(PG_CHANNEL, str(token))))
+        conn.execute(_NOTIFY, {"token": str(token)})
     return token
 
 
@@ -975,12 +1303,96 @@ def _process_alive(process: str | None) -> bool:
 
 
 def _head(conn: sa.Connection, story_id: int) -> Paragraph | None:
-    row = conn.execute(
-        sa.select(*_PARAGRAPH_COLUMNS)
-        .where(paragraphs.c.story_id == story_id, paragraphs.c.deleted == 0)
-        .order_by(paragraphs.c.seq.desc()).limit(1)
-    ).mappings().first()
+    row = conn.execute(_HEAD_QUERY, {"id": story_id}).mappings().first()
     return _paragraph(row) if row else None
+
+
+def _versions(conn: sa.Connection, paragraph: Paragraph) -> list[ParagraphVersion]:
+    rows = conn.execute(
+        sa.select(paragraph_versions).where(paragraph_versions.c.paragraph_id == paragraph.id)
+        .order_by(paragraph_versions.c.version)
+    ).mappings().all()
+    if not rows:  # never edited: the paragraph as written is its only version
+        return [ParagraphVersion(1, paragraph.text, paragraph.author, paragraph.created_at, paragraph.writer_id)]
+    return [ParagraphVersion(r["version"], r["text"], r["editor"], r["edited_at"], r["editor_id"]) for r in rows]
+
+
+def _insert_version(conn: sa.Connection, paragraph_id: int, v: ParagraphVersion) -> None:
+    conn.execute(
+        paragraph_versions.insert().values(
+            paragraph_id=paragraph_id, version=v.version, text=v.text, editor=v.editor, editor_id=v.editor_id,
+            edited_at=v.edited_at,
+        )
+    )
+
+
+def _last_live(conn: sa.Connection, story_id: int) -> Paragraph | None:
+    row = conn.execute(_LAST_LIVE_QUERY, {"id": story_id}).mappings().first()
+    return _paragraph(row) if row else None
+
+
+def _recount(conn: sa.Connection, story_id: int) -> None:
+    """Set paragraph_count to the paragraphs a reader sees (not undone, not hidden)."""
+    count = conn.execute(
+        sa.select(sa.func.count()).select_from(paragraphs)
+        .where(paragraphs.c.story_id == story_id, paragraphs.c.deleted == 0, paragraphs.c.hidden == 0)
+    ).scalar_one()
+    conn.execute(stories.update().where(stories.c.id == story_id).values(paragraph_count=count))
+
+
+def _register(conn: sa.Connection, key: str) -> str:
+    """Record a writer key (hashed) if new; return its public id."""
+    wid = writer_id_of(key)
+    digest = key_sha256(key)
+    known = conn.execute(sa.select(writers.c.key_sha256).where(writers.c.id == wid)).scalar()
+    if known is None:
+        # ON CONFLICT DO NOTHING (SQLite and PostgreSQL): two processes may register one key at once.
+        conn.execute(
+            sa.text("INSERT INTO writers (id, key_sha256, created_at) VALUES (:id, :sha, :now) ON CONFLICT DO NOTHING"),
+            {"id": wid, "sha": digest, "now": _now()},
+        )
+        known = conn.execute(sa.select(writers.c.key_sha256).where(writers.c.id == wid)).scalar()
+    if known != digest:
+        raise InvalidInput("This writer key cannot be used; ask the site for a new one.")
+    return wid
+
+
+def _admit(conn: sa.Connection, story_id: int, author: str, key: str | None) -> str | None:
+    """Check a keyed writer may write to this story under `author`, binding the name on first use.
+
+    Returns the writer's public id (None without a key: the old name-only behaviour). The
+    story's row must already be locked.
+    """
+    if key is None:
+        return None
+    wid = _register(conn, key)
+    blocked = conn.execute(
+        sa.select(blocked_writers.c.writer_id).where(
+            blocked_writers.c.story_id == story_id, blocked_writers.c.writer_id == wid
+        )
+    ).first()
+    if blocked is not None:
+        raise NotAllowed("The story's creator has blocked you from writing in this story.")
+    owner = conn.execute(
+        sa.select(story_names.c.writer_id).where(story_names.c.story_id == story_id, story_names.c.name == author)
+    ).scalar()
+    if owner is None:
+        conn.execute(story_names.insert().values(story_id=story_id, name=author, writer_id=wid, bound_at=_now()))
+    elif owner != wid:
+        raise NameTaken(f"Another writer already writes as {author} in this story; choose another name.", author)
+    return wid
+
+
+def _wrote(paragraph: Paragraph, author: str, writer_id: str | None) -> bool:
+    """Whether this caller wrote (or accepted) the paragraph: by key when it was written with one."""
+    if paragraph.writer_id is not None:
+        return writer_id == paragraph.writer_id
+    return paragraph.author == author
+
+
+def _check_creator(story, writer_id: str, what: str) -> None:
+    if story["creator_id"] is None or story["creator_id"] != writer_id:
+        raise NotAllowed(f"Only the story's creator can {what}.")
 
 
 def _check_turn(head: Paragraph | None, kind: str) -> None:
@@ -1003,6 +1415,8 @@ def _append(
     meta_json: str,
     *,
     locked: bool = False,
+    writer_id: str | None = None,
+    client_id: str | None = None,
 ) -> Paragraph:
     story = _fetch_story(conn, story_id, lock=not locked)
     head = _head(conn, story_id)
@@ -1011,23 +1425,20 @@ def _append(
     if story["turn_rule"] == "alternate":
         _check_turn(head, kind)
     # Non-deleted seqs are always 1..n (only the last paragraph can be undone), so this is n + 1.
-    seq = head.seq + 1 if head else 1
+    last = _last_live(conn, story_id)
+    seq = last.seq + 1 if last else 1
     now = _now()
     paragraph_id = conn.execute(
-        paragraphs.insert().values(
-            story_id=story_id, seq=seq, author=author, kind=kind, text=text, created_at=now, edited=int(edited),
-            meta=meta_json, deleted=0,
-        ).returning(paragraphs.c.id)
+        _INSERT_PARAGRAPH,
+        {"story_id": story_id, "seq": seq, "author": author, "kind": kind, "text": text, "created_at": now,
+         "edited": int(edited), "meta": meta_json, "deleted": 0, "writer_id": writer_id, "client_id": client_id,
+         "hidden": 0},
     ).scalar_one()
-    conn.execute(
-        stories.update().where(stories.c.id == story_id).values(
-            version=stories.c.version + 1, paragraph_count=stories.c.paragraph_count + 1, last_activity=now
-        )
-    )
+    conn.execute(_APPENDED, {"sid": story_id, "now": now})
     _bump(conn, story_id)
     return Paragraph(
         id=paragraph_id, story_id=story_id, seq=seq, author=author, kind=kind, text=text, created_at=now,
-        edited=edited, meta=json.loads(meta_json), deleted=False,
+        edited=edited, meta=json.loads(meta_json), deleted=False, writer_id=writer_id,
     )
 
 
@@ -1039,6 +1450,7 @@ def _story(row) -> Story:
         id=row["id"], title=row["title"], created_by=row["created_by"], created_at=row["created_at"],
         turn_rule=row["turn_rule"], settings=json.loads(row["settings"]), forked_from=forked,
         paragraph_count=row["paragraph_count"], last_activity=row["last_activity"], version=row["version"],
+        creator_id=row["creator_id"],
     )
 
 
@@ -1046,7 +1458,7 @@ def _paragraph(row) -> Paragraph:
     return Paragraph(
         id=row["id"], story_id=row["story_id"], seq=row["seq"], author=row["author"], kind=row["kind"],
         text=row["text"], created_at=row["created_at"], edited=bool(row["edited"]), meta=json.loads(row["meta"]),
-        deleted=bool(row["deleted"]),
+        deleted=bool(row["deleted"]), writer_id=row["writer_id"], hidden=bool(row["hidden"]),
     )
 
 
@@ -1058,7 +1470,7 @@ def _candidate(row) -> Candidate:
     return Candidate(
         id=row["id"], story_id=row["story_id"], author=row["author"], text=row["text"],
         meta=json.loads(row["meta"]), created_at=row["created_at"], used=bool(row["used"]),
-        turn_id=row["turn_id"], status=row["status"],
+        turn_id=row["turn_id"], status=row["status"], writer_id=row["writer_id"],
     )
 
 
@@ -1088,7 +1500,10 @@ def _db_error(exc: sa_exc.DBAPIError) -> StoryError:
     if sqlstate in ("55P03", "40P01", "40001"):  # lock not available, deadlock, serialization failure
         return StoreBusy("The story store is busy with other writers; please try again in a moment.")
     if sqlstate.startswith("08") or sqlstate in ("53100", "25006") or isinstance(exc, sa_exc.OperationalError):
-        return StoreUnavailable(f"The story database cannot be reached or written now; nothing was saved. ({orig})")
+        return StoreUnavailable(
+            "The story database cannot be reached or written now, so nothing was saved; check that the"
+            f" PostgreSQL server is running and the URL is right. ({str(orig).strip()})"
+        )
     return StoryError(f"The story store failed: {orig}")
 
 
@@ -1136,7 +1551,7 @@ def _export_md(story: Story, paragraphs: list[Paragraph]) -> str:
     return "\n".join(lines)
 
 
-def _export_json(story: Story, paragraphs: list[Paragraph]) -> str:
+def _export_json(story: Story, paragraphs: list[Paragraph], history: dict[int, list[dict]]) -> str:
     data = {
         "format": EXPORT_FORMAT_NAME,
         "version": EXPORT_FORMAT_VERSION,
@@ -1152,7 +1567,8 @@ def _export_json(story: Story, paragraphs: list[Paragraph]) -> str:
             "last_activity": story.last_activity,
         },
         "paragraphs": [
-            {k: v for k, v in p.to_dict().items() if k != "story_id"} for p in paragraphs
+            {**{k: v for k, v in p.to_dict().items() if k != "story_id"}, "versions": history.get(p.id, [])}
+            for p in paragraphs
         ],
     }
     return json.dumps(data, ensure_ascii=False, indent=2)
@@ -1174,8 +1590,10 @@ def _parse_export(data: Any) -> tuple[tuple, list[tuple]]:
         raise InvalidInput("A story export must be a JSON object.")
     if data.get("format") != EXPORT_FORMAT_NAME:
         raise InvalidInput(f"This is not a Relay story export (its \"format\" is not {EXPORT_FORMAT_NAME!r}).")
-    if data.get("version") != EXPORT_FORMAT_VERSION:
-        raise InvalidInput(f"Unsupported story export version {data.get('version')!r}; this Relay reads version 1.")
+    if data.get("version") not in (1, 2) or isinstance(data.get("version"), bool):
+        raise InvalidInput(
+            f"Unsupported story export version {data.get('version')!r}; this Relay reads versions 1 and 2."
+        )
     story, paragraphs = data.get("story"), data.get("paragraphs")
     if not isinstance(story, dict):
         raise InvalidInput("The export has no \"story\" object.")
@@ -1197,17 +1615,21 @@ def _parse_export(data: Any) -> tuple[tuple, list[tuple]]:
         forked[1] if forked else None,
     )
 
-    rows, live_seqs = [], []
+    rows, live_seqs, visible = [], [], 0
     for i, p in enumerate(paragraphs, start=1):
         where = f"Paragraph {i} of the export"
         if not isinstance(p, dict):
             raise InvalidInput(f"{where} is not an object.")
         try:
             seq, deleted, edited = _field(p, "seq"), p.get("deleted", False), p.get("edited", False)
+            hidden, writer = p.get("hidden", False), p.get("writer_id")
             if not _is_int(seq) or seq < 1:
                 raise InvalidInput("its seq must be a positive whole number.")
-            if not isinstance(deleted, bool) or not isinstance(edited, bool):
-                raise InvalidInput("\"deleted\" and \"edited\" must be true or false.")
+            if not all(isinstance(flag, bool) for flag in (deleted, edited, hidden)):
+                raise InvalidInput("\"deleted\", \"edited\" and \"hidden\" must be true or false.")
+            if writer is not None:
+                validate_writer_id(writer)
+            versions = _parse_versions(p.get("versions", []))
             row = (
                 seq,
                 validate_author(_field(p, "author")),
@@ -1217,15 +1639,36 @@ def _parse_export(data: Any) -> tuple[tuple, list[tuple]]:
                 int(edited),
                 _dump_json_object(p.get("meta", {}), "Meta"),
                 int(deleted),
+                writer,
+                int(hidden),
+                versions,
             )
         except InvalidInput as exc:
             raise InvalidInput(f"{where}: {exc}") from None
         if not deleted:
             live_seqs.append(seq)
+            visible += not hidden
         rows.append(row)
     if sorted(live_seqs) != list(range(1, len(live_seqs) + 1)):
         raise InvalidInput("The export's paragraphs are not numbered 1, 2, 3… without gaps or repeats.")
-    return (*story_row, len(live_seqs)), rows
+    return (*story_row, visible), rows
+
+
+def _parse_versions(value: Any) -> list[ParagraphVersion]:
+    if not isinstance(value, list):
+        raise InvalidInput("\"versions\" must be a list.")
+    out = []
+    for n, v in enumerate(value, start=1):
+        if not isinstance(v, dict) or v.get("version") != n:
+            raise InvalidInput("its versions must be numbered 1, 2, 3… in order.")
+        editor_id = v.get("editor_id")
+        if editor_id is not None:
+            validate_writer_id(editor_id)
+        out.append(ParagraphVersion(
+            n, validate_text(_field(v, "text")), validate_author(_field(v, "editor")),
+            _validate_timestamp(_field(v, "edited_at"), "edited_at"), editor_id,
+        ))
+    return out
 
 
 def _field(obj: dict, name: str) -> Any:

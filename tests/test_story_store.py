@@ -107,7 +107,7 @@ def test_migrations_are_recorded_once_however_often_the_store_opens(relay_db):
     for _ in range(3):
         StoryStore().close()
     with sqlite3.connect(relay_db) as raw:
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("m003",)]
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("m005",)]
 
 
 @pytest.mark.sqlite_only
@@ -208,6 +208,7 @@ def test_to_dict_is_json_ready(store, free_story):
     assert json.loads(json.dumps(p.to_dict())) == {
         "id": p.id, "story_id": free_story.id, "seq": 1, "author": "a", "kind": "human", "text": "글",
         "created_at": p.created_at, "edited": False, "meta": {"seed": 3}, "deleted": False,
+        "writer_id": None, "hidden": False,
     }
 
 
@@ -640,7 +641,7 @@ def test_md_export_names_title_writers_and_marks_ai_paragraphs(store):
 def test_json_export_is_tagged_and_holds_everything(store):
     story = _sample_story(store)
     data = json.loads(store.export(story.id, "json"))
-    assert (data["format"], data["version"]) == ("relay-story", 1)
+    assert (data["format"], data["version"]) == ("relay-story", 2)
     assert data["story"]["settings"] == {"temperature": 0.8}
     assert data["paragraphs"][1]["meta"]["original_text"] == "우산을 접었다"
     assert [p["deleted"] for p in data["paragraphs"]] == [False, False, False, True]
@@ -694,7 +695,7 @@ MALFORMED = {
     "not json": lambda d: "{not json",
     "not an object": lambda d: "[1, 2]",
     "wrong format": _broken(lambda d: d.update(format="something-else")),
-    "future version": _broken(lambda d: d.update(version=2)),
+    "future version": _broken(lambda d: d.update(version=3)),
     "no story": _broken(lambda d: d.pop("story")),
     "no paragraphs": _broken(lambda d: d.pop("paragraphs")),
     "paragraphs not a list": _broken(lambda d: d.update(paragraphs={"a": 1})),

@@ -13,6 +13,7 @@ import pytest
 from relay.story_store import (
     CANDIDATE_MAX_AGE_S,
     InvalidInput,
+    NameTaken,
     NotAllowed,
     NotFound,
     StoryStore,
@@ -181,10 +182,12 @@ def test_keyed_turns_belong_to_the_key_not_the_name(store, story):
     store.claim_ai_turn(story.id, "민수", writer_key=alice)
     cid = store.add_candidate(story.id, "민수", "진짜", {}, writer_key=alice)
     assert store.ai_turn(story.id).holder_id is not None
-    with pytest.raises(TurnBusy):
+    with pytest.raises(NameTaken):
         store.claim_ai_turn(story.id, "민수", writer_key=mallory)
-    with pytest.raises(NotAllowed):
-        store.accept_candidate(cid, "민수", writer_key=mallory)
+    with pytest.raises(TurnBusy):
+        store.claim_ai_turn(story.id, "말로리", writer_key=mallory)
+    with pytest.raises(NotAllowed, match="Only 민수"):
+        store.accept_candidate(cid, "말로리", writer_key=mallory)
     with pytest.raises(NotAllowed):
         store.discard_ai_turn(story.id, "민수")
     assert store.accept_candidate(cid, "민수", writer_key=alice).text == "진짜"

@@ -49,7 +49,7 @@ def shared_store(request):
     """One store for all examples of a module, on each backend: the autouse per-test database
     fixture is function-scoped, which hypothesis rightly refuses to share between examples."""
     if request.param == "postgresql":
-        with StoryStore(request.getfixturevalue("pg_server").new_database()) as store:
+        with StoryStore(request.getfixturevalue("pg_server").new_schema()) as store:
             yield store
         return
     with tempfile.TemporaryDirectory() as tmp:

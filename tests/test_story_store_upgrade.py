@@ -100,7 +100,7 @@ def test_the_upgrade_is_recorded_once_and_the_old_record_is_kept(legacy_db):
     for _ in range(2):
         StoryStore(path).close()
     with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("m003",)]
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("m005",)]
         assert sorted(r[0] for r in raw.execute("SELECT name FROM _migrations")) == [
             "m001_initial", "m002_ai_turns_and_candidates"
         ]
@@ -110,15 +110,26 @@ def test_the_upgrade_is_recorded_once_and_the_old_record_is_kept(legacy_db):
 
 
 def test_a_database_upgraded_by_the_sqlite3_code_of_part_one_is_taken_as_it_is(relay_db):
-    # The first cut of the live turn ran m003 as a plain sqlite3 migration: same schema, same name.
+    # The first cut of the live turn ran m003 as a plain sqlite3 migration recorded in
+    # `_migrations`: the same schema as Alembic's m003, so it is stamped there and upgraded on.
+    from alembic import command
+
+    from relay.store_schema import _alembic_config, create_engine
+
+    engine = create_engine(relay_db)
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "m003")
+        conn.exec_driver_sql(
+            "INSERT INTO stories (title, created_by, created_at, turn_rule, settings, paragraph_count,"
+            " last_activity, version, change_seq) VALUES ('이미 새 것', '민수', '%s', 'free', '{}', 0, '%s', 0, 0)"
+            % (T0, T0)
+        )
+        conn.exec_driver_sql("DROP TABLE alembic_version")
+        conn.exec_driver_sql("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        for name in ("m001_initial", "m002_ai_turns_and_candidates", "m003_live_turns_and_change_feed"):
+            conn.exec_driver_sql("INSERT INTO _migrations VALUES ('%s', '%s')" % (name, T0))
+    engine.dispose()
     with StoryStore(relay_db) as store:
-        store.create_story("이미 새 것", "민수")
-    with sqlite3.connect(relay_db) as raw:
-        raw.execute("DROP TABLE alembic_version")
-        raw.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-        raw.executemany("INSERT INTO _migrations VALUES (?, ?)", [
-            ("m001_initial", T0), ("m002_ai_turns_and_candidates", T0), ("m003_live_turns_and_change_feed", T0)
-        ])
-    with StoryStore(relay_db) as store:
-        assert [s.title for s in store.list_stories()] == ["이미 새 것"]
-        store.add_paragraph(store.list_stories()[0].id, "이어서", "민수")
+        (story,) = store.list_stories()
+        assert story.title == "이미 새 것"
+        assert store.add_paragraph(story.id, "이어서", "민수", writer_key="k" * 32).writer_id is not None
