@@ -55,6 +55,7 @@ from limits.strategies import MovingWindowRateLimiter
 PARAGRAPHS_PER_MINUTE = (6, 30)  # human paragraphs: a person writes far slower than 6 a minute
 STORIES_PER_HOUR = (5, 20)  # new stories (forks count): more is a flood of empty stories
 MODEL_TURNS_PER_MINUTE = (6, 20)  # model requests (continue, regenerate, alternatives, lab runs)
+WRITER_KEYS_PER_HOUR = (60, 60)  # keys issued by /writer_key to one address (each is a database row); no key yet
 CANDIDATES_PER_MINUTE = (16, 48)  # generated texts: alternatives count each candidate, a lab run each column
 MODEL_SLOTS = (2, 4)  # model jobs waiting or running at once, per writer key and per address
 MAX_CONTEXT_CHARS = 8_000  # lab context / API text; KoGPT-2 reads ~1,024 tokens (~2,500 Korean characters)
@@ -66,6 +67,7 @@ RATES = {
     "story": (STORIES_PER_HOUR, "hour"),
     "model_turn": (MODEL_TURNS_PER_MINUTE, "minute"),
     "candidates": (CANDIDATES_PER_MINUTE, "minute"),
+    "writer_key": (WRITER_KEYS_PER_HOUR, "hour"),
 }
 
 
@@ -89,6 +91,7 @@ class Rates:
     story: tuple[int, int] = STORIES_PER_HOUR
     model_turn: tuple[int, int] = MODEL_TURNS_PER_MINUTE
     candidates: tuple[int, int] = CANDIDATES_PER_MINUTE
+    writer_key: tuple[int, int] = WRITER_KEYS_PER_HOUR
     model_slots: tuple[int, int] = MODEL_SLOTS
     max_context_chars: int = MAX_CONTEXT_CHARS
 

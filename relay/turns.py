@@ -37,11 +37,13 @@ class AITurn:
         return story, head
 
     @contextlib.contextmanager
-    def _turn(self, story_id: int, author: str, lang: str):
-        """Check the turn rule and hold the story's AI-turn lease; yields (head, paragraph texts)."""
+    def _turn(self, story_id: int, author: str, lang: str, writer_key: str | None = None):
+        """Check the turn rule and hold the story's AI-turn lease; yields (head, paragraph texts).
+
+        `writer_key` (when given) is checked and recorded by the store on the lease and the candidates."""
         _, head = self.check_ai_may_write(story_id, lang)
         try:
-            self.store.claim_ai_turn(story_id, author, ttl=AI_TURN_TTL)
+            self.store.claim_ai_turn(story_id, author, ttl=AI_TURN_TTL, writer_key=writer_key)
         except TurnBusy as e:
             raise _fail(say(lang, "ai_busy", holder=self.name(e.holder))) from None
         try:
@@ -49,19 +51,20 @@ class AITurn:
         except (SettingsError, EngineError) as e:
             raise _fail(say(lang, "generation_failed", detail=str(e))) from None
         finally:
-            self.store.release_ai_turn(story_id, author)
+            self.store.release_ai_turn(story_id, author, writer_key=writer_key)
 
     def stream(self, story_id: int, author: str, settings: SamplingSettings, adapter: str | None,
-               cancel: threading.Event | None, lang: str) -> Iterator[tuple[str, dict | None]]:
+               cancel: threading.Event | None, lang: str, *, writer_key: str | None = None,
+               ) -> Iterator[tuple[str, dict | None]]:
         """Yields (text so far, None) while writing, then (final text, candidate info)."""
-        with self._turn(story_id, author, lang) as (head, paragraphs):
+        with self._turn(story_id, author, lang, writer_key) as (head, paragraphs):
             continuation = self.engine.continue_story(paragraphs, settings, adapter=adapter, cancel=cancel)
             text, refreshed = "", time.monotonic()
             try:
                 for chunk in continuation:
                     text += chunk
                     if time.monotonic() - refreshed > AI_TURN_TTL / 3:  # keep the lease while writing
-                        self.store.claim_ai_turn(story_id, author, ttl=AI_TURN_TTL)
+                        self.store.claim_ai_turn(story_id, author, ttl=AI_TURN_TTL, writer_key=writer_key)
                         refreshed = time.monotonic()
                     yield text, None
             finally:
@@ -69,19 +72,21 @@ class AITurn:
             text, meta = continuation.text, dict(continuation.meta)
             if not text.strip():
                 raise _fail(say(lang, "empty_output"))
-            candidate_id = self.store.add_candidate(story_id, author, text, meta)
-            self.store.release_ai_turn(story_id, author)  # before the last render, so it shows the turn is over
+            candidate_id = self.store.add_candidate(story_id, author, text, meta, writer_key=writer_key)
+            self.store.release_ai_turn(story_id, author, writer_key=writer_key)  # before the last render, so it shows the turn is over
             yield text, {"candidate_id": candidate_id, "meta": meta, "expected_head": head.id if head else 0}
 
     def alternatives(self, story_id: int, author: str, settings: SamplingSettings, n: int,
-                     adapter: str | None, lang: str) -> tuple[list[str], list[str], int, dict]:
+                     adapter: str | None, lang: str, *, writer_key: str | None = None,
+                     ) -> tuple[list[str], list[str], int, dict]:
         """n candidates from one batched call: (texts, candidate ids, expected head, meta)."""
-        with self._turn(story_id, author, lang) as (head, paragraphs):
+        with self._turn(story_id, author, lang, writer_key) as (head, paragraphs):
             texts = self.engine.alternatives(paragraphs, settings, n, adapter=adapter)
             meta = dict(texts.meta)
             kept = [(i, t) for i, t in enumerate(texts) if t.strip()]
             if not kept:
                 raise _fail(say(lang, "empty_output"))
-            ids = [self.store.add_candidate(story_id, author, t, {**meta, "alternative": i}) for i, t in kept]
+            ids = [self.store.add_candidate(story_id, author, t, {**meta, "alternative": i}, writer_key=writer_key)
+                   for i, t in kept]
             return [t for _, t in kept], ids, (head.id if head else 0), meta
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from relay.limits import (CANDIDATES_PER_MINUTE, MAX_CONTEXT_CHARS, MODEL_SLOTS, MODEL_TURNS_PER_MINUTE,
-                          PARAGRAPHS_PER_MINUTE, STORIES_PER_HOUR, LimitExceeded, Limits, Rates, client_ip)
+                          PARAGRAPHS_PER_MINUTE, STORIES_PER_HOUR, WRITER_KEYS_PER_HOUR, LimitExceeded, Limits, Rates, client_ip)
 from relay.ui import limit_text
 from relay.ui.common import toast_text
 
@@ -18,6 +18,7 @@ from relay.ui.common import toast_text
     ("story", STORIES_PER_HOUR, 3600),
     ("model_turn", MODEL_TURNS_PER_MINUTE, 60),
     ("candidates", CANDIDATES_PER_MINUTE, 60),
+    ("writer_key", WRITER_KEYS_PER_HOUR, 3600),
 ])
 def test_each_rate_refuses_one_writer_past_its_default_and_says_when_to_retry(action, amounts, period_s):
     limits = Limits()
@@ -133,7 +134,7 @@ def test_limits_can_share_a_storage_named_by_uri(monkeypatch):
 def test_every_limit_has_a_korean_and_an_english_message():
     for key, (ko, en) in limit_text.TEXT.items():
         assert ko and en and ko != en, key
-    for action in ("paragraph", "story", "model_turn", "candidates", "model_slots", "context"):
+    for action in ("paragraph", "story", "model_turn", "candidates", "writer_key", "model_slots", "context"):
         assert f"limit_{action}" in limit_text.TEXT
 
 
