@@ -133,6 +133,23 @@ def test_accept_refuses_bad_arguments_clearly(api, candidate_id, author, text, h
     call_refused_or_ok(db, fns["accept"], candidate_id, author, text, head, key.draw(keys(valid)))
 
 
+@FUZZ
+@given(story_id=ids(), paragraph_id=ids(), text=texts(), author=texts(), writer_id=texts(), key=st.data())
+def test_edit_hide_and_block_refuse_bad_arguments_clearly(api, story_id, paragraph_id, text, author, writer_id, key):
+    fns, _, db, valid, _ = api
+    k = key.draw(keys(valid))
+    call_refused_or_ok(db, fns["edit_paragraph"], story_id, paragraph_id, text, author, k)
+    call_refused_or_ok(db, fns["hide_paragraph"], story_id, paragraph_id, k)
+    call_refused_or_ok(db, fns["block_writer"], story_id, writer_id, k)
+
+
+def test_the_endpoint_list_names_every_endpoint_that_writes(api):
+    from relay.ui.api import WRITING_ENDPOINTS
+
+    fns, *_ = api
+    assert set(WRITING_ENDPOINTS) == set(fns) - {"writer_key", "list_stories", "timeline"}
+
+
 @pytest.mark.parametrize("bad", [True, False, 1.0, 1.5, "1", None, "abc", [], math.nan, 2**63, 0, -1])
 def test_a_story_id_that_is_not_a_positive_int_is_refused_with_what_to_send(api, bad):
     fns, _, db, key, story_id = api
@@ -145,11 +162,22 @@ def test_a_story_id_that_is_not_a_positive_int_is_refused_with_what_to_send(api,
     assert counts(db) == before
 
 
-def test_writing_without_a_writer_key_says_where_to_get_one(api):
-    fns, _, db, _, story_id = api
+def test_every_writing_endpoint_without_a_writer_key_says_where_to_get_one(api):
+    from relay.ui.api import WRITING_ENDPOINTS
+
+    fns, store, db, _, story_id = api
+    head = store.timeline(story_id)[-1].id
+    args = {  # plausible arguments, all but the key
+        "create_story": ("열쇠 없이", "민지", "free"), "add_paragraph": (story_id, "열쇠 없이.", "민지", None),
+        "undo_last": (story_id, "민지"), "continue_story": (story_id, "민지", None, None),
+        "accept": ("candidate", "민지", None, None), "discard": (story_id, "민지"),
+        "edit_paragraph": (story_id, head, "고친 글.", "민지"), "hide_paragraph": (story_id, head),
+        "block_writer": (story_id, "0123456789abcdef"),
+    }
     before = counts(db)
-    with pytest.raises(gr.Error, match="/writer_key"):
-        fns["add_paragraph"](story_id, "열쇠 없이.", "민지", None, None)
-    with pytest.raises(gr.Error, match="/writer_key"):
-        fns["create_story"]("열쇠 없이", "민지", "free", None)
+    for name in WRITING_ENDPOINTS:
+        with pytest.raises(gr.Error, match="/writer_key"):
+            result = fns[name](*args[name], None)
+            if hasattr(result, "__next__"):
+                list(result)
     assert counts(db) == before

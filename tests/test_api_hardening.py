@@ -130,6 +130,9 @@ def test_every_writing_endpoint_refuses_a_missing_or_malformed_key_and_writes_no
         lambda: client.predict(story["id"], "alice", bad_key, api_name="/discard"),
         lambda: client.predict("c-1", "alice", None, None, bad_key, api_name="/accept"),
         lambda: stream(client, story["id"], "bob", SETTINGS, None, bad_key),
+        lambda: client.predict(story["id"], para["id"], "고친 글.", "alice", bad_key, api_name="/edit_paragraph"),
+        lambda: client.predict(story["id"], para["id"], bad_key, api_name="/hide_paragraph"),
+        lambda: client.predict(story["id"], "0123456789abcdef", bad_key, api_name="/block_writer"),
     ]
     stories = len(store.list_stories())
     for call in calls:
@@ -164,6 +167,28 @@ def test_another_writer_cannot_accept_or_discard_alices_model_candidate(served):
     assert len(store.timeline(story["id"])) == 1
     accepted = client.predict(final["candidate_id"], "alice", None, final["expected_head"], alice, api_name="/accept")
     assert accepted["kind"] == "ai" and len(store.timeline(story["id"])) == 2
+
+
+def test_only_the_writer_edits_a_paragraph_and_only_the_creator_hides_or_blocks(served):
+    client, store, _, _ = served
+    alice = new_key(client)
+    story = client.predict("차례대로", "alice", "alternate", alice, api_name="/create_story")
+    para = client.predict(story["id"], "앨리스의 원문.", "alice", 0, alice, api_name="/add_paragraph")
+    bob = new_key(client)
+    with pytest.raises(AppError):
+        client.predict(story["id"], para["id"], "밥이 고친 글.", "alice", bob, api_name="/edit_paragraph")
+    with pytest.raises(AppError, match="(?i)creator"):
+        client.predict(story["id"], para["id"], bob, api_name="/hide_paragraph")
+    with pytest.raises(AppError, match="(?i)creator"):
+        client.predict(story["id"], store.writer_id(alice), bob, api_name="/block_writer")
+    assert [p.text for p in store.timeline(story["id"])] == ["앨리스의 원문."]
+    edited = client.predict(story["id"], para["id"], "앨리스가 고친 글.", "alice", alice, api_name="/edit_paragraph")
+    assert edited["text"] == "앨리스가 고친 글." and edited["edited"]
+    client.predict(story["id"], store.writer_id(bob), alice, api_name="/block_writer")
+    with pytest.raises(AppError, match="(?i)blocked"):
+        client.predict(story["id"], "차단된 밥의 글.", "bob", None, bob, api_name="/add_paragraph")
+    client.predict(story["id"], para["id"], alice, api_name="/hide_paragraph")
+    assert store.timeline(story["id"]) == []
 
 
 def test_an_api_endpoint_called_by_fn_index_checks_the_key_like_its_named_route(served):

@@ -53,7 +53,7 @@ def test_api_lists_the_named_endpoints(served):
     client, _ = served
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert {"/writer_key", "/list_stories", "/create_story", "/timeline", "/add_paragraph", "/undo_last",
-            "/continue_story", "/accept", "/discard"} <= names
+            "/continue_story", "/accept", "/discard", "/edit_paragraph", "/hide_paragraph", "/block_writer"} <= names
 
 
 def test_a_story_created_over_the_api_takes_paragraphs_and_lists_them(served):

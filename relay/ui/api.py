@@ -26,7 +26,8 @@ MAX_ID = 2**63 - 1  # SQLite's largest integer: a bigger id cannot name anything
 MAX_CANDIDATE_ID_CHARS = 100
 MAX_CLIENT_ID_CHARS = 100  # the store's limit too (printable ASCII)
 # Every endpoint that writes (the README's API section lists them).
-WRITING_ENDPOINTS = ("create_story", "add_paragraph", "undo_last", "continue_story", "accept", "discard")
+WRITING_ENDPOINTS = ("create_story", "add_paragraph", "undo_last", "continue_story", "accept", "discard",
+                     "edit_paragraph", "hide_paragraph", "block_writer")
 
 
 class Refusal(Exception):
@@ -246,6 +247,44 @@ def api_functions(engine, store: StoryStore, ai_turn: AITurn, limits: Limits) ->
         """Throw away your model turn's candidates and free the turn; returns how many were discarded."""
         return _discard(story_id, author, writer_key, request=request)
 
+    @guarded
+    def _edit_paragraph(lang, ip, story_id, paragraph_id, text, author, writer_key):
+        sid = positive_id(story_id, "story_id", lang)
+        pid = positive_id(paragraph_id, "paragraph_id", lang)
+        text_arg(text, "text", lang)
+        text_arg(author, "author", lang)
+        key, wid = writer(writer_key, lang)
+        limits.check("paragraph", wid, ip)  # an edit writes a paragraph version: same pace as adding one
+        return store.edit_paragraph(sid, pid, text, author, writer_key=key).to_dict()
+
+    def edit_paragraph(story_id: int, paragraph_id: int, text: str, author: str, writer_key: str | None = None,
+                       request: gr.Request = None) -> dict:
+        """Change the text of a paragraph you wrote (anyone's on a "free" story); earlier versions are kept."""
+        return _edit_paragraph(story_id, paragraph_id, text, author, writer_key, request=request)
+
+    @guarded
+    def _hide_paragraph(lang, ip, story_id, paragraph_id, writer_key):
+        sid = positive_id(story_id, "story_id", lang)
+        pid = positive_id(paragraph_id, "paragraph_id", lang)
+        key, _ = writer(writer_key, lang)
+        return store.hide_paragraph(sid, pid, writer_key=key).to_dict()
+
+    def hide_paragraph(story_id: int, paragraph_id: int, writer_key: str | None = None, request: gr.Request = None) -> dict:
+        """Hide a paragraph from the story (its creator's key only); it stays in the JSON export, marked hidden."""
+        return _hide_paragraph(story_id, paragraph_id, writer_key, request=request)
+
+    @guarded
+    def _block_writer(lang, ip, story_id, writer_id, writer_key):
+        sid = positive_id(story_id, "story_id", lang)
+        text_arg(writer_id, "writer_id", lang, max_chars=64)
+        key, _ = writer(writer_key, lang)
+        store.block_writer(sid, writer_id, writer_key=key)
+        return {"blocked": writer_id}
+
+    def block_writer(story_id: int, writer_id: str, writer_key: str | None = None, request: gr.Request = None) -> dict:
+        """Refuse every further write to the story by a writer id (a paragraph's "writer_id"; creator's key only)."""
+        return _block_writer(story_id, writer_id, writer_key, request=request)
+
     return {
         "writer_key": new_writer_key,
         "list_stories": list_stories,
@@ -256,4 +295,7 @@ def api_functions(engine, store: StoryStore, ai_turn: AITurn, limits: Limits) ->
         "continue_story": continue_story,
         "accept": accept,
         "discard": discard,
+        "edit_paragraph": edit_paragraph,
+        "hide_paragraph": hide_paragraph,
+        "block_writer": block_writer,
     }
