@@ -327,3 +327,22 @@ def test_auth_logins_come_from_repeated_flags_or_the_environment(monkeypatch):
     assert app.parse_args([]).auth is None
     with pytest.raises(SystemExit):
         app.parse_args(["--auth", "no-password"])
+
+
+def test_a_browser_keeps_its_key_a_tampered_one_is_replaced_and_a_signed_in_account_wins(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from relay.story_store import StoryStore
+    from relay.ui.common import page_writer
+
+    monkeypatch.delenv("RELAY_SECRET", raising=False)
+    store = StoryStore(tmp_path / "relay.db")
+    first, name = page_writer(store, None)
+    assert name is None and store.writer_id(first)
+    assert page_writer(store, first) == (first, None)  # the BrowserState's key is kept
+    replaced, _ = page_writer(store, "<script>tampered")
+    assert replaced not in (first, "<script>tampered")
+    account = SimpleNamespace(username="minji", name="민지")
+    key, name = page_writer(store, first, account)
+    assert name == "민지" and key != first and page_writer(store, replaced, account) == (key, "민지")
+    assert (tmp_path / "relay-secret").exists()  # the secret lives beside the database

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import gradio as gr
 
+from relay.identity import identity_from_profile, server_secret
 from relay.limits import LimitExceeded
+from relay.story_store import StoryError
 from relay.ui import limit_text
 from relay.ui_text import TEXT, pick_lang, say
 
@@ -51,6 +53,28 @@ def ui_error(lang: str, error: Exception, **values) -> gr.Error:
     if type(error).__name__ == "NameTaken" and "name" in values:
         return _fail(toast_text(lang, "name_taken", name=values["name"]))
     return _fail(toast_text(lang, "cannot_save", detail=str(error)))
+
+
+def page_writer(store, saved_key: str | None, profile=None, *, secret: bytes | None = None) -> tuple[str, str | None]:
+    """The writer key of a browser session, and the display name of its signed-in account (None if nobody is).
+
+    A signed-in Hugging Face account's key (relay.identity.identity_from_profile) comes first; else the
+    key the browser kept in its gr.BrowserState, if well-formed; else a new key from the store (the
+    caller saves it back into the BrowserState). `secret` defaults to server_secret() beside the database.
+    """
+    if profile is not None and getattr(profile, "username", None):
+        if secret is None:
+            path = getattr(store, "path", None)
+            secret = server_secret(Path(path).parent if path else None)
+        name, key = identity_from_profile(profile, secret)
+        return key, name
+    if isinstance(saved_key, str) and saved_key:
+        try:
+            store.writer_id(saved_key)
+            return saved_key, None
+        except StoryError:  # a malformed or tampered key: issue a fresh one
+            pass
+    return store.new_writer_key(), None
 
 
 def export_path(story_id: int, fmt: str, *, now: float | None = None) -> Path:
