@@ -17,9 +17,13 @@ Two kinds of limit:
       with limits.model_slot(writer_id, ip):
           ... stream the continuation ...
 
-  In a Gradio handler the slot must be taken where the job starts waiting: in the unqueued (or
-  concurrency_limit=None) precheck, released when the model handler finishes. `model_slot()` as a
-  context manager does both in one handler; `take_model_slot()` / `free_model_slot()` split them.
+  A slot counts only from where it is taken, so take it where the job starts WAITING. The engine
+  serves model calls one at a time in arrival order by itself, so a model handler can run with
+  `concurrency_limit=None` (no Gradio queue group), take the slot first thing and then wait in the
+  engine's line, as relay/ui/api.py's /continue_story does. A handler that stays in a Gradio
+  concurrency group waits in Gradio's queue before it runs: take the slot in its unqueued
+  precheck with `take_model_slot()` and give it back with `free_model_slot(token)` in the model
+  handler's `finally` (and in the precheck if the chain stops there).
 
 * **Sizes** checked before the model is touched: `check_context(text)` for the lab's free-text
   context and any API text (MAX_CONTEXT_CHARS), and `tail_context(paragraphs)` keeps only the end
