@@ -242,6 +242,29 @@ def test_a_writer_adding_paragraphs_too_fast_is_told_to_wait_and_the_extra_one_i
     assert len(store.timeline(story["id"])) == PARAGRAPHS_PER_MINUTE[0]
 
 
+def test_a_writer_with_two_model_jobs_waiting_or_running_is_refused_a_third_at_once(served):
+    from relay.limits import MODEL_SLOTS
+
+    client, _, _, _ = served
+    key = new_key(client)
+    long_turn = {"max_new_tokens": 200, "min_new_tokens": 200, "stop_at": "length", "seed": 3}
+    stories = []
+    for i in range(MODEL_SLOTS[0] + 2):
+        story = client.predict(f"동시에 {i}", "slots", "free", key, api_name="/create_story")
+        client.predict(story["id"], "시작.", "slots", None, key, api_name="/add_paragraph")
+        stories.append(story["id"])
+    jobs = [client.submit(sid, "slots", long_turn, None, key, api_name="/continue_story") for sid in stories]
+    outcomes = []
+    for job in jobs:
+        try:
+            job.result()
+            outcomes.append("done")
+        except AppError as e:
+            outcomes.append(str(e))
+    refused = [o for o in outcomes if "model jobs waiting or running" in o]
+    assert refused and outcomes.count("done") >= MODEL_SLOTS[0], outcomes
+
+
 def test_a_retried_add_with_the_same_client_id_stores_one_paragraph(served):
     client, store, _, _ = served
     key, story, para = alice_story(client)
