@@ -12,16 +12,28 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import tempfile
 from pathlib import Path
 
 from relay.engine import ModelLoadError
-from relay.story_store import StoryError, StoryStore
+from relay.story_store import StoryError, StoryStore, is_postgres_url
 from relay.ui.demo import build_demo  # noqa: F401  (the entry point tests and scripts import from here)
 from relay.ui.server import serve
 
 DEFAULT_MODEL = "skt/kogpt2-base-v2"
+MODEL_HINT = ("Pass --model with a local folder that holds the model (config.json, model.safetensors, tokenizer.json), "
+              "or --model tiny to try the interface with a tiny random model.")
+ADAPTER_HINT = ("Pass --adapter NAME=FOLDER with the folder a PEFT LoRA training run saved (adapter_config.json + "
+                "adapter_model.safetensors), made for the same base model; or leave the adapter out.")
+DB_HINT = ("Pass --db (or RELAY_DB) with the path of a SQLite database file in a folder this user can write "
+           "(e.g. --db ./relay-data/relay.db; a new file is created there if none exists), or the URL of a "
+           "PostgreSQL database this user can reach and create tables in (postgresql://user:password@host:5432/dbname).")
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says what is wrong and what to do (printed, exit status 2)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="address to listen on (env RELAY_HOST; 0.0.0.0 on Spaces)")
     parser.add_argument("--port", type=int, default=int(env.get("RELAY_PORT", env.get("GRADIO_SERVER_PORT", "7860"))),
                         help="port (env RELAY_PORT)")
+    parser.add_argument("--auth", action="append", default=None, metavar="USER:PASS",
+                        help="require a login (Gradio's password page); repeatable (env RELAY_AUTH: USER:PASS,USER:PASS)")
     args = parser.parse_args(argv)
     pairs = args.adapter if args.adapter is not None else [p for p in env.get("RELAY_ADAPTERS", "").split(",") if p.strip()]
     adapters = {}
@@ -45,6 +59,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--adapter needs NAME=PATH, got {pair!r}")
         adapters[name.strip()] = path.strip()
     args.adapters = adapters
+    logins = args.auth if args.auth is not None else [p for p in env.get("RELAY_AUTH", "").split(",") if p.strip()]
+    auth = []
+    for login in logins:
+        user, sep, password = login.partition(":")
+        if not sep or not user.strip() or not password:
+            parser.error("--auth needs USER:PASS (a user name, a colon, a password)")
+        auth.append((user.strip(), password))
+    args.auth = auth or None
     return args
 
 
@@ -60,22 +82,110 @@ def load_engine(model: str, adapters: dict[str, str]):
     return Engine.from_pretrained(model=model, adapters=adapters or None), tiny
 
 
+def check_model_folder(model: str) -> None:
+    """Refuse before loading a local model folder that is empty or holds no config.json (StartupError).
+
+    Without this, the tokenizer loader's fallback blames a missing sentencepiece package.
+    """
+    folder = Path(model).expanduser()
+    if model == "tiny" or not folder.is_dir():
+        return
+    if not any(folder.iterdir()):
+        raise StartupError(f"The model folder {model} is empty. {MODEL_HINT}")
+    if not (folder / "config.json").is_file():
+        raise StartupError(f"The model folder {model} has no config.json, so it is not a saved model. {MODEL_HINT}")
+
+
+def explain_load_failure(error: BaseException, model: str, adapters: dict[str, str]) -> str:
+    """One paragraph for a failed model or adapter load: what failed and what to do.
+
+    The engine's ModelLoadError already explains itself; anything else is classified conservatively
+    by its type and message, with a generic summary as the fallback.
+    """
+    text = " ".join(str(error).split()) or type(error).__name__
+    about_adapter = adapters and any(word in text for word in ("어댑터", "adapter", "Adapter", "PEFT", "peft"))
+    hint = ADAPTER_HINT if about_adapter else MODEL_HINT
+    if isinstance(error, ModelLoadError):  # the engine's message already says what to do
+        return text if about_adapter else f"{text} Or run --model tiny to try the interface with a tiny random model."
+    lowered = text.lower()
+    damaged = ("safetensor" in type(error).__module__.lower() or type(error).__name__ in ("SafetensorError", "UnpicklingError")
+               or any(w in lowered for w in ("deserializ", "invalid header", "invalid load key", "unexpected eof",
+                                             "size mismatch", "error(s) in loading state_dict", "incomplete metadata")))
+    where = "an adapter" if about_adapter else f"the model {model}"
+    if damaged:
+        return (f"The weights of {where} are damaged or incomplete (an interrupted download or copy?): {text[:300]}. "
+                f"Download or copy the files again. {hint}")
+    return f"Could not load {where}: {type(error).__name__}: {text[:300]}. {hint}"
+
+
+def open_store(db: str | None) -> StoryStore:
+    """Open the story database at `db`; StartupError with what to do when it cannot be used."""
+    if db and "://" in db and not is_postgres_url(db):
+        raise StartupError(f"--db {db.split('://')[0]}://… is not a database Relay can use: pass a SQLite file path "
+                           f"or a postgresql://user:password@host/dbname URL. {DB_HINT}")
+    path = None if not db else db if is_postgres_url(db) else Path(db).expanduser()
+    if isinstance(path, Path) and path.is_dir():
+        raise StartupError(f"--db {db} is a folder, not a database file. {DB_HINT}")
+    try:
+        store = StoryStore(path)
+        store.list_stories()  # a damaged file or an unreadable schema fails here, not on the first visitor
+    except StoryError as e:
+        advice = ("Check that the PostgreSQL server runs and that the URL's user, password, host, port and database "
+                  "name are right." if isinstance(path, str) else
+                  "If the file is damaged, restore it from a backup or move it away to start empty.")
+        raise StartupError(f"Cannot use the story database {_shown(db)}: {_one_line(e, db)}. {advice} {DB_HINT}") from None
+    except Exception as e:  # sqlite3.Error, OSError (a parent that is a file, a read-only disk) ...
+        raise StartupError(f"Cannot open the story database {_shown(db)}: "
+                           f"{type(e).__name__}: {_one_line(e, db)}. {DB_HINT}") from None
+    return store
+
+
+def _shown(db: str | None) -> str:
+    """The database as it may be printed: a URL without its password."""
+    if not db:
+        return "relay-data/relay.db"
+    scheme, sep, rest = db.partition("://")
+    if sep and "@" in rest:
+        credentials, _, host = rest.rpartition("@")
+        return f"{scheme}://{credentials.partition(':')[0]}:***@{host}"
+    return db
+
+
+def _one_line(error: BaseException, db: str | None = None) -> str:
+    """The error's message on one line, without the database password if it repeats the URL."""
+    text = " ".join(str(error).split())[:300].rstrip(".") or type(error).__name__
+    if db and "://" in db and "@" in db:
+        password = db.partition("://")[2].rpartition("@")[0].partition(":")[2]
+        if password:
+            text = text.replace(password, "***")
+    return text
+
+
+def release_dead_turns(store: StoryStore) -> int:
+    """Free model turns held by processes of this machine that died (a crash mid-generation)."""
+    try:
+        return store.release_dead_turns(socket.gethostname())
+    except StoryError as e:
+        raise StartupError(f"Cannot free the model turns left by a stopped server: {_one_line(e)}. {DB_HINT}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        engine, tiny = load_engine(args.model, args.adapters)
-    except ModelLoadError as e:
+        store = open_store(args.db)  # first: a bad --db fails in a second, not after loading the model
+        freed = release_dead_turns(store)
+        if freed:
+            print(f"Freed {freed} model turn(s) left by a server process that stopped.", file=sys.stderr)
+        check_model_folder(args.model)
+        try:
+            engine, tiny = load_engine(args.model, args.adapters)
+        except Exception as e:  # noqa: BLE001  every load failure ends in a message, never a traceback
+            raise StartupError(explain_load_failure(e, args.model, args.adapters)) from None
+    except StartupError as e:
         print(f"error: {e}", file=sys.stderr)
-        print("hint: pass --model with a local folder that holds the model (config.json, weights, tokenizer), "
-              "or --model tiny to try the interface with a tiny random model.", file=sys.stderr)
-        return 2
-    try:
-        store = StoryStore(args.db)
-    except StoryError as e:
-        print(f"error: cannot open the story database: {e}", file=sys.stderr)
         return 2
     demo = build_demo(engine, store, tiny=tiny)
-    serve(demo, store, host=args.host, port=args.port)
+    serve(demo, store, host=args.host, port=args.port, auth=args.auth)
     return 0
 
 

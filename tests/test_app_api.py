@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client.exceptions import AppError  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +22,22 @@ def served(tmp_path_factory, tiny_model_dir):
     demo = app.build_demo(engine, store, tiny=True)
     server = serve(demo, store, port=free_port(), block=False)
     client = gradio_client.Client(server.url, verbose=False)
+    client.keys = {}  # one writer key per name (the store binds a name to one key per story)
     yield client, store
     client.close()
     server.close()
 
 
+def _key(client, author) -> str:
+    """The writer key this test module uses for `author` (each name gets its own)."""
+    if author not in client.keys:
+        client.keys[author] = client.predict(api_name="/writer_key")
+    return client.keys[author]
+
+
 def _stream(client, story_id, author, settings=None):
     job = client.submit(story_id, author, settings or {"max_new_tokens": 24, "stop_at": "length", "seed": 7, "trim_incomplete": False},
-                        None, api_name="/continue_story")
+                        None, _key(client, author), api_name="/continue_story")
     chunks = list(job)
     job.result()  # raises the server's error, if any
     return chunks
@@ -45,14 +46,15 @@ def _stream(client, story_id, author, settings=None):
 def test_api_lists_the_named_endpoints(served):
     client, _ = served
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/list_stories", "/create_story", "/timeline", "/add_paragraph", "/continue_story", "/accept"} <= names
+    assert {"/writer_key", "/list_stories", "/create_story", "/timeline", "/add_paragraph", "/undo_last",
+            "/continue_story", "/accept", "/discard", "/edit_paragraph", "/hide_paragraph", "/block_writer"} <= names
 
 
 def test_a_story_created_over_the_api_takes_paragraphs_and_lists_them(served):
     client, _ = served
-    story = client.predict("달빛 아래", "민지", "alternate", api_name="/create_story")
+    story = client.predict("달빛 아래", "민지", "alternate", _key(client, "민지"), api_name="/create_story")
     assert story["title"] == "달빛 아래" and story["turn_rule"] == "alternate"
-    para = client.predict(story["id"], "밤이 깊었다. 골목에는 아무도 없었다.", "민지", 0, api_name="/add_paragraph")
+    para = client.predict(story["id"], "밤이 깊었다. 골목에는 아무도 없었다.", "민지", 0, _key(client, "민지"), api_name="/add_paragraph")
     assert para["seq"] == 1 and para["kind"] == "human" and para["author"] == "민지"
     timeline = client.predict(story["id"], api_name="/timeline")
     assert [p["text"] for p in timeline] == ["밤이 깊었다. 골목에는 아무도 없었다."]
@@ -62,27 +64,27 @@ def test_a_story_created_over_the_api_takes_paragraphs_and_lists_them(served):
 
 def test_the_turn_rule_refuses_two_human_paragraphs_in_a_row(served):
     client, store = served
-    story = client.predict("번갈아", "수아", "alternate", api_name="/create_story")
-    first = client.predict(story["id"], "첫 문단.", "수아", 0, api_name="/add_paragraph")
+    story = client.predict("번갈아", "수아", "alternate", _key(client, "수아"), api_name="/create_story")
+    first = client.predict(story["id"], "첫 문단.", "수아", 0, _key(client, "수아"), api_name="/add_paragraph")
     with pytest.raises(AppError, match="(?i)turn"):
-        client.predict(story["id"], "또 사람 문단.", "준호", first["id"], api_name="/add_paragraph")
+        client.predict(story["id"], "또 사람 문단.", "준호", first["id"], _key(client, "준호"), api_name="/add_paragraph")
     assert [p.text for p in store.timeline(story["id"])] == ["첫 문단."]
 
 
 def test_a_writer_who_missed_a_paragraph_is_refused_and_nothing_is_written(served):
     client, store = served
-    story = client.predict("자유", "수아", "free", api_name="/create_story")
-    first = client.predict(story["id"], "하나.", "수아", 0, api_name="/add_paragraph")
-    client.predict(story["id"], "둘.", "준호", first["id"], api_name="/add_paragraph")
+    story = client.predict("자유", "수아", "free", _key(client, "수아"), api_name="/create_story")
+    first = client.predict(story["id"], "하나.", "수아", 0, _key(client, "수아"), api_name="/add_paragraph")
+    client.predict(story["id"], "둘.", "준호", first["id"], _key(client, "준호"), api_name="/add_paragraph")
     with pytest.raises(AppError, match="(?i)moved on|stale|since|already"):
-        client.predict(story["id"], "셋, 하지만 늦었다.", "수아", first["id"], api_name="/add_paragraph")
+        client.predict(story["id"], "셋, 하지만 늦었다.", "수아", first["id"], _key(client, "수아"), api_name="/add_paragraph")
     assert [p.text for p in store.timeline(story["id"])] == ["하나.", "둘."]
 
 
 def test_a_streamed_continuation_is_accepted_and_appears_with_its_metadata(served):
     client, store = served
-    story = client.predict("AI와 함께", "하린", "alternate", api_name="/create_story")
-    human = client.predict(story["id"], "비가 그친 저녁, 나는 우체국 앞에서 그녀를 기다렸다.", "하린", 0, api_name="/add_paragraph")
+    story = client.predict("AI와 함께", "하린", "alternate", _key(client, "하린"), api_name="/create_story")
+    human = client.predict(story["id"], "비가 그친 저녁, 나는 우체국 앞에서 그녀를 기다렸다.", "하린", 0, _key(client, "하린"), api_name="/add_paragraph")
 
     chunks = _stream(client, story["id"], "하린")
     partial, final = [c for c in chunks if not c["done"]], chunks[-1]
@@ -91,7 +93,7 @@ def test_a_streamed_continuation_is_accepted_and_appears_with_its_metadata(serve
     assert all(final["text"].startswith(c["text"]) for c in partial)
     assert final["meta"]["seed"] == 7 and final["meta"]["settings"]["max_new_tokens"] == 24
 
-    stored = client.predict(final["candidate_id"], "하린", None, final["expected_head"], api_name="/accept")
+    stored = client.predict(final["candidate_id"], "하린", None, final["expected_head"], _key(client, "하린"), api_name="/accept")
     assert stored["kind"] == "ai" and stored["author"] == "하린" and not stored["edited"]
     assert stored["text"] == final["text"]
     last = client.predict(story["id"], api_name="/timeline")[-1]
@@ -102,19 +104,19 @@ def test_a_streamed_continuation_is_accepted_and_appears_with_its_metadata(serve
 
 def test_an_edited_candidate_is_marked_edited_and_a_candidate_is_used_once(served):
     client, _ = served
-    story = client.predict("고쳐 쓰기", "도윤", "alternate", api_name="/create_story")
-    client.predict(story["id"], "문이 열렸다.", "도윤", 0, api_name="/add_paragraph")
+    story = client.predict("고쳐 쓰기", "도윤", "alternate", _key(client, "도윤"), api_name="/create_story")
+    client.predict(story["id"], "문이 열렸다.", "도윤", 0, _key(client, "도윤"), api_name="/add_paragraph")
     final = _stream(client, story["id"], "도윤")[-1]
-    stored = client.predict(final["candidate_id"], "도윤", "그가 들어왔다.", final["expected_head"], api_name="/accept")
+    stored = client.predict(final["candidate_id"], "도윤", "그가 들어왔다.", final["expected_head"], _key(client, "도윤"), api_name="/accept")
     assert stored["edited"] and stored["text"] == "그가 들어왔다."
     assert stored["meta"]["original_text"] == final["text"]
     with pytest.raises(AppError):
-        client.predict(final["candidate_id"], "도윤", None, None, api_name="/accept")
+        client.predict(final["candidate_id"], "도윤", None, None, _key(client, "도윤"), api_name="/accept")
 
 
 def test_the_model_does_not_write_when_it_is_a_humans_turn(served):
     client, store = served
-    story = client.predict("빈 이야기", "서연", "alternate", api_name="/create_story")
+    story = client.predict("빈 이야기", "서연", "alternate", _key(client, "서연"), api_name="/create_story")
     with pytest.raises(AppError, match="(?i)human"):
         _stream(client, story["id"], "서연")
     assert store.timeline(story["id"]) == []
@@ -122,7 +124,7 @@ def test_the_model_does_not_write_when_it_is_a_humans_turn(served):
 
 def test_a_second_model_turn_on_the_same_story_is_refused_while_one_runs(served):
     client, store = served
-    story = client.predict("한 번에 하나", "서연", "free", api_name="/create_story")
+    story = client.predict("한 번에 하나", "서연", "free", _key(client, "서연"), api_name="/create_story")
     store.claim_ai_turn(story["id"], "지호", ttl=60)
     try:
         with pytest.raises(AppError, match="지호"):
@@ -135,10 +137,10 @@ def test_a_second_model_turn_on_the_same_story_is_refused_while_one_runs(served)
 def test_bad_input_comes_back_as_a_clear_error(served):
     client, _ = served
     with pytest.raises(AppError, match="(?i)title"):
-        client.predict("   ", "서연", "alternate", api_name="/create_story")
+        client.predict("   ", "서연", "alternate", _key(client, "서연"), api_name="/create_story")
     with pytest.raises(AppError, match="(?i)story"):
         client.predict(999999, api_name="/timeline")
-    story = client.predict("설정 오류", "서연", "free", api_name="/create_story")
-    client.predict(story["id"], "시작.", "서연", None, api_name="/add_paragraph")
+    story = client.predict("설정 오류", "서연", "free", _key(client, "서연"), api_name="/create_story")
+    client.predict(story["id"], "시작.", "서연", None, _key(client, "서연"), api_name="/add_paragraph")
     with pytest.raises(AppError, match="temperature"):
         _stream(client, story["id"], "서연", {"temperature": 99})

@@ -18,13 +18,13 @@ from relay.settings import SamplingSettings
 from relay.story_store import NotFound, StoryStore
 from relay.turns import AI_IDLE_S, AITurn, Stops
 from relay.ui.api import register_api
+from relay.ui.common import STATE_TTL_S
 from relay.ui.controls import i18n_key
 from relay.ui.lab import build_lab_tab
 from relay.ui.render import render_card, render_header, render_status, render_turn
 from relay.ui.story import TOUCH_EVERY_S, build_story_tabs
 from relay.ui_text import say
 
-STATE_TTL_S = 3 * 3600  # a tab's per-session state is dropped this long after its last use
 
 
 def story_parts(store: StoryStore, story_id: int, lang: str) -> dict:

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from relay.live import MAX_SUBSCRIBERS, LiveHub
 from relay.story_store import NotFound, StoryStore
+from relay.ui.common import CACHE_CLEANUP, MAX_UPLOAD_SIZE, STATE_SESSION_CAPACITY
 from relay.ui.controls import make_i18n
 from relay.ui.demo import story_parts
 from relay.ui.render import CSS
@@ -33,7 +34,6 @@ from relay.ui_text import say
 QUEUE_MAX_SIZE = 2048  # events waiting at once in the whole server (a memory bound; nothing normally waits)
 MAX_THREADS = 256  # worker threads for handlers (each streaming model turn holds one while it waits for text)
 QUEUE_IDLE_SLEEP_S = 0.02  # Gradio's queue loop checks for new events this often when idle (its default, 1 ms, costs ~7% of a core)
-MAX_UPLOAD = "2mb"  # uploads are story imports (JSON) only
 LIVE_JS = (Path(__file__).with_name("live.js")).read_text(encoding="utf-8")
 
 
@@ -71,9 +71,12 @@ def build_app(demo: gr.Blocks, store: StoryStore, **gradio_options) -> tuple[Fas
     demo.max_threads = MAX_THREADS  # before queue(): it sizes the queue's job slots and the thread limiter from it
     demo.queue(default_concurrency_limit=None, max_size=QUEUE_MAX_SIZE)
     _calm_idle_queue(demo)
+    if demo.delete_cache is None:  # read when the server app is created (README "Limits")
+        demo.delete_cache = CACHE_CLEANUP
+    demo.state_session_capacity = STATE_SESSION_CAPACITY
     gradio_options.setdefault("ssr_mode", False)
     gradio_options["head"] = f"<script>{LIVE_JS}</script>" + gradio_options.get("head", "")
-    app = gr.mount_gradio_app(app, demo, path="/", i18n=make_i18n(), css=CSS, max_file_size=MAX_UPLOAD,
+    app = gr.mount_gradio_app(app, demo, path="/", i18n=make_i18n(), css=CSS, max_file_size=MAX_UPLOAD_SIZE,
                               **gradio_options)
     return app, hub
 
