@@ -90,10 +90,8 @@ def settings_error_text(lang: str, exc: SettingsError) -> str:
 
 
 def setting_label(spec, lang: str) -> str:
-    """A setting's label for sentences: without programmer asides such as "(top-k)" in Korean."""
-    if lang != "ko":
-        return spec.label_en
-    return re.sub(r"\s*\([^)]*[A-Za-z][^)]*\)", "", spec.label_ko).replace(" (토큰)", "").strip()
+    """A setting's label for sentences, without asides in brackets ("후보 수 (top-k)" -> "후보 수")."""
+    return re.sub(r"\s*\([^)]*\)", "", spec.label_ko if lang == "ko" else spec.label_en).strip()
 
 
 def with_topic_particle(word: str) -> str:
