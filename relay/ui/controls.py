@@ -21,6 +21,27 @@ WINDOW_MARGIN = 32  # tokens of story the model always keeps in view beside the 
 CUSTOM = "custom"  # the "active settings" line's name for settings that match no preset
 
 
+# The number a person typed into a slider's box, exactly as typed. The slider hands a typed value to
+# Gradio a moment after the keystroke and clamps it into range when the box loses focus, so the value
+# its release event carries can be the old one or the clamped one. This head script records each
+# keystroke's value per control (capture phase, so before the slider's own handlers), and the release
+# event's js (TYPED_VALUE_JS) sends that record to the server instead, once.
+SETTINGS_HEAD_JS = r"""
+document.addEventListener("input", (event) => {
+  const box = event.target;
+  if (!box.matches || !box.matches('input[type="number"]')) return;
+  const host = box.closest('[id^="relay-"]');
+  if (host) (window.__relayTyped = window.__relayTyped || {})[host.id] = box.value;
+}, true);
+"""
+TYPED_VALUE_JS = """(lang, value) => {
+  const typed = (window.__relayTyped || {})["%(id)s"];
+  if (typed === undefined || typed === "") return [lang, value];
+  delete window.__relayTyped["%(id)s"];
+  return [lang, Number(typed)];
+}"""
+
+
 class CheckedSlider(gr.Slider):
     """A gr.Slider whose value reaches the server as the person typed it.
 
@@ -268,11 +289,14 @@ def wire_range_checks(specs, controls, lang_state, limits: dict | None, private:
                            typed=_show(typed), value=_show(nearest)))
         return check
 
+    # always_last: a click into the box also sends a release; the one from leaving it must not be dropped.
     for spec, control in zip(specs, controls):
         if spec.kind in ("int", "float"):
-            control.release(check_typed(spec), [lang_state, control], None, show_progress="hidden", **private)
+            control.release(check_typed(spec), [lang_state, control], None, show_progress="hidden",
+                            trigger_mode="always_last", js=TYPED_VALUE_JS % {"id": control.elem_id}, **private)
         elif spec.kind == "seed":
-            control.blur(check_typed(spec), [lang_state, control], None, show_progress="hidden", **private)
+            control.blur(check_typed(spec), [lang_state, control], None, show_progress="hidden",
+                         trigger_mode="always_last", **private)
 
 
 def _without_value(error: SettingsError) -> SettingsError:

@@ -34,9 +34,10 @@ LOAD_ID = "relay-history-load"
 FORK_ID = "relay-history-fork"
 REWRITE_ID = "relay-history-rewrite"
 PANEL_ID = "relay-history"
+HOST_ID = "relay-more"  # elem_id the page should give the accordion the panel sits in
 
 # After a fork, a "continue from here" or an import: show the new story's address, so sharing the
-# address bar shares the story on screen. `opened` is the new story's id, or null when nothing opened.
+# address bar shares the story on screen. `opened` is the new story's id, or "" when nothing opened.
 OPEN_STORY_URL_JS = """(opened) => {
   if (opened === null || opened === undefined || opened === "") return;
   const url = new URL(window.location.href);
@@ -59,35 +60,45 @@ LOCAL_TIME_JS = """() => {
 }"""
 
 # A click on a timeline card's <button class="relay-act" data-act="edit|fork|rewrite" data-seq="N">
-# puts N into the history panel's number box, opens the accordion around the panel if it is closed,
-# brings the panel into view and presses the matching button (load for "edit").
+# puts N into the history panel's number box and presses the matching button (load for "edit").
+# Gradio renders a closed accordion's content only once it is opened, so the panel may not exist yet:
+# the accordion with elem_id "relay-more" is opened (else each closed accordion is tried in turn).
 PARAGRAPH_ACTIONS_JS = """(() => {
   const buttons = {edit: "%(load)s", fork: "%(fork)s", rewrite: "%(rewrite)s"};
-  const openAround = (el) => {
-    for (let node = el.parentElement; node; node = node.parentElement) {
-      const toggle = node.querySelector(":scope > button.label-wrap");
-      if (toggle && !toggle.classList.contains("open")) toggle.click();
-    }
+  const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+  const seqBox = () => document.querySelector("#%(seq)s input");
+  const appears = async () => {
+    for (let i = 0; i < 40 && !seqBox(); i++) await sleep(50);
+    return seqBox();
   };
-  document.addEventListener("click", (event) => {
+  const reveal = async () => {
+    if (seqBox()) return seqBox();
+    const host = document.getElementById("%(host)s");
+    const named = host && host.querySelector(":scope > button.label-wrap");
+    const toggles = named ? [named] : [...document.querySelectorAll("button.label-wrap:not(.open)")];
+    for (const toggle of toggles) {
+      if (!toggle.classList.contains("open")) toggle.click();
+      if (await appears()) return seqBox();
+      if (!named) toggle.click();  // not this one: close it again
+    }
+    return null;
+  };
+  document.addEventListener("click", async (event) => {
     const act = event.target.closest && event.target.closest("button.relay-act");
-    if (!act) return;
-    const target = buttons[act.dataset.act];
-    const box = document.querySelector("#%(seq)s input");
-    if (!target || !box) return;
+    if (!act || !buttons[act.dataset.act]) return;
     event.preventDefault();
-    openAround(box);
+    const box = await reveal();
+    if (!box) return;
     box.value = act.dataset.seq;
     box.dispatchEvent(new Event("input", {bubbles: true}));
-    box.dispatchEvent(new Event("change", {bubbles: true}));
-    setTimeout(() => {
-      const panel = document.getElementById("%(panel)s");
-      if (panel) panel.scrollIntoView({block: "start", behavior: "smooth"});
-      const button = document.getElementById(target);
-      if (button) button.click();
-    }, 150);
+    await sleep(200);  // let the number box hand its value to Gradio before the button reads it
+    const panel = document.getElementById("%(panel)s");
+    if (panel) panel.scrollIntoView({block: "start"});
+    const button = document.getElementById(buttons[act.dataset.act]);
+    if (button) button.click();
   });
-})();""" % {"load": LOAD_ID, "fork": FORK_ID, "rewrite": REWRITE_ID, "seq": SEQ_ID, "panel": PANEL_ID}
+})();""" % {"load": LOAD_ID, "fork": FORK_ID, "rewrite": REWRITE_ID, "seq": SEQ_ID, "panel": PANEL_ID,
+            "host": HOST_ID}
 
 # Everything this module needs in the page head: the card actions and local times (kept local as
 # the page changes). The integrator puts it in `head=` as <script>...</script>.
@@ -238,7 +249,9 @@ def build_history_panel(ui) -> SimpleNamespace:
             rewrite_btn = gr.Button(i18n_key("rewrite"), size="sm", elem_id=REWRITE_ID, scale=1)
         import_file = gr.File(label=i18n_key("import_label"), file_types=[".json"], type="filepath",
                               elem_id="relay-history-import")
-        opened = gr.State(None)  # the story a fork or an import just opened (None: none)
+        # The story a fork or an import just opened ("" when none): a hidden component, not a gr.State,
+        # because the browser's address-bar script reads it and a State never reaches the browser.
+        opened = gr.Textbox(visible=False, elem_id="relay-history-opened")
 
     def who(name, lang) -> str | None:
         name = (name or "").strip()
@@ -310,7 +323,7 @@ def build_history_panel(ui) -> SimpleNamespace:
 
     # -- fork here, continue from here, import ------------------------------------------------------
 
-    nothing = (None, gr.skip(), gr.skip())  # opened, story_state, tabs
+    nothing = ("", gr.skip(), gr.skip())  # opened, story_state, tabs
 
     def fork_at(rewrite: bool):
         def run(story_id, number, title, name, lang):
@@ -333,7 +346,7 @@ def build_history_panel(ui) -> SimpleNamespace:
                 return nothing
             info(lang, say(lang, "rewrite_opened", story=new.id, seq=paragraph.seq) if rewrite
                  else say(lang, "forked", story=new.id))
-            return new.id, new.id, gr.Tabs(selected="story")
+            return str(new.id), new.id, gr.Tabs(selected="story")
         return run
 
     fork_inputs = [story_state, seq, fork_title, writer, lang_state]
@@ -354,7 +367,7 @@ def build_history_panel(ui) -> SimpleNamespace:
         if not ok:
             return (*nothing, None)
         info(lang, say(lang, "imported", story=new.id, title=_esc(new.title)))
-        return new.id, new.id, gr.Tabs(selected="story"), None
+        return str(new.id), new.id, gr.Tabs(selected="story"), None
 
     import_step = import_file.upload(import_story, [import_file, lang_state], [opened, story_state, tabs, import_file],
                                      **private)
@@ -365,3 +378,12 @@ def build_history_panel(ui) -> SimpleNamespace:
 
     return SimpleNamespace(seq=seq, text=text, versions=versions, fork_title=fork_title, import_file=import_file,
                            opened=opened_steps)
+
+
+def head_scripts() -> str:
+    """The <script> tags the desk needs in `launch(head=...)`: Korean words for Gradio's own toast titles
+    and progress text, typed values of setting boxes, timeline card actions, and local times."""
+    from relay.ui.controls import SETTINGS_HEAD_JS
+    from relay.ui.messages import GRADIO_KOREAN_JS
+
+    return "".join(f"<script>{js}</script>" for js in (GRADIO_KOREAN_JS, SETTINGS_HEAD_JS, HISTORY_HEAD_JS))
