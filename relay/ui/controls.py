@@ -42,19 +42,22 @@ TYPED_VALUE_JS = """(lang, value) => {
 }"""
 
 
-class CheckedSlider(gr.Slider):
+def checked_slider(**kwargs) -> gr.Slider:
     """A gr.Slider whose value reaches the server as the person typed it.
 
-    Gradio's slider clamps a typed number into range when its box loses focus, and its own server-side
-    check answers an out-of-range value with an English error. This one lets the raw value through, so
-    `settings_from_values` and the `.release` check can name the allowed range in the page's language.
-    `is_template` makes Gradio draw it with the ordinary slider front end.
+    Gradio's slider answers an out-of-range value with its own English error on the server (and clamps
+    a typed number when its box loses focus). This one lets the raw value through, so
+    `settings_from_values` and the release check can name the allowed range in the page's language.
+    The raw pass-through is set on this instance rather than in a gr.Slider subclass, because Gradio
+    writes a .pyi stub next to the module of every component subclass when it is imported.
     """
+    slider = gr.Slider(**kwargs)
+    slider.preprocess = _as_typed
+    return slider
 
-    is_template = True
 
-    def preprocess(self, payload):
-        return payload
+def _as_typed(payload):
+    return payload
 
 
 def setting_limits(engine) -> dict[str, tuple[float, float]]:
@@ -91,8 +94,8 @@ def _setting_component(spec, value, limits: dict | None = None, **kwargs):
                           placeholder=i18n_key("seed_placeholder"), max_lines=1, elem_classes=["relay-seed"], **kwargs)
     low, high = _range(spec, limits)
     step = spec.step or (1 if spec.kind == "int" else 0.01)
-    return CheckedSlider(minimum=low, maximum=high, step=step, value=min(max(value, low), high), label=i18n_key(label),
-                         info=i18n_key(info), **kwargs)
+    return checked_slider(minimum=low, maximum=high, step=step, value=min(max(value, low), high), label=i18n_key(label),
+                          info=i18n_key(info), **kwargs)
 
 
 def i18n_key(key: str) -> I18nData:
