@@ -284,3 +284,49 @@ def test_the_lab_keeps_a_multi_line_paragraph_whole(new_page, relay_app):
     assert lab_paragraphs(context.input_value()) == ["그날 밤,\n바람이 불었다.", "아침이 왔다."]
     expect(w.page.locator("#relay-lab-max_new_tokens-0")).to_be_visible()
     expect(w.page.locator("#relay-lab-stop_at-0")).to_be_visible()
+
+
+@pytest.fixture(scope="module")
+def gradio_words_app(chromium_path):
+    """A page with one slow event and one that raises, served with the desk's head scripts: what Gradio
+    itself writes on it (toast titles, progress text) is what a Korean page would show."""
+    import time
+
+    from relay.ui.history import head_scripts
+    from relay.ui.messages import user_error
+
+    def slow():
+        time.sleep(3)
+        return "끝"
+
+    def refuse():
+        raise user_error("ko", "이 일은 할 수 없습니다.")
+
+    with gr.Blocks() as demo:
+        out = gr.Textbox(elem_id="words-out")
+        gr.Button("slow", elem_id="words-slow").click(slow, None, out)
+        gr.Button("refuse", elem_id="words-refuse").click(refuse, None, None)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True,
+                            head=head_scripts())
+    yield url
+    demo.close()
+
+
+def test_gradios_own_words_are_korean_on_a_korean_page(new_page, gradio_words_app):
+    page = new_page("ko-KR")
+    page.goto(gradio_words_app)
+    page.locator("#words-slow").click()
+    progress = page.locator("#words-out .progress-text, #words-out .meta-text").first
+    expect(progress).to_contain_text("처리 중")
+    assert "processing" not in page.locator("#words-out").inner_text()
+    page.locator("#words-refuse").click()
+    toast = page.locator('[data-testid="toast-body"].error')
+    expect(toast.locator(".toast-title")).to_have_text(re.compile(r"^\s*오류"))
+    assert not ascii_words(toast.inner_text()), toast.inner_text()
+
+
+def test_gradios_own_words_stay_english_on_an_english_page(new_page, gradio_words_app):
+    page = new_page("en-US")
+    page.goto(gradio_words_app)
+    page.locator("#words-refuse").click()
+    expect(page.locator('[data-testid="toast-body"].error .toast-title')).to_have_text(re.compile(r"^\s*Error"))
