@@ -58,3 +58,21 @@ def test_the_lab_keeps_a_multi_line_paragraph_and_splits_only_at_blank_lines():
     context = "첫 문단 첫 줄\n첫 문단 둘째 줄\n\n둘째 문단\n  \n\n셋째 문단"
     assert lab_paragraphs(context) == ["첫 문단 첫 줄\n첫 문단 둘째 줄", "둘째 문단", "셋째 문단"]
     assert lab_paragraphs("\n\n  \n") == []
+
+
+def test_settings_the_engine_cannot_honour_are_hidden_and_named_in_a_note(tmp_path):
+    import gradio as gr
+
+    from relay.story_store import StoryStore
+    from relay.ui.controls import build_settings_panel, setting_translations
+
+    engine = SimpleNamespace(context_window=1024, unsupported_settings=frozenset({"typical_p", "no_repeat_ngram_size"}))
+    with gr.Blocks() as demo:
+        ui = SimpleNamespace(engine=engine, store=StoryStore(tmp_path / "r.db"), story_state=gr.State(None),
+                             lang_state=gr.State("ko"), private={})
+        controls = build_settings_panel(ui)
+    hidden = {name for name, control in zip(NAMES, controls) if not control.visible}
+    assert hidden == {"typical_p", "no_repeat_ngram_size"}
+    notes = [b.value for b in demo.blocks.values() if isinstance(b, gr.Markdown) and "unsupported." in str(b.value)]
+    assert len(notes) == 2
+    assert setting_translations()["unsupported.typical_p"][0].startswith("*전형성 (typical-p)*: 이 모델을 돌리는")
