@@ -22,8 +22,12 @@ from relay.story_store import (
     StoryStore,
     TurnBusy,
     TurnError,
-    m001_initial,
+    TurnLost,
 )
+
+from store_legacy_schema import build_legacy_database, m001_initial
+
+pytestmark = pytest.mark.usefixtures("db")  # every test runs on SQLite and on PostgreSQL
 
 
 @pytest.fixture
@@ -55,12 +59,14 @@ def snapshot(store: StoryStore):
 # --- opening the store --------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_database_path_defaults_to_relay_db_env(relay_db, store):
     store.create_story("t", "a")
     assert store.path == relay_db
     assert relay_db.exists()
 
 
+@pytest.mark.sqlite_only
 def test_explicit_path_wins_over_env_and_parent_dirs_are_created(tmp_path, relay_db):
     path = tmp_path / "deep" / "er" / "stories.db"
     with StoryStore(path) as s:
@@ -69,6 +75,7 @@ def test_explicit_path_wins_over_env_and_parent_dirs_are_created(tmp_path, relay
     assert not relay_db.exists()
 
 
+@pytest.mark.sqlite_only
 def test_without_env_the_database_lives_in_relay_data(tmp_path, monkeypatch):
     monkeypatch.delenv("RELAY_DB")
     monkeypatch.chdir(tmp_path)
@@ -77,13 +84,15 @@ def test_without_env_the_database_lives_in_relay_data(tmp_path, monkeypatch):
     assert (tmp_path / "relay-data" / "relay.db").exists()
 
 
+@pytest.mark.sqlite_only
 def test_in_memory_database_is_refused_because_threads_would_not_share_it():
     with pytest.raises(InvalidInput):
         StoryStore(":memory:")
 
 
+@pytest.mark.sqlite_only
 def test_connections_use_wal_busy_timeout_and_foreign_keys(store, relay_db):
-    conn = store._conn()
+    conn = store._engine.raw_connection()  # a pooled connection as the store's transactions get it
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -93,19 +102,17 @@ def test_connections_use_wal_busy_timeout_and_foreign_keys(store, relay_db):
         )
 
 
+@pytest.mark.sqlite_only
 def test_migrations_are_recorded_once_however_often_the_store_opens(relay_db):
     for _ in range(3):
         StoryStore().close()
     with sqlite3.connect(relay_db) as raw:
-        names = [row[0] for row in raw.execute("SELECT name FROM _migrations ORDER BY name")]
-    assert names == ["m001_initial", "m002_ai_turns_and_candidates"]
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("m005",)]
 
 
+@pytest.mark.sqlite_only
 def test_a_database_from_the_first_schema_is_upgraded_keeping_its_stories(relay_db):
-    raw = sqlite3.connect(relay_db, isolation_level=None)
-    raw.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    m001_initial(raw)
-    raw.execute("INSERT INTO _migrations VALUES ('m001_initial', '2026-01-01T00:00:00+00:00')")
+    raw = build_legacy_database(relay_db, migrations=(m001_initial,))
     raw.execute(
         "INSERT INTO stories (title, created_by, created_at, turn_rule, last_activity)"
         " VALUES ('옛 이야기', '할머니', '2026-01-01T00:00:00+00:00', 'free', '2026-01-01T00:00:00+00:00')"
@@ -118,10 +125,20 @@ def test_a_database_from_the_first_schema_is_upgraded_keeping_its_stories(relay_
         assert s.ai_turn_holder(old.id) == "할머니"
 
 
+@pytest.mark.sqlite_only
 def test_a_database_from_a_newer_relay_is_refused(relay_db):
     StoryStore().close()
     with sqlite3.connect(relay_db) as raw:
-        raw.execute("INSERT INTO _migrations VALUES ('m999_future', '2030-01-01T00:00:00+00:00')")
+        raw.execute("UPDATE alembic_version SET version_num = 'm999'")
+    with pytest.raises(StoryError, match="newer"):
+        StoryStore()
+
+
+@pytest.mark.sqlite_only
+def test_a_pre_alembic_database_from_a_newer_relay_is_refused(relay_db):
+    raw = build_legacy_database(relay_db)
+    raw.execute("INSERT INTO _migrations VALUES ('m999_future', '2030-01-01T00:00:00+00:00')")
+    raw.close()
     with pytest.raises(StoryError, match="newer"):
         StoryStore()
 
@@ -191,6 +208,7 @@ def test_to_dict_is_json_ready(store, free_story):
     assert json.loads(json.dumps(p.to_dict())) == {
         "id": p.id, "story_id": free_story.id, "seq": 1, "author": "a", "kind": "human", "text": "글",
         "created_at": p.created_at, "edited": False, "meta": {"seed": 3}, "deleted": False,
+        "writer_id": None, "hidden": False,
     }
 
 
@@ -246,8 +264,12 @@ def test_version_changes_with_every_write_and_not_with_reads(store, relay_story)
     store.claim_ai_turn(sid, "a")
     changed()
     cid = store.add_candidate(sid, "a", "모델", {})
-    assert store.version(sid) == seen[-1]  # an unaccepted candidate is private to its requester
+    assert store.version(sid) == seen[-1]  # the paragraphs did not change (the change token does)
     store.accept_candidate(cid, "a")
+    changed()
+    store.release_ai_turn(sid, "a")  # accepting already freed the turn: nothing to release
+    assert store.version(sid) == seen[-1]
+    store.claim_ai_turn(sid, "a")
     changed()
     store.release_ai_turn(sid, "a")
     changed()
@@ -572,10 +594,9 @@ def test_edited_candidate_text_is_validated_like_any_paragraph(store, relay_stor
     assert not store.get_candidate(cid).used and len(store.timeline(relay_story.id)) == 1
 
 
-def test_candidates_older_than_a_day_are_pruned(store, relay_story, relay_db):
+def test_candidates_older_than_a_day_are_pruned(store, relay_story, db):
     old = store.add_candidate(relay_story.id, "a", "old", {})
-    with sqlite3.connect(relay_db) as raw:
-        raw.execute("UPDATE candidates SET created_unix = created_unix - 2 * 86400 WHERE id = ?", (old,))
+    db.execute("UPDATE candidates SET created_unix = created_unix - 2 * 86400 WHERE id = :id", {"id": old})
     fresh = store.add_candidate(relay_story.id, "a", "fresh", {})
     with pytest.raises(NotFound, match="expired"):
         store.get_candidate(old)
@@ -620,7 +641,7 @@ def test_md_export_names_title_writers_and_marks_ai_paragraphs(store):
 def test_json_export_is_tagged_and_holds_everything(store):
     story = _sample_story(store)
     data = json.loads(store.export(story.id, "json"))
-    assert (data["format"], data["version"]) == ("relay-story", 1)
+    assert (data["format"], data["version"]) == ("relay-story", 2)
     assert data["story"]["settings"] == {"temperature": 0.8}
     assert data["paragraphs"][1]["meta"]["original_text"] == "우산을 접었다"
     assert [p["deleted"] for p in data["paragraphs"]] == [False, False, False, True]
@@ -674,7 +695,7 @@ MALFORMED = {
     "not json": lambda d: "{not json",
     "not an object": lambda d: "[1, 2]",
     "wrong format": _broken(lambda d: d.update(format="something-else")),
-    "future version": _broken(lambda d: d.update(version=2)),
+    "future version": _broken(lambda d: d.update(version=3)),
     "no story": _broken(lambda d: d.pop("story")),
     "no paragraphs": _broken(lambda d: d.pop("paragraphs")),
     "paragraphs not a list": _broken(lambda d: d.update(paragraphs={"a": 1})),
@@ -819,12 +840,14 @@ def test_expected_head_must_be_zero_or_a_paragraph_id(store, free_story, head):
 
 def test_every_error_is_a_story_error_and_survives_pickling(store, free_story):
     p = store.add_paragraph(free_story.id, "t", "a")
-    for cls in (InvalidInput, NotFound, StaleHeadError, TurnError, NotAllowed, TurnBusy):
+    for cls in (InvalidInput, NotFound, StaleHeadError, TurnError, NotAllowed, TurnBusy, TurnLost):
         assert issubclass(cls, StoryError) and cls.__doc__
     stale = pickle.loads(pickle.dumps(StaleHeadError("moved", p)))
     assert (str(stale), stale.head) == ("moved", p)
-    busy = pickle.loads(pickle.dumps(TurnBusy("busy", "민수")))
-    assert (str(busy), busy.holder) == ("busy", "민수")
+    busy = pickle.loads(pickle.dumps(TurnBusy("busy", "민수", "pending", 12.5)))
+    assert (str(busy), busy.holder, busy.status, busy.expires_at) == ("busy", "민수", "pending", 12.5)
+    lost = pickle.loads(pickle.dumps(TurnLost("lost", "지영")))
+    assert (str(lost), lost.holder) == ("lost", "지영")
 
 
 def test_threads_sharing_one_store_never_lose_a_paragraph(store, free_story):

@@ -15,6 +15,7 @@ from relay.story_store import StaleHeadError, StoryStore
 # "spawn": the pytest process may have threads, and fork() would copy their locks mid-use.
 CTX = multiprocessing.get_context("spawn")
 JOIN_TIMEOUT = 120
+pytestmark = pytest.mark.usefixtures("db")  # every test runs on SQLite and on PostgreSQL
 
 
 def _append_many(path, story_id, writer, count, start):
@@ -61,16 +62,16 @@ def _run(processes):
     assert [p.exitcode for p in processes] == [0] * len(processes)
 
 
-def test_eight_processes_appending_at_once_lose_and_repeat_nothing(relay_db):
+def test_eight_processes_appending_at_once_lose_and_repeat_nothing(db):
     writers, count = 8, 100
-    with StoryStore(relay_db) as store:
+    with StoryStore(db.target) as store:
         story = store.create_story("모두의 이야기", "host", turn_rule="free")
     start = CTX.Barrier(writers)
     _run([
-        CTX.Process(target=_append_many, args=(str(relay_db), story.id, f"w{n}", count, start))
+        CTX.Process(target=_append_many, args=(str(db.target), story.id, f"w{n}", count, start))
         for n in range(writers)
     ])
-    with StoryStore(relay_db) as store:
+    with StoryStore(db.target) as store:
         timeline = store.timeline(story.id)
         assert store.get_story(story.id).paragraph_count == writers * count
     assert [p.seq for p in timeline] == list(range(1, writers * count + 1))
@@ -83,13 +84,13 @@ def test_eight_processes_appending_at_once_lose_and_repeat_nothing(relay_db):
     assert any(a.author != b.author for a, b in zip(timeline, timeline[1:]))
 
 
-def test_writers_racing_on_the_same_head_let_exactly_one_win_each_time(relay_db):
+def test_writers_racing_on_the_same_head_let_exactly_one_win_each_time(db):
     racers, rounds = 4, 15
-    with StoryStore(relay_db) as store:
+    with StoryStore(db.target) as store:
         story = store.create_story("경주", "host", turn_rule="free")
     barrier, results = CTX.Barrier(racers), CTX.Queue()
     processes = [
-        CTX.Process(target=_race_rounds, args=(str(relay_db), story.id, f"r{n}", rounds, barrier, results))
+        CTX.Process(target=_race_rounds, args=(str(db.target), story.id, f"r{n}", rounds, barrier, results))
         for n in range(racers)
     ]
     for p in processes:
@@ -103,7 +104,7 @@ def test_writers_racing_on_the_same_head_let_exactly_one_win_each_time(relay_db)
     for name, rows in outcomes:
         for kind, r, seen, pid in rows:
             by_round[r].append((kind, seen, pid, name))
-    with StoryStore(relay_db) as store:
+    with StoryStore(db.target) as store:
         timeline = store.timeline(story.id)
         version = store.version(story.id)
     assert len(timeline) == rounds and version == rounds
@@ -120,11 +121,11 @@ def test_writers_racing_on_the_same_head_let_exactly_one_win_each_time(relay_db)
         previous = winner_id
 
 
-def test_threads_racing_on_the_same_head_let_exactly_one_win_each_time(relay_db):
+def test_threads_racing_on_the_same_head_let_exactly_one_win_each_time(db):
     import threading
 
     racers, rounds = 6, 10
-    with StoryStore(relay_db) as store:
+    with StoryStore(db.target) as store:
         story = store.create_story("경주", "host", turn_rule="free")
         barrier = threading.Barrier(racers)
         wins, stale = [], []
@@ -152,11 +153,11 @@ def test_threads_racing_on_the_same_head_let_exactly_one_win_each_time(relay_db)
 
 
 @pytest.mark.parametrize("attempt", range(3))
-def test_a_writer_killed_mid_loop_leaves_a_sound_database_with_every_confirmed_paragraph(relay_db, attempt):
-    with StoryStore(relay_db) as store:
+def test_a_writer_killed_mid_loop_leaves_a_sound_database_with_every_confirmed_paragraph(db, attempt):
+    with StoryStore(db.target) as store:
         story = store.create_story("정전", "host", turn_rule="free")
     receiver, sender = CTX.Pipe(duplex=False)
-    writer = CTX.Process(target=_write_until_killed, args=(str(relay_db), story.id, sender))
+    writer = CTX.Process(target=_write_until_killed, args=(str(db.target), story.id, sender))
     writer.start()
     sender.close()
     confirmed = []
@@ -174,9 +175,10 @@ def test_a_writer_killed_mid_loop_leaves_a_sound_database_with_every_confirmed_p
         except EOFError:
             break
 
-    with sqlite3.connect(relay_db) as raw:
-        assert raw.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-    with StoryStore(relay_db) as store:
+    if db.backend == "sqlite":
+        with sqlite3.connect(db.target) as raw:
+            assert raw.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    with StoryStore(db.target) as store:
         stored = {p.id: (p.id, p.seq, p.text) for p in store.timeline(story.id)}
         assert [stored.get(c[0]) for c in confirmed] == confirmed
         assert sorted(p[1] for p in stored.values()) == list(range(1, len(stored) + 1))

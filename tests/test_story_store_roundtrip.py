@@ -44,10 +44,14 @@ META = st.dictionaries(st.text(ANY_CHAR, max_size=10), st.recursive(JSON_SCALARS
 PARAGRAPHS = st.lists(st.tuples(TEXTS, NAMES, st.sampled_from(["human", "ai"]), st.booleans(), META), min_size=1, max_size=6)
 
 
-@pytest.fixture(scope="module")
-def shared_store():
-    # One database for all examples (each example makes its own story); the per-test RELAY_DB
-    # fixture is function-scoped, which hypothesis rightly refuses to share between examples.
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_store(request):
+    """One store for all examples of a module, on each backend: the autouse per-test database
+    fixture is function-scoped, which hypothesis rightly refuses to share between examples."""
+    if request.param == "postgresql":
+        with StoryStore(request.getfixturevalue("pg_server").new_schema()) as store:
+            yield store
+        return
     with tempfile.TemporaryDirectory() as tmp:
         with StoryStore(Path(tmp) / "roundtrip.db") as store:
             yield store

@@ -1,0 +1,183 @@
+"""History you can trust: edits keep earlier versions, redo undoes an undo, a turn's swipes are kept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from relay.story_store import (
+    InvalidInput,
+    NameTaken,
+    NotAllowed,
+    NotFound,
+    StaleHeadError,
+    StoryStore,
+)
+
+pytestmark = pytest.mark.usefixtures("db")  # every test runs on SQLite and on PostgreSQL
+
+
+@pytest.fixture
+def store():
+    with StoryStore() as s:
+        yield s
+
+
+@pytest.fixture
+def keys(store):
+    return {name: store.new_writer_key() for name in ("alice", "bob")}
+
+
+# --- editing ---------------------------------------------------------------------------------------
+
+
+def test_editing_keeps_every_earlier_version_with_who_and_when(store, keys):
+    s = store.create_story("릴레이", "민수", writer_key=keys["alice"])
+    p = store.add_paragraph(s.id, "첫 문장", "민수", writer_key=keys["alice"])
+    assert [v.text for v in store.paragraph_versions(p.id)] == ["첫 문장"]
+    version = store.version(s.id)
+    edited = store.edit_paragraph(s.id, p.id, "고친 문장", "민수", writer_key=keys["alice"])
+    assert (edited.text, edited.edited, edited.seq) == ("고친 문장", True, 1)
+    store.edit_paragraph(s.id, p.id, "다시 고친 문장", "민수", writer_key=keys["alice"])
+    versions = store.paragraph_versions(p.id)
+    assert [(v.version, v.text, v.editor) for v in versions] == [
+        (1, "첫 문장", "민수"), (2, "고친 문장", "민수"), (3, "다시 고친 문장", "민수")
+    ]
+    assert versions[0].edited_at == p.created_at and versions[1].edited_at <= versions[2].edited_at
+    assert store.timeline(s.id)[0].text == "다시 고친 문장"
+    assert store.version(s.id) > version
+
+
+def test_only_the_writer_edits_unless_the_story_is_free(store, keys):
+    s = store.create_story("릴레이", "민수", writer_key=keys["alice"])
+    p = store.add_paragraph(s.id, "민수의 글", "민수", writer_key=keys["alice"])
+    with pytest.raises(NotAllowed, match="Only 민수"):
+        store.edit_paragraph(s.id, p.id, "남이 고침", "준호", writer_key=keys["bob"])
+    with pytest.raises(NameTaken):
+        store.edit_paragraph(s.id, p.id, "이름을 빌림", "민수", writer_key=keys["bob"])
+    with pytest.raises(NotAllowed):
+        store.edit_paragraph(s.id, p.id, "키 없이", "민수")
+    assert store.timeline(s.id)[0].text == "민수의 글"
+    free = store.create_story("자유", "민수", turn_rule="free", writer_key=keys["alice"])
+    q = store.add_paragraph(free.id, "민수의 글", "민수", writer_key=keys["alice"])
+    assert store.edit_paragraph(free.id, q.id, "누구나 고침", "준호", writer_key=keys["bob"]).text == "누구나 고침"
+    assert store.paragraph_versions(q.id)[-1].editor == "준호"
+
+
+def test_an_accepted_ai_paragraph_can_be_edited_by_who_accepted_it(store):
+    s = store.create_story("릴레이", "민수")
+    store.add_paragraph(s.id, "시작", "민수")
+    cid = store.add_candidate(s.id, "민수", "모델의 글", {})
+    p = store.accept_candidate(cid, "민수")
+    assert store.edit_paragraph(s.id, p.id, "다듬은 글", "민수").kind == "ai"
+
+
+def test_undone_missing_or_bad_edits_change_nothing(store):
+    s = store.create_story("자유", "a", turn_rule="free")
+    p = store.add_paragraph(s.id, "글", "a")
+    store.undo_last(s.id, "a")
+    with pytest.raises(NotFound, match="undone"):
+        store.edit_paragraph(s.id, p.id, "새 글", "a")
+    with pytest.raises(NotFound):
+        store.edit_paragraph(s.id, 999, "새 글", "a")
+    with pytest.raises(InvalidInput):
+        store.edit_paragraph(s.id, p.id, "", "a")
+    with pytest.raises(NotFound):
+        store.paragraph_versions(999)
+
+
+# --- redo ------------------------------------------------------------------------------------------
+
+
+def test_redo_restores_what_this_writer_undid(store, keys):
+    s = store.create_story("자유", "민수", turn_rule="free", writer_key=keys["alice"])
+    a = store.add_paragraph(s.id, "하나", "민수", writer_key=keys["alice"])
+    b = store.add_paragraph(s.id, "둘", "민수", writer_key=keys["alice"])
+    store.undo_last(s.id, "민수", writer_key=keys["alice"])
+    store.undo_last(s.id, "민수", writer_key=keys["alice"])
+    assert store.timeline(s.id) == []
+    assert store.redo_last(s.id, "민수", writer_key=keys["alice"]) == a
+    assert store.redo_last(s.id, "민수", writer_key=keys["alice"]) == b
+    assert store.timeline(s.id) == [a, b]
+    with pytest.raises(NotFound, match="nothing of yours to redo"):
+        store.redo_last(s.id, "민수", writer_key=keys["alice"])
+
+
+def test_redo_is_refused_once_the_story_moved_on_or_for_someone_else(store, keys):
+    s = store.create_story("자유", "민수", turn_rule="free", writer_key=keys["alice"])
+    store.add_paragraph(s.id, "하나", "민수", writer_key=keys["alice"])
+    store.undo_last(s.id, "민수", writer_key=keys["alice"])
+    with pytest.raises(NotFound):
+        store.redo_last(s.id, "준호", writer_key=keys["bob"])
+    c = store.add_paragraph(s.id, "다른 사람의 글", "준호", writer_key=keys["bob"])
+    with pytest.raises(StaleHeadError) as err:
+        store.redo_last(s.id, "민수", writer_key=keys["alice"])
+    assert err.value.head == c
+    assert store.timeline(s.id) == [c]
+
+
+# --- a turn's candidates -----------------------------------------------------------------------------
+
+
+def test_every_candidate_of_a_turn_is_kept_and_the_accepted_one_lists_the_others(store):
+    s = store.create_story("릴레이", "민수")
+    store.add_paragraph(s.id, "시작", "민수")
+    turn = store.claim_ai_turn(s.id, "민수")
+    ids = []
+    for text in ("첫째", "둘째", "셋째"):
+        store.claim_ai_turn(s.id, "민수")  # regenerate: a new swipe in the same turn
+        ids.append(store.add_candidate(s.id, "민수", text, {"seed": len(ids)}))
+    assert [c.id for c in store.turn_candidates(turn)] == ids
+    p = store.accept_candidate(ids[1], "민수")
+    assert p.meta["other_versions"] == ["첫째", "셋째"]
+    assert [(c.text, c.status) for c in store.turn_candidates(turn)] == [
+        ("첫째", "not_chosen"), ("둘째", "accepted"), ("셋째", "not_chosen")
+    ]
+    assert store.turn_candidates("no-such-turn") == []
+
+
+# --- export v2 ---------------------------------------------------------------------------------------
+
+
+def test_json_export_carries_versions_and_hidden_flags_and_imports_back(store, keys):
+    s = store.create_story("자유", "민수", turn_rule="free", writer_key=keys["alice"])
+    p = store.add_paragraph(s.id, "처음", "민수", writer_key=keys["alice"])
+    store.edit_paragraph(s.id, p.id, "나중", "민수", writer_key=keys["alice"])
+    spam = store.add_paragraph(s.id, "광고", "스팸", writer_key=keys["bob"])
+    store.hide_paragraph(s.id, spam.id, writer_key=keys["alice"])
+    data = json.loads(store.export(s.id, "json"))
+    assert data["version"] == 2
+    first, second = data["paragraphs"]
+    assert [(v["version"], v["text"]) for v in first["versions"]] == [(1, "처음"), (2, "나중")]
+    assert (second["hidden"], second["versions"]) == (True, [])
+    copy = store.import_json(data)
+    (restored,) = store.timeline(copy.id)
+    assert [v.text for v in store.paragraph_versions(restored.id)] == ["처음", "나중"]
+    again = json.loads(store.export(copy.id, "json"))
+    strip = lambda d: [{k: v for k, v in p.items() if k != "id"} for p in d["paragraphs"]]  # noqa: E731
+    assert strip(again) == strip(data)
+
+
+def test_a_version_1_export_still_imports(store):
+    v1 = {
+        "format": "relay-story", "version": 1, "exported_at": "2026-11-20T00:00:00+00:00",
+        "story": {"id": 3, "title": "옛 내보내기", "created_by": "민수", "created_at": "2026-11-20T00:00:00+00:00",
+                  "turn_rule": "free", "settings": {}, "forked_from": None, "last_activity": "2026-11-20T00:00:00+00:00"},
+        "paragraphs": [{"id": 9, "seq": 1, "author": "민수", "kind": "human", "text": "옛 글",
+                        "created_at": "2026-11-20T00:00:00+00:00", "edited": False, "meta": {}, "deleted": False}],
+    }
+    copy = store.import_json(v1)
+    assert [p.text for p in store.timeline(copy.id)] == ["옛 글"]
+
+
+def test_malformed_versions_in_an_import_are_refused(store):
+    s = store.create_story("자유", "민수", turn_rule="free")
+    p = store.add_paragraph(s.id, "처음", "민수")
+    store.edit_paragraph(s.id, p.id, "나중", "민수")
+    data = json.loads(store.export(s.id, "json"))
+    data["paragraphs"][0]["versions"][1]["version"] = 5
+    before = len(store.list_stories())
+    with pytest.raises(InvalidInput, match="versions"):
+        store.import_json(data)
+    assert len(store.list_stories()) == before
