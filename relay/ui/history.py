@@ -326,7 +326,8 @@ def build_history_panel(ui) -> SimpleNamespace:
     nothing = ("", gr.skip(), gr.skip())  # opened, story_state, tabs
 
     def fork_at(rewrite: bool):
-        def run(story_id, number, title, name, lang):
+        def run(story_id, number, title, name, lang, *key):
+            key = (key or [None])[0]
             sid = story_of(story_id, lang)
             name = who(name, lang) if sid is not None else None
             paragraph = paragraph_at(sid, number, lang) if name else None
@@ -336,12 +337,12 @@ def build_history_panel(ui) -> SimpleNamespace:
             title = (title or "").strip() or say(lang, "fork_default_title", title=story.title)[:TITLE_MAX]
             before = [p for p in store.timeline(sid) if p.seq < paragraph.seq]
             if not rewrite:
-                ok, new = _attempt(lang, "fork", store.fork, sid, paragraph.id, title, name)
+                ok, new = _attempt(lang, "fork", _keyed, store.fork, sid, paragraph.id, title, name, writer_key=key)
             elif before:  # continue from here = a fork at the paragraph before, ready for a new one
-                ok, new = _attempt(lang, "fork", store.fork, sid, before[-1].id, title, name)
+                ok, new = _attempt(lang, "fork", _keyed, store.fork, sid, before[-1].id, title, name, writer_key=key)
             else:  # rewriting from the first paragraph: a new, empty story with the same rule and defaults
-                ok, new = _attempt(lang, "fork", store.create_story, title, name, turn_rule=story.turn_rule,
-                                   settings=story.settings)
+                ok, new = _attempt(lang, "fork", _keyed, store.create_story, title, name, turn_rule=story.turn_rule,
+                                   settings=story.settings, writer_key=key)
             if not ok:
                 return nothing
             info(lang, say(lang, "rewrite_opened", story=new.id, seq=paragraph.seq) if rewrite
@@ -349,7 +350,7 @@ def build_history_panel(ui) -> SimpleNamespace:
             return str(new.id), new.id, gr.Tabs(selected="story")
         return run
 
-    fork_inputs = [story_state, seq, fork_title, writer, lang_state]
+    fork_inputs = [story_state, seq, fork_title, writer, lang_state, *key_input]
     fork_step = fork_btn.click(fork_at(False), fork_inputs, [opened, story_state, tabs], **private)
     rewrite_step = rewrite_btn.click(fork_at(True), fork_inputs, [opened, story_state, tabs], **private)
 

@@ -49,11 +49,12 @@ def _desk_demo(engine, store):
                 with gr.Accordion("more", open=False, elem_id="desk-more"):
                     build_history_panel(ui)
 
-        def on_load(request: gr.Request):
+        def on_load(key, request: gr.Request):
+            """The page's language, the story in the address, and this browser's writer key (issued once)."""
             raw = request.query_params.get("story")
-            return _lang(request), int(raw) if raw else None
+            return _lang(request), int(raw) if raw else None, key or store.new_writer_key()
 
-        demo.load(on_load, None, [lang_state, story_state])
+        demo.load(on_load, [writer_key], [lang_state, story_state, writer_key])
 
         def show(story_id, lang):
             if story_id is None:
@@ -330,3 +331,21 @@ def test_gradios_own_words_stay_english_on_an_english_page(new_page, gradio_word
     page.goto(gradio_words_app)
     page.locator("#words-refuse").click()
     expect(page.locator('[data-testid="toast-body"].error .toast-title')).to_have_text(re.compile(r"^\s*Error"))
+
+
+@needs_history_store
+def test_on_a_turn_taking_story_only_the_writer_may_edit_and_the_refusal_is_korean(new_page, desk_app):
+    store = desk_app.store
+    story = story_with(store, ["서윤이 쓴 문단."], rule="alternate", authors=("서윤",))
+    page = open_desk(new_page, desk_app, story.id, name="준호")
+    page.locator('#desk-timeline button.relay-act[data-act="edit"][data-seq="1"]').click()
+    text = page.locator("#relay-history-text textarea")
+    expect(text).to_have_value("서윤이 쓴 문단.")
+    text.fill("준호가 바꾼 문단.")
+    page.locator("#relay-history-save").click()
+    toast = toasts(page).last
+    expect(toast).to_contain_text("자기가 쓴 문단만 고칠 수 있습니다")
+    assert not ascii_words(toast.inner_text()), toast.inner_text()
+    expect(text).to_have_value("준호가 바꾼 문단.")  # the person's edit stays in the box
+    assert store.timeline(story.id)[0].text == "서윤이 쓴 문단."
+    expect(page.locator("#relay-history")).not_to_contain_text("오류")
