@@ -46,7 +46,7 @@ def _desk_demo(engine, store):
                                      private={}, defaults=SamplingSettings())
                 with gr.Accordion("settings", open=False, elem_id="desk-settings"):
                     build_settings_panel(ui)
-                with gr.Accordion("more", open=False, elem_id="desk-more"):
+                with gr.Accordion("more", open=False, elem_id="relay-more"):
                     build_history_panel(ui)
 
         def on_load(key, request: gr.Request):
@@ -150,7 +150,7 @@ def test_the_active_preset_line_names_the_preset_then_says_custom_after_a_change
 def test_a_refusal_on_a_korean_page_has_no_english_word_and_leaves_no_error_badge(new_page, desk_app):
     story = story_with(desk_app.store, ["첫 문단입니다."], rule="alternate", authors=("서윤",))
     page = open_desk(new_page, desk_app, story.id, name="준호")
-    open_accordion(page, "desk-more")
+    open_accordion(page, "relay-more")
     for button in ("relay-history-undo", "relay-history-redo"):
         page.locator(f"#{button}").click()
         toast = toasts(page).last
@@ -196,7 +196,7 @@ def test_importing_a_json_export_opens_the_same_story(new_page, desk_app, tmp_pa
     export = tmp_path / "relay-story.json"
     export.write_text(store.export(story.id, "json"), encoding="utf-8")
     page = open_desk(new_page, desk_app, None)
-    open_accordion(page, "desk-more")
+    open_accordion(page, "relay-more")
     page.locator("#relay-history-import input[type=file]").set_input_files(str(export))
     expect(page).to_have_url(re.compile(r"\?story=\d+$"))
     new_id = int(re.search(r"story=(\d+)", page.url).group(1))
@@ -210,7 +210,7 @@ def test_a_file_that_is_not_an_export_is_refused_in_korean(new_page, desk_app, t
     bad = tmp_path / "notes.json"
     bad.write_text(json.dumps({"hello": 1}), encoding="utf-8")
     page = open_desk(new_page, desk_app, None)
-    open_accordion(page, "desk-more")
+    open_accordion(page, "relay-more")
     page.locator("#relay-history-import input[type=file]").set_input_files(str(bad))
     expect(toasts(page).last).to_contain_text("릴레이에서 내려받은 JSON 이야기가 아니거나")
 
@@ -261,7 +261,7 @@ def test_undo_then_redo_brings_my_paragraph_back(new_page, desk_app):
     store = desk_app.store
     story = story_with(store, ["하나", "둘"])
     page = open_desk(new_page, desk_app, story.id)
-    open_accordion(page, "desk-more")
+    open_accordion(page, "relay-more")
     page.locator("#relay-history-undo").click()
     expect(page.locator("#desk-timeline .relay-text")).to_have_count(1)
     page.locator("#relay-history-redo").click()
