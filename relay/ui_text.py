@@ -112,8 +112,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "fork_title_ph": ("비우면 '원래 제목 (갈래)'", "empty = 'original title (fork)'"),
     "fork_default_title": ("{title} (갈래)", "{title} (fork)"),
     "rewrite_opened": ("{seq}번째 문단 자리부터 다시 쓰는 갈래 이야기 #{story}를 열었습니다.", "Opened fork #{story} to write again from paragraph {seq}."),
-    "import_label": ("JSON 이야기 가져오기 (릴레이에서 내려받은 .json 파일)", "Import a story (a .json file downloaded from Relay)"),
-    "import_not_json": ("JSON 파일(.json)만 가져올 수 있습니다.", "Only JSON files (.json) can be imported."),
+    "import_label": ("이야기 가져오기 (릴레이에서 내려받은 JSON 파일)", "Import a story (a .json file downloaded from Relay)"),
+    "import_not_json": ("JSON 파일만 가져올 수 있습니다.", "Only JSON files (.json) can be imported."),
     "import_too_big": ("파일이 너무 큽니다. {mb}MB까지 가져올 수 있습니다.", "The file is too large; the limit is {mb} MB."),
     "imported": ("이야기를 가져왔습니다: #{story} {title}", "Imported the story: #{story} {title}"),
     "act_edit": ("고치기", "Edit"),
@@ -152,6 +152,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "ai_busy": ("지금 AI가 {holder}님을 위해 쓰고 있습니다. 끝나면 다시 시도하세요.", "The model is writing for {holder} right now; try again when it is done."),
     "no_candidate": ("채택할 AI 후보가 없습니다. 먼저 'AI 이어쓰기'를 누르세요.", "There is no AI candidate to accept. Press 'AI continue' first."),
     "empty_candidate": ("후보 글이 비어 있습니다.", "The candidate is empty."),
+    # The three {detail} messages below put an exception's programmer text (English, or Korean and English)
+    # into a sentence; relay.ui.messages.error_text(lang, exc) replaces them. Kept until the story tab moves over.
     "settings_error": ("샘플링 설정 오류: {detail}", "Sampling settings error: {detail}"),
     "cannot_save": ("저장하지 못했습니다: {detail}", "Could not save: {detail}"),
     "generation_failed": ("AI 생성에 실패했습니다: {detail}", "Generation failed: {detail}"),

@@ -143,3 +143,19 @@ def test_names_in_a_message_are_escaped_because_toasts_render_html():
                                             ("시드", "시드는"), ("Seed", "Seed은(는)")])
 def test_the_topic_particle_follows_the_last_syllable(word, expected):
     assert with_topic_particle(word) == expected
+
+
+def test_the_english_catalogue_has_no_korean_except_the_bilingual_title():
+    from relay.ui.controls import setting_translations
+
+    for key, (_, en) in {**TEXT, **setting_translations()}.items():
+        if key != "app_title":
+            assert not hangul(en), (key, en)
+
+
+def test_every_message_and_toast_text_in_korean_has_no_english_word():
+    prefixes = ("err.", "toast.", "history_", "need_", "bad_seq", "import_not", "import_too", "imported", "redone",
+                "undone", "forked", "rewrite_opened", "setting_clamped", "active_preset", "lab_need", "lab_applied")
+    for key, (ko, _) in TEXT.items():
+        if key.startswith(prefixes):
+            assert not ascii_words(re.sub(r"\{[^}]*\}", "", ko)), (key, ko)
