@@ -247,7 +247,7 @@ def build_history_panel(ui) -> SimpleNamespace:
                                     max_length=TITLE_MAX, elem_id="relay-history-fork-title", scale=2)
             fork_btn = gr.Button(i18n_key("fork"), size="sm", elem_id=FORK_ID, scale=1)
             rewrite_btn = gr.Button(i18n_key("rewrite"), size="sm", elem_id=REWRITE_ID, scale=1)
-        import_file = gr.File(label=i18n_key("import_label"), file_types=[".json"], type="filepath",
+        import_file = gr.File(label=i18n_key("import_label"), file_types=[".json"], type="filepath", height=140,
                               elem_id="relay-history-import")
         # The story a fork or an import just opened ("" when none): a hidden component, not a gr.State,
         # because the browser's address-bar script reads it and a State never reaches the browser.

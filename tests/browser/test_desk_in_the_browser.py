@@ -239,7 +239,7 @@ needs_history_store = pytest.mark.skipif(
 
 
 @needs_history_store
-def test_editing_an_accepted_paragraph_keeps_its_earlier_version_visible(new_page, desk_app):
+def test_editing_an_accepted_paragraph_keeps_its_earlier_version_visible(new_page, desk_app, screenshots):
     store = desk_app.store
     story = story_with(store, ["그는 문을 열었다.", "비가 왔다."])
     page = open_desk(new_page, desk_app, story.id)
@@ -254,6 +254,7 @@ def test_editing_an_accepted_paragraph_keeps_its_earlier_version_visible(new_pag
     expect(versions.locator(".relay-version").last).to_contain_text("그는 문을 열었다.")
     expect(versions).to_contain_text("준호")
     assert store.timeline(story.id)[0].text == "그는 천천히 문을 열었다."
+    page.locator("#relay-history").screenshot(path=screenshots / "desk-history-panel.png")
 
 
 @needs_history_store
@@ -349,3 +350,14 @@ def test_on_a_turn_taking_story_only_the_writer_may_edit_and_the_refusal_is_kore
     expect(text).to_have_value("준호가 바꾼 문단.")  # the person's edit stays in the box
     assert store.timeline(story.id)[0].text == "서윤이 쓴 문단."
     expect(page.locator("#relay-history")).not_to_contain_text("오류")
+
+
+def test_on_an_english_page_the_same_refusals_are_english_only(new_page, desk_app):
+    story = story_with(desk_app.store, ["첫 문단입니다."], rule="alternate", authors=("서윤",))
+    page = open_desk(new_page, desk_app, story.id, name="Juno", locale="en-US")
+    open_accordion(page, "relay-more")
+    page.locator("#relay-history-undo").click()
+    toast = toasts(page).last
+    expect(toast).to_contain_text("You can only undo the last paragraph when you wrote or accepted it.")
+    expect(toast.locator(".toast-title")).to_have_text(re.compile(r"^\s*Warning"))
+    assert not re.search(r"[\uac00-\ud7a3]", toast.inner_text()), toast.inner_text()
