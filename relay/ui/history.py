@@ -26,7 +26,7 @@ from relay.ui_text import say
 
 log = logging.getLogger(__name__)
 
-MAX_IMPORT_BYTES = 5 * 1024 * 1024  # a 224-paragraph story exports to well under 1 MB
+MAX_IMPORT_BYTES = 5 * 1024 * 1024  # refuse a wrong (huge) file before reading it; a story export is text
 TITLE_MAX = 100  # the store's title limit
 
 SEQ_ID = "relay-history-seq"
