@@ -96,9 +96,10 @@ def test_if_nobody_took_the_expired_turn_its_candidate_can_still_be_accepted(sto
 
 def test_after_the_idle_timeout_anyone_on_the_story_may_accept_or_discard(store, story):
     store.claim_ai_turn(story.id, "민수")
-    cid = store.add_candidate(story.id, "민수", "호랑이가 살았다.", {}, idle_ttl=IDLE)
+    cid = store.add_candidate(story.id, "민수", "호랑이가 살았다.", {}, idle_ttl=60)
     with pytest.raises(NotAllowed, match="민수"):
         store.discard_ai_turn(story.id, "지영")
+    store.touch_ai_turn(story.id, "민수", IDLE)  # their last activity; then they go idle
     time.sleep(IDLE + 0.05)
     assert store.accept_candidate(cid, "지영").author == "지영"
 
@@ -134,9 +135,11 @@ def test_the_draft_is_visible_to_everyone_and_moves_the_change_token_not_the_ver
 def test_touching_a_pending_turn_keeps_it_from_timing_out(store, story):
     store.claim_ai_turn(story.id, "민수")
     store.add_candidate(story.id, "민수", "고치는 중", {}, idle_ttl=IDLE)
+    store.touch_ai_turn(story.id, "민수", 2.0)  # the writer starts editing
     for _ in range(3):
-        time.sleep(IDLE / 2)
-        store.touch_ai_turn(story.id, "민수", IDLE)
+        time.sleep(IDLE)
+        store.touch_ai_turn(story.id, "민수", 2.0)
+    # Three idle timeouts later, the turn is still theirs.
     assert store.ai_turn_holder(story.id) == "민수"
     with pytest.raises(TurnBusy):
         store.claim_ai_turn(story.id, "지영")
@@ -356,3 +359,18 @@ def test_a_lease_held_when_the_database_is_upgraded_becomes_a_turn(relay_db):
         assert s.ai_turn_holder(old.id) == "민수"
         with pytest.raises(TurnBusy):
             s.claim_ai_turn(old.id, "지영")
+
+
+def test_on_postgresql_every_commit_notifies_listeners_with_the_new_token(store, db):
+    if db.backend != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    import psycopg
+
+    from relay.store_schema import PG_CHANNEL, libpq_url
+
+    with psycopg.connect(libpq_url(db.target), autocommit=True) as listener:
+        listener.execute(f"LISTEN {PG_CHANNEL}")
+        story = store.create_story("알림", "x", turn_rule="free")
+        store.add_paragraph(story.id, "하나", "x")
+        got = [int(n.payload) for n in listener.notifies(timeout=30, stop_after=2)]
+    assert got == [store.change_token() - 1, store.change_token()]

@@ -133,3 +133,65 @@ def test_a_database_upgraded_by_the_sqlite3_code_of_part_one_is_taken_as_it_is(r
         (story,) = store.list_stories()
         assert story.title == "이미 새 것"
         assert store.add_paragraph(story.id, "이어서", "민수", writer_key="k" * 32).writer_id is not None
+
+
+_OLD_RELAY_SCRIPT = r"""
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("old_story_store", sys.argv[1])
+old = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = old
+spec.loader.exec_module(old)
+with old.StoryStore(sys.argv[2]) as store:
+    story = store.create_story("옛 릴레이", "민수", settings={"temperature": 0.7})
+    first = store.add_paragraph(story.id, "비가 그쳤다.", "민수")
+    cid = store.add_candidate(story.id, "지영", "우산을 접었다", {"model": "kogpt2", "seed": 3})
+    store.accept_candidate(cid, "지영", text="우산을 접었다.", expected_head=first.id)
+    store.add_paragraph(story.id, "지워질 문장", "민수")
+    store.undo_last(story.id, "민수")
+    store.add_paragraph(story.id, "별이 떴다.", "민수")
+    fork = store.fork(story.id, first.id, "갈래", "준호")
+    waiting = store.add_candidate(story.id, "민수", "기다리는 글", {})
+    store.claim_ai_turn(story.id, "민수", ttl=600)
+    print(waiting)
+    print(store.export(story.id, "json"))
+"""
+
+
+def test_a_database_written_by_the_old_code_itself_upgrades_with_nothing_lost(tmp_path, relay_db):
+    # The pre-Alembic store module, run from git as it was at commit 9966435.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    shown = subprocess.run(
+        ["git", "-C", str(repo), "show", "9966435:relay/story_store.py"], capture_output=True, text=True
+    )
+    if shown.returncode != 0:
+        pytest.skip(f"needs the git history with commit 9966435: {shown.stderr.strip()}")
+    module = tmp_path / "old_story_store.py"
+    module.write_text(shown.stdout)
+    done = subprocess.run(
+        [sys.executable, "-c", _OLD_RELAY_SCRIPT, str(module), str(relay_db)], capture_output=True, text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    waiting, exported = done.stdout.split("\n", 1)
+    before = json.loads(exported)
+    assert before["version"] == 1
+
+    with StoryStore(relay_db) as store:
+        after = json.loads(store.export(before["story"]["id"], "json"))
+        assert after["story"] == {**before["story"], "last_activity": after["story"]["last_activity"]}
+        assert after["story"]["last_activity"] == before["story"]["last_activity"]
+        old_fields = ("id", "seq", "author", "kind", "text", "created_at", "edited", "meta", "deleted")
+        assert [{k: p[k] for k in old_fields} for p in after["paragraphs"]] == before["paragraphs"]
+        assert [s.title for s in store.list_stories()] == ["갈래", "옛 릴레이"]
+        story_id = before["story"]["id"]
+        assert store.ai_turn_holder(story_id) == "민수"
+        with pytest.raises(TurnBusy):
+            store.claim_ai_turn(story_id, "지영")
+        assert store.ai_turn(story_id).candidates == []  # made before turns had records: joined none
+        store.release_ai_turn(story_id, "민수")
+        p = store.accept_candidate(waiting, "민수", expected_head=store.head(story_id).id)
+        assert (p.seq, p.kind, p.text) == (4, "ai", "기다리는 글")
