@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import re
+
 import gradio as gr
 
 from relay.settings import PRESETS, SamplingSettings, SettingsError
 from relay.settings import EngineError
-from relay.ui.common import _fail, _need_story
-from relay.ui.controls import _setting_component, i18n_key, settings_from_values, settings_to_values
+from relay.ui.controls import (_setting_component, i18n_key, setting_limits, settings_from_values, settings_to_values,
+                               wire_range_checks)
+from relay.ui.messages import info, user_error, warn
 from relay.ui.render import seed_line
 from relay.ui_text import say
 
 LAB_COLUMNS = 4
-LAB_FIELDS = ("temperature", "top_k", "top_p", "repetition_penalty", "seed")
+LAB_FIELDS = ("temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens", "stop_at", "seed")
+PARAGRAPH_BREAK = re.compile(r"\n[ \t\u3000]*\n\s*")  # a blank line; a single newline stays inside a paragraph
+
+
+def lab_paragraphs(context: str | None) -> list[str]:
+    """The lab's context as paragraphs: a blank line separates them, single newlines stay inside one."""
+    return [p.strip("\n") for p in PARAGRAPH_BREAK.split(context or "") if p.strip()]
 
 
 def build_lab_tab(ui) -> None:
@@ -29,7 +38,9 @@ def build_lab_tab(ui) -> None:
         lab_n = gr.Slider(2, LAB_COLUMNS, value=2, step=1, label=i18n_key("lab_columns"))
         lab_run = gr.Button(i18n_key("lab_run"), variant="primary", elem_id="relay-lab-run")
     lab_columns, lab_controls, lab_presets, lab_outputs, lab_seeds, lab_use = [], [], [], [], [], []
-    lab_specs = [s for s in specs if s.name in LAB_FIELDS]
+    unsupported = frozenset(getattr(engine, "unsupported_settings", frozenset()))
+    lab_specs = [s for s in specs if s.name in LAB_FIELDS and s.name not in unsupported]
+    limits = setting_limits(engine)
     start_presets = list(PRESETS)
     with gr.Row():
         for i in range(LAB_COLUMNS):
@@ -38,7 +49,8 @@ def build_lab_tab(ui) -> None:
                 gr.Markdown(f"**#{i + 1}**")
                 lab_presets.append(gr.Dropdown(choices=[(i18n_key(f"preset.{p}"), p) for p in PRESETS],
                                                value=p0, label=i18n_key("preset")))
-                lab_controls.append([_setting_component(s, getattr(PRESETS[p0], s.name)) for s in lab_specs])
+                lab_controls.append([_setting_component(s, getattr(PRESETS[p0], s.name), limits,
+                                                        elem_id=f"relay-lab-{s.name}-{i}") for s in lab_specs])
                 lab_outputs.append(gr.Textbox(label=i18n_key("lab_output"), lines=8, interactive=False,
                                               elem_id=f"relay-lab-out-{i}"))
                 lab_seeds.append(gr.Markdown())
@@ -51,8 +63,10 @@ def build_lab_tab(ui) -> None:
     lab_n.change(lab_show, [lab_n], lab_columns, **private)
 
     def lab_take_story(story_id, lang):
-        sid = _need_story(story_id, lang)
-        return "\n".join(p.text for p in store.timeline(sid))
+        if story_id in (None, ""):
+            warn(lang, say(lang, "need_story"))
+            return gr.skip()
+        return "\n\n".join(p.text for p in store.timeline(int(story_id)))
 
     lab_from_story.click(lab_take_story, [story_state, lang_state], [lab_context], **private)
 
@@ -63,18 +77,24 @@ def build_lab_tab(ui) -> None:
     def lab_settings(preset_name, values) -> SamplingSettings:
         base_settings = PRESETS.get(preset_name, defaults)
         merged = {**base_settings.to_dict(), **dict(zip(lab_names, values))}
-        return settings_from_values(list(merged), list(merged.values()))
+        return settings_from_values(list(merged), list(merged.values()), limits)
 
-    def lab_generate(request: gr.Request, context, n, adapter_name, lang, *flat):
-        paragraphs = [line for line in (context or "").split("\n") if line.strip()]
+    def lab_inputs_checked(context, n, lang, flat) -> tuple[list[str], list[SamplingSettings]]:
+        paragraphs = lab_paragraphs(context)
         if not paragraphs:
-            raise _fail(say(lang, "lab_need_context"))
-        n = int(n)
+            raise user_error(lang, say(lang, "lab_need_context"))
         columns = [flat[i * per_column:(i + 1) * per_column] for i in range(LAB_COLUMNS)]
         try:
-            settings = [lab_settings(col[0], col[1:]) for col in columns[:n]]
+            return paragraphs, [lab_settings(col[0], col[1:]) for col in columns[:int(n)]]
         except SettingsError as e:
-            raise _fail(say(lang, "settings_error", detail=str(e))) from None
+            raise user_error(lang, e) from None
+
+    def lab_check(context, n, adapter_name, lang, *flat):
+        """Refuse a run that cannot start, from a step without outputs (so no output keeps an error badge)."""
+        lab_inputs_checked(context, n, lang, flat)
+
+    def lab_generate(request: gr.Request, context, n, adapter_name, lang, *flat):
+        paragraphs, settings = lab_inputs_checked(context, n, lang, flat)
         outputs = [""] * LAB_COLUMNS
         seeds = [""] * LAB_COLUMNS
         used = [None] * LAB_COLUMNS
@@ -93,20 +113,22 @@ def build_lab_tab(ui) -> None:
                 used[i] = continuation.meta["settings"]
                 yield *outputs, *seeds, used
         except EngineError as e:
-            raise _fail(say(lang, "generation_failed", detail=str(e))) from None
+            raise user_error(lang, e) from None
         finally:
             cancels.done(request.session_hash or "", cancel)
 
     lab_inputs = [lab_context, lab_n, adapter, lang_state]
     for i in range(LAB_COLUMNS):
         lab_inputs += [lab_presets[i], *lab_controls[i]]
-    lab_run.click(lab_generate, lab_inputs, [*lab_outputs, *lab_seeds, lab_used], **model_queue, **private)
+    lab_run.click(lab_check, lab_inputs, None, **private).success(
+        lab_generate, lab_inputs, [*lab_outputs, *lab_seeds, lab_used], **model_queue, **private)
 
     def lab_preset(name):
         return settings_to_values(lab_names, PRESETS[name]) if name in PRESETS else [gr.skip()] * len(lab_names)
 
     for i in range(LAB_COLUMNS):
         lab_presets[i].input(lab_preset, [lab_presets[i]], lab_controls[i], **private)
+        wire_range_checks(lab_specs, lab_controls[i], lang_state, limits, private)
 
     def lab_use_column(i):
         def use(lang, used, preset_name, *values):
@@ -114,8 +136,8 @@ def build_lab_tab(ui) -> None:
             try:
                 s = SamplingSettings.from_dict(used[i]) if used and used[i] else lab_settings(preset_name, values)
             except SettingsError as e:
-                raise _fail(say(lang, "settings_error", detail=str(e))) from None
-            gr.Info(say(lang, "lab_applied", n=i + 1))
+                raise user_error(lang, e) from None
+            info(lang, say(lang, "lab_applied", n=i + 1))
             return (gr.Tabs(selected="story"), *settings_to_values(names, s))
         return use
 

@@ -1,0 +1,363 @@
+"""The writing desk's settings panel, history panel and messages in a real Chromium (Korean locale).
+
+The story tab is being rebuilt around these panels, so the panels are tested on a small page of their
+own (`desk_app`): the real `build_settings_panel` and `build_history_panel` over the real store and
+tiny engine, with a plain timeline whose cards carry `paragraph_actions_html`. Every locator is an
+elem_id the panels define, so the same steps run on the full page once it places them. The lab test
+runs on the full app (the lab tab is already there).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("playwright.sync_api", reason="browser tests need the playwright package")
+import gradio as gr  # noqa: E402
+from conftest import _free_port  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
+from relay_page import RelayPage  # noqa: E402
+
+ALLOWED_ASCII = {"AI", "JSON", "MB"}
+
+
+def _desk_demo(engine, store):
+    from relay.settings import SamplingSettings
+    from relay.ui.common import _lang
+    from relay.ui.controls import build_settings_panel
+    from relay.ui.history import build_history_panel, paragraph_actions_html, render_time
+    from relay.ui.render import _esc
+
+    with gr.Blocks(title="desk") as demo:
+        lang_state, story_state, base_url = gr.State("ko"), gr.State(None), gr.State("")
+        writer = gr.Textbox(label="writer", elem_id="relay-writer")
+        writer_key = gr.BrowserState("", storage_key="relay-desk-test-key")
+        with gr.Tabs(selected="story") as tabs:
+            with gr.Tab("stories", id="stories"):
+                gr.Markdown("-")
+            with gr.Tab("story", id="story"):
+                shown = gr.Markdown(elem_id="desk-story-id")
+                timeline = gr.HTML(elem_id="desk-timeline")
+                ui = SimpleNamespace(engine=engine, store=store, story_state=story_state, lang_state=lang_state,
+                                     writer=writer, writer_key=writer_key, base_url=base_url, tabs=tabs,
+                                     private={}, defaults=SamplingSettings())
+                with gr.Accordion("settings", open=False, elem_id="desk-settings"):
+                    build_settings_panel(ui)
+                with gr.Accordion("more", open=False, elem_id="relay-more"):
+                    build_history_panel(ui)
+
+        def on_load(key, request: gr.Request):
+            """The page's language, the story in the address, and this browser's writer key (issued once)."""
+            raw = request.query_params.get("story")
+            return _lang(request), int(raw) if raw else None, key or store.new_writer_key()
+
+        demo.load(on_load, [writer_key], [lang_state, story_state, writer_key])
+
+        def show(story_id, lang):
+            if story_id is None:
+                return "", ""
+            cards = "".join(
+                f'<div class="relay-para" data-seq="{p.seq}">{paragraph_actions_html(p, lang)}#{p.seq} · '
+                f'{render_time(p.created_at)}<div class="relay-text">{_esc(p.text)}</div></div>'
+                for p in store.timeline(story_id))
+            return f"story={story_id}", cards
+
+        gr.Timer(0.5).tick(show, [story_state, lang_state], [shown, timeline], show_progress="hidden")
+    return demo
+
+
+@pytest.fixture(scope="module")
+def desk_app(chromium_path, tiny_engine, tmp_path_factory):
+    from relay.story_store import StoryStore
+    from relay.ui.controls import make_i18n
+    from relay.ui.history import CSS, head_scripts
+
+    store = StoryStore(tmp_path_factory.mktemp("desk-db") / "relay.db")
+    demo = _desk_demo(tiny_engine, store)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True,
+                            i18n=make_i18n(), css=CSS, head=head_scripts())
+    yield SimpleNamespace(url=url, store=store)
+    demo.close()
+
+
+def open_desk(new_page, desk_app, story_id: int | None = None, name: str = "준호", locale: str = "ko-KR"):
+    page = new_page(locale)
+    page.goto(desk_app.url + (f"?story={story_id}" if story_id else ""))
+    writer = page.locator("#relay-writer :is(input, textarea)").first
+    writer.fill(name)
+    if story_id:
+        expect(page.locator("#desk-story-id")).to_contain_text(f"story={story_id}")
+    return page
+
+
+def open_accordion(page, elem_id: str):
+    page.locator(f"#{elem_id} > button.label-wrap").first.click()
+
+
+def toasts(page):
+    return page.locator('[data-testid="toast-body"]')
+
+
+def ascii_words(text: str) -> set[str]:
+    return set(re.findall(r"[A-Za-z][A-Za-z_\-]*", text)) - ALLOWED_ASCII
+
+
+def story_with(store, texts, rule="free", authors=("준호",)):
+    story = store.create_story("기록 시험", authors[0], turn_rule=rule)
+    for i, text in enumerate(texts):
+        store.add_paragraph(story.id, text, authors[i % len(authors)], kind="human")
+    return story
+
+
+def test_a_typed_out_of_range_value_gets_a_korean_message_naming_the_range(new_page, desk_app):
+    page = open_desk(new_page, desk_app)
+    open_accordion(page, "desk-settings")
+    box = page.locator('#relay-setting-temperature input[type="number"]')
+    box.click()
+    box.press("ControlOrMeta+a")
+    box.press_sequentially("5")
+    box.press("Tab")
+    toast = toasts(page).first
+    expect(toast).to_contain_text("온도는 0~2 사이의 숫자여야 합니다")
+    expect(toast).to_contain_text("5 → 2")
+    expect(toast.locator(".toast-title")).to_contain_text("알림")
+    assert not ascii_words(toast.inner_text()), toast.inner_text()
+
+
+def test_the_length_slider_stops_at_what_the_models_window_allows(new_page, desk_app, tiny_engine):
+    page = open_desk(new_page, desk_app)
+    open_accordion(page, "desk-settings")
+    limit = tiny_engine.context_window - 32
+    expect(page.locator('#relay-setting-max_new_tokens input[type="range"]')).to_have_attribute("max", str(limit))
+
+
+def test_the_active_preset_line_names_the_preset_then_says_custom_after_a_change(new_page, desk_app):
+    page = open_desk(new_page, desk_app)
+    open_accordion(page, "desk-settings")
+    line = page.locator("#relay-active-preset")
+    expect(line).to_contain_text("균형 있게")
+    page.locator('#relay-preset label:has(> input[value="careful"])').click()
+    expect(line).to_contain_text("신중하게")
+    expect(page.locator('#relay-setting-temperature input[type="number"]')).to_have_value("0.6")
+    page.locator('#relay-setting-stop_at label:has(> input[value="sentence"])').click()
+    expect(line).to_contain_text("사용자 설정")
+    expect(page.locator('#relay-preset input[value="careful"]')).not_to_be_checked()
+
+
+def test_a_refusal_on_a_korean_page_has_no_english_word_and_leaves_no_error_badge(new_page, desk_app):
+    story = story_with(desk_app.store, ["첫 문단입니다."], rule="alternate", authors=("서윤",))
+    page = open_desk(new_page, desk_app, story.id, name="준호")
+    open_accordion(page, "relay-more")
+    for button in ("relay-history-undo", "relay-history-redo"):
+        page.locator(f"#{button}").click()
+        toast = toasts(page).last
+        expect(toast).to_be_visible()
+        text = toast.inner_text()
+        assert not ascii_words(text), text
+    page.locator("#relay-history-seq input").fill("9")
+    page.locator("#relay-history-load").click()
+    expect(toasts(page).last).to_contain_text("문단 번호 9")
+    expect(page.locator("#relay-history")).not_to_contain_text("오류")
+    for toast in toasts(page).all():
+        assert not ascii_words(toast.inner_text()), toast.inner_text()
+
+
+def test_fork_here_from_a_card_opens_the_fork_and_the_address_bar_shows_it(new_page, desk_app):
+    store = desk_app.store
+    story = story_with(store, ["하나", "둘", "셋"])
+    page = open_desk(new_page, desk_app, story.id)
+    expect(page.locator('#desk-timeline button.relay-act[data-act="fork"]')).to_have_count(3)
+    page.locator('#desk-timeline button.relay-act[data-act="fork"][data-seq="2"]').click()
+    expect(page).not_to_have_url(re.compile(rf"story={story.id}$"))
+    expect(page).to_have_url(re.compile(r"\?story=(\d+)$"))
+    new_id = int(re.search(r"story=(\d+)", page.url).group(1))
+    assert new_id != story.id
+    assert [p.text for p in store.timeline(new_id)] == ["하나", "둘"]
+    assert store.get_story(new_id).title == "기록 시험 (갈래)"
+    expect(page.locator("#desk-story-id")).to_contain_text(f"story={new_id}")
+
+
+def test_continue_from_here_opens_a_fork_without_that_paragraph(new_page, desk_app):
+    store = desk_app.store
+    story = story_with(store, ["하나", "둘", "셋"])
+    page = open_desk(new_page, desk_app, story.id)
+    page.locator('#desk-timeline button.relay-act[data-act="rewrite"][data-seq="3"]').click()
+    expect(page).not_to_have_url(re.compile(rf"story={story.id}$"))
+    new_id = int(re.search(r"story=(\d+)", page.url).group(1))
+    assert [p.text for p in store.timeline(new_id)] == ["하나", "둘"]
+
+
+def test_importing_a_json_export_opens_the_same_story(new_page, desk_app, tmp_path):
+    store = desk_app.store
+    story = story_with(store, ["첫 줄\n둘째 줄", "<b>굵게?</b>", "끝."], authors=("준호", "서윤"))
+    export = tmp_path / "relay-story.json"
+    export.write_text(store.export(story.id, "json"), encoding="utf-8")
+    page = open_desk(new_page, desk_app, None)
+    open_accordion(page, "relay-more")
+    page.locator("#relay-history-import input[type=file]").set_input_files(str(export))
+    expect(page).to_have_url(re.compile(r"\?story=\d+$"))
+    new_id = int(re.search(r"story=(\d+)", page.url).group(1))
+    assert new_id != story.id
+    original, imported = store.timeline(story.id), store.timeline(new_id)
+    assert [(p.text, p.author, p.kind) for p in imported] == [(p.text, p.author, p.kind) for p in original]
+    expect(page.locator("#desk-timeline .relay-text").nth(1)).to_have_text("<b>굵게?</b>")
+
+
+def test_a_file_that_is_not_an_export_is_refused_in_korean(new_page, desk_app, tmp_path):
+    bad = tmp_path / "notes.json"
+    bad.write_text(json.dumps({"hello": 1}), encoding="utf-8")
+    page = open_desk(new_page, desk_app, None)
+    open_accordion(page, "relay-more")
+    page.locator("#relay-history-import input[type=file]").set_input_files(str(bad))
+    expect(toasts(page).last).to_contain_text("릴레이에서 내려받은 JSON 이야기가 아니거나")
+
+
+def test_times_show_in_the_browsers_time_zone(chromium, desk_app):
+    story = story_with(desk_app.store, ["시간"])
+    context = chromium.new_context(locale="ko-KR", timezone_id="Asia/Seoul")
+    try:
+        page = context.new_page()
+        page.goto(desk_app.url + f"?story={story.id}")
+        when = page.locator("#desk-timeline time.relay-time").first
+        expect(when).to_have_attribute("data-local", "1")
+        utc = desk_app.store.timeline(story.id)[0].created_at
+        from datetime import datetime, timedelta, timezone
+
+        seoul = datetime.fromisoformat(utc).astimezone(timezone(timedelta(hours=9)))
+        expect(when).to_have_text(seoul.strftime("%Y-%m-%d %H:%M"))
+    finally:
+        context.close()
+
+
+needs_history_store = pytest.mark.skipif(
+    not all(hasattr(__import__("relay.story_store", fromlist=["StoryStore"]).StoryStore, m)
+            for m in ("edit_paragraph", "paragraph_versions", "redo_last")),
+    reason="the store's history (edit_paragraph, paragraph_versions, redo_last: store contract part 3) is not merged")
+
+
+@needs_history_store
+def test_editing_an_accepted_paragraph_keeps_its_earlier_version_visible(new_page, desk_app, screenshots):
+    store = desk_app.store
+    story = story_with(store, ["그는 문을 열었다.", "비가 왔다."])
+    page = open_desk(new_page, desk_app, story.id)
+    page.locator('#desk-timeline button.relay-act[data-act="edit"][data-seq="1"]').click()
+    text = page.locator("#relay-history-text textarea")
+    expect(text).to_have_value("그는 문을 열었다.")
+    text.fill("그는 천천히 문을 열었다.")
+    page.locator("#relay-history-save").click()
+    versions = page.locator("#relay-history-versions")
+    expect(versions.locator(".relay-version")).to_have_count(2)
+    expect(versions.locator("ins")).to_have_text("천천히")
+    expect(versions.locator(".relay-version").last).to_contain_text("그는 문을 열었다.")
+    expect(versions).to_contain_text("준호")
+    assert store.timeline(story.id)[0].text == "그는 천천히 문을 열었다."
+    page.locator("#relay-history").screenshot(path=screenshots / "desk-history-panel.png")
+
+
+@needs_history_store
+def test_undo_then_redo_brings_my_paragraph_back(new_page, desk_app):
+    store = desk_app.store
+    story = story_with(store, ["하나", "둘"])
+    page = open_desk(new_page, desk_app, story.id)
+    open_accordion(page, "relay-more")
+    page.locator("#relay-history-undo").click()
+    expect(page.locator("#desk-timeline .relay-text")).to_have_count(1)
+    page.locator("#relay-history-redo").click()
+    expect(page.locator("#desk-timeline .relay-text")).to_have_count(2)
+    assert [p.text for p in store.timeline(story.id)] == ["하나", "둘"]
+
+
+def test_the_lab_keeps_a_multi_line_paragraph_whole(new_page, relay_app):
+    store = relay_app.store
+    story = store.create_story("여러 줄", "연구원", turn_rule="free")
+    store.add_paragraph(story.id, "그날 밤,\n바람이 불었다.", "연구원", kind="human")
+    store.add_paragraph(story.id, "아침이 왔다.", "연구원", kind="human")
+    w = RelayPage(new_page(), relay_app.url).open(f"{relay_app.url.rstrip('/')}/?story={story.id}")
+    expect(w.header.locator(".relay-title")).to_contain_text("여러 줄")
+    w.tab("lab")
+    w.page.get_by_role("button", name="열린 이야기에서 가져오기").click()
+    context = w.page.locator("#relay-lab-context textarea")
+    expect(context).to_have_value("그날 밤,\n바람이 불었다.\n\n아침이 왔다.")
+    from relay.ui.lab import lab_paragraphs
+
+    assert lab_paragraphs(context.input_value()) == ["그날 밤,\n바람이 불었다.", "아침이 왔다."]
+    expect(w.page.locator("#relay-lab-max_new_tokens-0")).to_be_visible()
+    expect(w.page.locator("#relay-lab-stop_at-0")).to_be_visible()
+
+
+@pytest.fixture(scope="module")
+def gradio_words_app(chromium_path):
+    """A page with one slow event and one that raises, served with the desk's head scripts: what Gradio
+    itself writes on it (toast titles, progress text) is what a Korean page would show."""
+    import time
+
+    from relay.ui.history import head_scripts
+    from relay.ui.messages import user_error
+
+    def slow():
+        time.sleep(3)
+        return "끝"
+
+    def refuse():
+        raise user_error("ko", "이 일은 할 수 없습니다.")
+
+    with gr.Blocks() as demo:
+        out = gr.Textbox(elem_id="words-out")
+        gr.Button("slow", elem_id="words-slow").click(slow, None, out)
+        gr.Button("refuse", elem_id="words-refuse").click(refuse, None, None)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True,
+                            head=head_scripts())
+    yield url
+    demo.close()
+
+
+def test_gradios_own_words_are_korean_on_a_korean_page(new_page, gradio_words_app):
+    page = new_page("ko-KR")
+    page.goto(gradio_words_app)
+    page.locator("#words-slow").click()
+    progress = page.locator("#words-out .progress-text, #words-out .meta-text").first
+    expect(progress).to_contain_text("처리 중")
+    assert "processing" not in page.locator("#words-out").inner_text()
+    page.locator("#words-refuse").click()
+    toast = page.locator('[data-testid="toast-body"].error')
+    expect(toast.locator(".toast-title")).to_have_text(re.compile(r"^\s*오류"))
+    assert not ascii_words(toast.inner_text()), toast.inner_text()
+
+
+def test_gradios_own_words_stay_english_on_an_english_page(new_page, gradio_words_app):
+    page = new_page("en-US")
+    page.goto(gradio_words_app)
+    page.locator("#words-refuse").click()
+    expect(page.locator('[data-testid="toast-body"].error .toast-title')).to_have_text(re.compile(r"^\s*Error"))
+
+
+@needs_history_store
+def test_on_a_turn_taking_story_only_the_writer_may_edit_and_the_refusal_is_korean(new_page, desk_app):
+    store = desk_app.store
+    story = story_with(store, ["서윤이 쓴 문단."], rule="alternate", authors=("서윤",))
+    page = open_desk(new_page, desk_app, story.id, name="준호")
+    page.locator('#desk-timeline button.relay-act[data-act="edit"][data-seq="1"]').click()
+    text = page.locator("#relay-history-text textarea")
+    expect(text).to_have_value("서윤이 쓴 문단.")
+    text.fill("준호가 바꾼 문단.")
+    page.locator("#relay-history-save").click()
+    toast = toasts(page).last
+    expect(toast).to_contain_text("자기가 쓴 문단만 고칠 수 있습니다")
+    assert not ascii_words(toast.inner_text()), toast.inner_text()
+    expect(text).to_have_value("준호가 바꾼 문단.")  # the person's edit stays in the box
+    assert store.timeline(story.id)[0].text == "서윤이 쓴 문단."
+    expect(page.locator("#relay-history")).not_to_contain_text("오류")
+
+
+def test_on_an_english_page_the_same_refusals_are_english_only(new_page, desk_app):
+    story = story_with(desk_app.store, ["첫 문단입니다."], rule="alternate", authors=("서윤",))
+    page = open_desk(new_page, desk_app, story.id, name="Juno", locale="en-US")
+    open_accordion(page, "relay-more")
+    page.locator("#relay-history-undo").click()
+    toast = toasts(page).last
+    expect(toast).to_contain_text("You can only undo the last paragraph when you wrote or accepted it.")
+    expect(toast.locator(".toast-title")).to_have_text(re.compile(r"^\s*Warning"))
+    assert not re.search(r"[\uac00-\ud7a3]", toast.inner_text()), toast.inner_text()
