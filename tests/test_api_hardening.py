@@ -77,13 +77,17 @@ def fn_index(cfg, *, api_name=None, button_key=None, trigger=None) -> int:
     raise LookupError(api_name or button_key or trigger)
 
 
-def raw_payload(cfg, index: int, *, name: str, key: str) -> list:
+def raw_payload(cfg, index: int, *, name: str, key: str, story: int | None = None) -> list:
     """Input values for dependency `index` as a forger sends them: every text box says `name`, every
-    browser-kept value is the forger's own `key`; server-side state cannot be sent (Gradio keeps it)."""
+    browser-kept value is the forger's own `key`, the open story is `story`; server-side state cannot
+    be sent (Gradio keeps it)."""
     components = {c["id"]: c for c in cfg["components"]}
     values = []
     for input_id in cfg["dependencies"][index]["inputs"]:
         kind = components[input_id]["type"]
+        if components[input_id]["props"].get("elem_id") == "relay-story-id":
+            values.append(story)
+            continue
         values.append({"textbox": name, "checkbox": False, "browserstate": key}.get(kind))
     return values
 
@@ -195,11 +199,10 @@ def test_an_api_endpoint_called_by_fn_index_checks_the_key_like_its_named_route(
     assert [p.author for p in store.timeline(story["id"])] == ["alice"]
 
 
-@pytest.mark.xfail(strict=True, reason="relay/ui/demo.py's page handlers still trust the typed name; "
-                                       "passes once they take the browser's writer key (then remove this mark)")
 def test_the_private_undo_handler_called_by_fn_index_with_alices_name_cannot_undo_her_paragraph(served):
     client, store, url, _ = served
-    story = client.predict("페이지에서 쓴 이야기", "alice", "free", new_key(client), api_name="/create_story")
+    alice_key = new_key(client)
+    story = client.predict("페이지에서 쓴 이야기", "alice", "free", alice_key, api_name="/create_story")
     cfg = config(url)
     load, add, undo = fn_index(cfg, trigger="load"), fn_index(cfg, button_key="add"), fn_index(cfg, button_key="undo")
     assert cfg["dependencies"][undo].get("api_visibility") == "private"
@@ -210,15 +213,17 @@ def test_the_private_undo_handler_called_by_fn_index_with_alices_name_cannot_und
         raw_call(url, load, raw_payload(cfg, load, name=name, key=key), session, query=f"?story={story['id']}")
         return session
 
-    alice_key = new_key(client)
     alice = browser("alice", alice_key)
-    added = raw_call(url, add, raw_payload(cfg, add, name="alice", key=alice_key), alice)  # alice writes on the page
+    added = raw_call(url, add, raw_payload(cfg, add, name="alice", key=alice_key, story=story["id"]), alice)  # alice writes on the page
     assert added["success"] is True and [p.author for p in store.timeline(story["id"])] == ["alice"]
 
     forger_key = new_key(client)
-    forged = raw_call(url, undo, raw_payload(cfg, undo, name="alice", key=forger_key), browser("alice", forger_key))
+    forged = raw_call(url, undo, raw_payload(cfg, undo, name="alice", key=forger_key, story=story["id"]),
+                      browser("alice", forger_key))
     assert [p.author for p in store.timeline(story["id"])] == ["alice"], "a forged undo removed alice's paragraph"
-    assert forged["success"] is False
+    # The history panel refuses with a warning toast and no error status (no stale red badge), so the
+    # event itself completes; what matters is that nothing was undone.
+    assert forged["msg"] == "process_completed"
 
 
 # -- limits and strict ids over HTTP ------------------------------------------------------------

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from relay.settings import SamplingSettings
+from relay.limits import Limits
 from relay.story_store import NotFound, StoryStore
 from relay.turns import AI_IDLE_S, AITurn, Stops
 from relay.ui.api import register_api
@@ -78,11 +79,12 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, ai_idle_s: floa
         # Model jobs start at once (no Gradio concurrency group): the engine queues and batches them
         # itself, and per-writer caps refuse floods, so cheap events never wait behind the model.
         model_queue=dict(concurrency_limit=None),
+        limits=Limits(),  # one set of counters for the page and the API (relay/limits.py)
     )
     with gr.Blocks(title="릴레이 소설 · Relay") as demo:
         ui.demo = demo
         # The API first, so its endpoints get the plain names (private UI handlers get suffixes).
-        register_api(engine, store, AITurn(engine, store, escape_names=False))
+        register_api(engine, store, AITurn(engine, store, escape_names=False), ui.limits)
 
         ui.writer_saved = gr.BrowserState("", storage_key="relay-writer-name", secret="relay-writer-name-v1")
         ui.writer_key = gr.BrowserState("", storage_key="relay-writer-key", secret="relay-writer-key-v1")
@@ -91,6 +93,7 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, ai_idle_s: floa
         ui.story_state = gr.Number(value=None, visible=False, precision=0, elem_id="relay-story-id")
         ui.lang_state = gr.State("ko", time_to_live=STATE_TTL_S)
         ui.seen_head = gr.Number(value=0, visible=False, precision=0)
+        ui.draft_id = gr.Textbox(visible=False)  # replaced by the page script: one id per draft (a retry stores once)
         ui.turn_view = gr.State(None, time_to_live=STATE_TTL_S)  # {"ids", "index", "expected_head"}: this tab's suggestions
         ui.touch_timer = gr.Timer(TOUCH_EVERY_S, active=False)  # keeps a pending suggestion's turn alive
 

@@ -7,7 +7,8 @@ window.relayLive = (() => {
   let state = { head: 0, cards: [], header: "", status: "", turn: "", turn_state: null };
   let reading = false;
   let onTurn = null;
-  let held = false, backlog = [];  // hold(true) queues changes instead of showing them (a slow network, in tests)
+  let held = false, backlog = [];
+  let draft = null;  // the id of the draft in the composer, sent with "add" so a retry is stored once  // hold(true) queues changes instead of showing them (a slow network, in tests)
 
   const $ = (id) => document.getElementById(id);
 
@@ -135,6 +136,8 @@ window.relayLive = (() => {
   return {
     open,
     head: () => state.head || 0,
+    draftId: () => (draft = draft || Date.now().toString(36) + Math.random().toString(36).slice(2, 12)),
+    newDraft: () => { draft = null; },
     story: () => current.story,
     turnState: () => state.turn_state,
     setReading: (on) => { reading = !!on; const live = $("relay-live"); if (live) live.classList.toggle("relay-reading", reading); },

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 
+from relay.ui.history import paragraph_actions_html, render_time
 from relay.ui_text import say
 
 CSS = """
@@ -105,11 +106,11 @@ def render_card(p, lang: str) -> str:
             f'<details class="relay-details"><summary>{_esc(say(lang, "ai_details"))}</summary>'
             f"<pre>{_esc(_meta_summary(p.meta))}</pre></details>"
         )
-    when = f'<time class="relay-time" datetime="{_esc(p.created_at)}">{_esc(_when(p.created_at))}</time>'
     return (
         f'<div class="relay-para kind-{p.kind}" data-seq="{p.seq}" data-id="{p.id}">'
         f'<div class="relay-meta">#{p.seq} · <b class="relay-author">{_esc(who)}</b> · '
-        f'<span class="relay-badge">{_esc(badge)}</span>{edited} · {when}</div>'
+        f'<span class="relay-badge">{_esc(badge)}</span>{edited} · {render_time(p.created_at)}'
+        f'{paragraph_actions_html(p, lang)}</div>'
         f'<div class="relay-text">{_esc(p.text)}</div>{details}</div>'
     )
 

@@ -28,6 +28,8 @@ from relay.story_store import NotFound, StoryStore
 from relay.ui.common import CACHE_CLEANUP, MAX_UPLOAD_SIZE, STATE_SESSION_CAPACITY
 from relay.ui.controls import make_i18n
 from relay.ui.demo import story_parts
+from relay.ui.history import CSS as HISTORY_CSS
+from relay.ui.history import head_scripts
 from relay.ui.render import CSS
 from relay.ui_text import say
 
@@ -75,8 +77,8 @@ def build_app(demo: gr.Blocks, store: StoryStore, **gradio_options) -> tuple[Fas
         demo.delete_cache = CACHE_CLEANUP
     demo.state_session_capacity = STATE_SESSION_CAPACITY
     gradio_options.setdefault("ssr_mode", False)
-    gradio_options["head"] = f"<script>{LIVE_JS}</script>" + gradio_options.get("head", "")
-    app = gr.mount_gradio_app(app, demo, path="/", i18n=make_i18n(), css=CSS, max_file_size=MAX_UPLOAD_SIZE,
+    gradio_options["head"] = f"<script>{LIVE_JS}</script>" + head_scripts() + gradio_options.get("head", "")
+    app = gr.mount_gradio_app(app, demo, path="/", i18n=make_i18n(), css=CSS + HISTORY_CSS, max_file_size=MAX_UPLOAD_SIZE,
                               **gradio_options)
     return app, hub
 

@@ -8,17 +8,18 @@ handlers here only fill this tab's own boxes (the composer, the suggestion being
 
 from __future__ import annotations
 
-import secrets
-import tempfile
-from pathlib import Path
+import contextlib
 
 import gradio as gr
 
-from relay.settings import PRESETS, SamplingSettings, SettingsError
-from relay.story_store import (InvalidInput, NotAllowed, NotFound, StaleHeadError, StoryError, TurnError, TurnLost,
+from relay.limits import LimitExceeded, client_ip
+from relay.settings import SamplingSettings, SettingsError
+from relay.story_store import (InvalidInput, NotAllowed, NotFound, StaleHeadError, StoryError, TurnLost,
                                writer_id_of)
-from relay.ui.common import _fail, _lang, _need_name, _need_story
-from relay.ui.controls import _setting_component, i18n_key, settings_from_values, settings_to_values
+from relay.ui.common import _lang, _need_name, _need_story, export_path, page_writer, ui_error
+from relay.ui.controls import build_settings_panel, i18n_key, setting_limits, settings_from_values, settings_to_values
+from relay.ui.history import HOST_ID, build_history_panel
+from relay.ui.messages import info, user_error, warn
 from relay.ui.render import LIVE_SLOTS, _esc, render_story_list, seed_line
 from relay.ui_text import say
 
@@ -28,7 +29,12 @@ TOUCH_EVERY_S = 60  # while a suggestion is being edited, its turn's idle timer 
 # The page script follows the open story: (re)connect its live stream whenever the story changes.
 OPEN_LIVE_JS = "(story, lang, writer) => { window.__relayMe = writer; window.relayLive && relayLive.open(story, lang, writer); }"
 # A human paragraph is checked against the last paragraph this tab actually shows.
-WITH_SEEN_HEAD_JS = "(...args) => { args[args.length - 1] = window.relayLive ? relayLive.head() : 0; return args; }"
+# and carries one id per draft, so a retried add is stored once.
+WITH_SEEN_HEAD_JS = """(...args) => {
+  args[args.length - 2] = window.relayLive ? relayLive.head() : 0;
+  args[args.length - 1] = window.relayLive ? relayLive.draftId() : "";
+  return args;
+}"""
 # A second tab (or a reload) of the writer whose suggestions wait: load them into this tab's preview.
 SYNC_TURN_JS = """() => {
   relayLive.onTurnChange((ts) => {
@@ -44,7 +50,6 @@ def build_story_tabs(ui) -> None:
     """The "stories" and "story" tabs inside the page's gr.Tabs, with their events; fills ui.controls/ui.adapter."""
     engine, store, ai_turn, stops, names, defaults = ui.engine, ui.store, ui.ai_turn, ui.cancels, ui.names, ui.defaults
     private = ui.private
-    specs = SamplingSettings.specs()
     adapter_choices = [(say("ko", "base_model"), "")] + [(a, a) for a in engine.adapter_names]
     turn_view = ui.turn_view
     touch_timer = ui.touch_timer
@@ -103,18 +108,11 @@ def build_story_tabs(ui) -> None:
         with gr.Accordion(i18n_key("sampling"), open=False, elem_id="relay-sampling"):
             adapter = gr.Dropdown(choices=adapter_choices, value="", label=i18n_key("adapter"),
                                   visible=bool(engine.adapter_names))
-            with gr.Row():
-                preset = gr.Radio(choices=[(i18n_key(f"preset.{p}"), p) for p in PRESETS], label=i18n_key("preset"))
-                reset_btn = gr.Button(i18n_key("reset_defaults"), size="sm")
-            controls = [_setting_component(s, getattr(defaults, s.name)) for s in specs]
+            controls = build_settings_panel(ui)
             n_alts = gr.Slider(2, 4, value=3, step=1, label=i18n_key("n_alternatives"))
 
-        with gr.Accordion(i18n_key("more"), open=False):
-            undo_btn = gr.Button(i18n_key("undo"), elem_id="relay-undo")
-            with gr.Row():
-                fork_seq = gr.Number(label=i18n_key("fork_seq"), precision=0, minimum=1)
-                fork_title = gr.Textbox(label=i18n_key("fork_title"), max_length=100)
-                fork_btn = gr.Button(i18n_key("fork"))
+        with gr.Accordion(i18n_key("more"), open=False, elem_id=HOST_ID):
+            build_history_panel(ui)
             with gr.Row():
                 export_fmt = gr.Radio(choices=list(EXPORT_FORMATS), value="txt", label=i18n_key("export_fmt"))
                 export_btn = gr.Button(i18n_key("export"))
@@ -123,6 +121,7 @@ def build_story_tabs(ui) -> None:
     ui.adapter, ui.controls = adapter, controls
     story_state, lang_state, writer, writer_key, writer_id = (ui.story_state, ui.lang_state, ui.writer, ui.writer_key,
                                                               ui.writer_id)
+    limits, setting_range = ui.limits, setting_limits(engine)
     desk_outputs = [preview, turn_view, swipe_info, prev_btn, next_btn, seed_info, touch_timer]
 
     def story_defaults(story) -> SamplingSettings:
@@ -159,9 +158,10 @@ def build_story_tabs(ui) -> None:
 
     # -- page load, writer, story list -------------------------------------------------------
 
-    def on_load(saved_name, saved_key, request: gr.Request):
+    def on_load(saved_name, saved_key, request: gr.Request, profile: gr.OAuthProfile | None = None):
         lang = _lang(request)
-        key = saved_key if _well_formed(saved_key) else secrets.token_urlsafe(24)
+        key, account_name = page_writer(store, saved_key, profile)
+        saved_name = account_name or saved_name
         stories = render_story_list(store.list_stories(), lang)
         raw = request.query_params.get("story")
         sid, tab, values, view = gr.skip(), gr.skip(), [gr.skip()] * len(names), None
@@ -197,39 +197,46 @@ def build_story_tabs(ui) -> None:
 
     refresh_btn.click(refresh_list, [lang_state], [stories_html], **private)
 
-    def create(title, rule, name, lang, *values):
+    def create(request: gr.Request, title, rule, name, key, lang, *values):
         name = _need_name(name, lang)
         try:
+            limits.check("story", store.writer_id(key), client_ip(request))
             # The story's defaults are the current controls, but never a fixed seed: every
             # "regenerate" on the story would otherwise write the same text.
-            settings = settings_from_values(names, values).replace(seed=None)
-            story = store.create_story(title, name, turn_rule=rule, settings=settings.to_dict())
+            settings = settings_from_values(names, values, setting_range).replace(seed=None)
+            story = store.create_story(title, name, turn_rule=rule, settings=settings.to_dict(), writer_key=key)
+        except LimitExceeded as e:
+            raise ui_error(lang, e) from None
         except (StoryError, SettingsError) as e:
-            raise _fail(say(lang, "cannot_save", detail=_esc(e))) from None
+            raise user_error(lang, e) from None
         return (render_story_list(store.list_stories(), lang), "", gr.Tabs(selected="story"), story.id,
                 gr.Markdown(visible=False), *desk(lang, None))
 
-    create_btn.click(create, [new_title, new_rule, writer, lang_state, *controls],
+    create_btn.click(create, [new_title, new_rule, writer, writer_key, lang_state, *controls],
                      [stories_html, new_title, ui.tabs, story_state, no_story, *desk_outputs], **private)
 
     # -- a human turn --------------------------------------------------------------------------
 
-    def add(story_id, text, name, lang, head):
+    def add(request: gr.Request, story_id, text, name, key, lang, head, draft_id):
         sid = _need_story(story_id, lang)
         name = _need_name(name, lang)
         try:
-            store.add_paragraph(sid, text, name, kind="human", expected_head=int(head or 0))
+            limits.check("paragraph", store.writer_id(key), client_ip(request))
+            store.add_paragraph(sid, text, name, kind="human", expected_head=int(head or 0), writer_key=key,
+                                client_id=draft_id or None)
         except StaleHeadError:
-            gr.Warning(say(lang, "stale_head"))
-            return gr.skip()  # the draft stays in the box; the live view already shows the new paragraph
-        except TurnError:
-            raise _fail(say(lang, "not_human_turn")) from None
+            warn(lang, say(lang, "stale_head"))
+            return gr.skip()  # the draft stays in the box; the live view shows the new paragraph
+        except LimitExceeded as e:
+            raise ui_error(lang, e) from None
         except StoryError as e:
-            raise _fail(say(lang, "cannot_save", detail=_esc(e))) from None
+            raise user_error(lang, e) from None
         return ""
 
-    add_btn.click(add, [story_state, composer, writer, lang_state, seen_head], [composer], js=WITH_SEEN_HEAD_JS,
-                  **private).then(None, js="() => { window.relayLive && relayLive.hold(false); }")
+    add_btn.click(add, [story_state, composer, writer, writer_key, lang_state, seen_head, ui.draft_id], [composer],
+                  js=WITH_SEEN_HEAD_JS, **private).success(
+        None, js="() => { if (window.relayLive) { relayLive.hold(false); relayLive.newDraft(); } }").then(
+        None, js="() => { window.relayLive && relayLive.hold(false); }")
 
     # -- the model's turn ----------------------------------------------------------------------
 
@@ -238,16 +245,21 @@ def build_story_tabs(ui) -> None:
         sid = _need_story(story_id, lang)
         name = _need_name(name, lang)
         try:
-            return sid, name, settings_from_values(names, values)
+            return sid, name, settings_from_values(names, values, setting_range)
         except SettingsError as e:
-            raise _fail(say(lang, "settings_error", detail=_esc(e))) from None
+            raise user_error(lang, e) from None
 
     def generate(request: gr.Request, story_id, name, key, view, adapter_name, lang, *values):
         sid, name, settings = turn_inputs(story_id, name, values, lang)
         session = request.session_hash or ""
         stop = stops.fresh(session)
         ids = list(view["ids"]) if view and view.get("ids") else []
-        try:
+        with contextlib.ExitStack() as held:
+            held.callback(stops.done, session, stop)
+            try:  # at most a few model jobs per writer and per address, waiting or running
+                held.enter_context(limits.model_slot(store.writer_id(key), client_ip(request)))
+            except LimitExceeded as e:
+                raise ui_error(lang, e) from None
             for text, done in ai_turn.stream(sid, name, settings, adapter_name or None, stop, lang, writer_key=key):
                 if done is None:
                     # Nothing to accept until the text is finished and kept as a suggestion.
@@ -256,15 +268,17 @@ def build_story_tabs(ui) -> None:
                     ids.append(done["candidate_id"])
                     new_view = {"ids": ids, "index": len(ids) - 1, "expected_head": done["expected_head"]}
                     yield desk(lang, new_view, text, done["meta"])
-        finally:
-            stops.done(session, stop)
 
     gen_inputs = [story_state, writer, writer_key, turn_view, adapter, lang_state, *controls]
 
-    def may_start(story_id, name, key, lang):
-        """Refuse at once a model turn that could not run (wrong turn, or someone else's turn is live)."""
+    def may_start(request: gr.Request, story_id, name, key, lang):
+        """Refuse at once a model turn that could not run (wrong turn, someone else's turn, over a limit)."""
         sid = _need_story(story_id, lang)
         name = _need_name(name, lang)
+        try:
+            limits.check("model_turn", store.writer_id(key), client_ip(request))
+        except LimitExceeded as e:
+            raise ui_error(lang, e) from None
         ai_turn.check_ai_may_write(sid, name, lang, writer_key=key)
 
     precheck = dict(fn=may_start, inputs=[story_state, writer, writer_key, lang_state], outputs=None,
@@ -277,10 +291,16 @@ def build_story_tabs(ui) -> None:
 
     stop_btn.click(stop_generation, None, None, queue=False, **private)
 
-    def alternatives(story_id, name, key, view, n, adapter_name, lang, *values):
+    def alternatives(request: gr.Request, story_id, name, key, view, n, adapter_name, lang, *values):
         sid, name, settings = turn_inputs(story_id, name, values, lang)
-        texts, new_ids, expected, meta = ai_turn.alternatives(sid, name, settings, int(n), adapter_name or None, lang,
-                                                              writer_key=key)
+        wid, ip = store.writer_id(key), client_ip(request)
+        try:
+            limits.check("candidates", wid, ip, cost=int(n))
+            with limits.model_slot(wid, ip):
+                texts, new_ids, expected, meta = ai_turn.alternatives(sid, name, settings, int(n), adapter_name or None,
+                                                                      lang, writer_key=key)
+        except LimitExceeded as e:
+            raise ui_error(lang, e) from None
         ids = (list(view["ids"]) if view and view.get("ids") else []) + new_ids
         first = len(ids) - len(new_ids)
         boxes = [gr.Textbox(value=texts[i], visible=True, label=say(lang, "candidate_n", n=i + 1)) if i < len(texts)
@@ -326,26 +346,22 @@ def build_story_tabs(ui) -> None:
         _need_story(story_id, lang)
         name = _need_name(name, lang)
         if not view or not view.get("ids"):
-            raise _fail(say(lang, "no_candidate"))
+            raise user_error(lang, say(lang, "no_candidate"))
         if not (text or "").strip():
-            raise _fail(say(lang, "empty_candidate"))
+            raise user_error(lang, say(lang, "empty_candidate"))
         candidate_id = view["ids"][view["index"]]
         try:
             store.accept_candidate(candidate_id, name, text=text, expected_head=view["expected_head"], writer_key=key)
         except StaleHeadError as e:
             # Read the new paragraph, then accept again: this time after it.
-            gr.Warning(say(lang, "stale_moved"))
+            warn(lang, say(lang, "stale_moved"))
             return [gr.skip(), {**view, "expected_head": e.head.id if e.head else 0}] + [gr.skip()] * 5
         except TurnLost as e:
-            gr.Warning(say(lang, "turn_lost", holder=_esc(e.holder)))
+            warn(lang, say(lang, "turn_lost", holder=_esc(e.holder)))
             return desk(lang, None)
-        except TurnError:
-            raise _fail(say(lang, "not_ai_turn")) from None
-        except NotAllowed as e:
-            raise _fail(say(lang, "cannot_save", detail=_esc(e))) from None
         except StoryError as e:
-            raise _fail(say(lang, "cannot_save", detail=_esc(e))) from None
-        gr.Info(say(lang, "accepted"))
+            raise user_error(lang, e, action="accept") from None
+        info(lang, say(lang, "accepted"))
         return desk(lang, None)
 
     accept_btn.click(accept, [story_state, turn_view, preview, writer, writer_key, lang_state], desk_outputs,
@@ -378,22 +394,7 @@ def build_story_tabs(ui) -> None:
     touch_timer.tick(touch, [story_state, writer, writer_key, turn_view, preview], [touch_timer, turn_view],
                      show_progress="hidden", **private)
 
-    # -- sampling controls ---------------------------------------------------------------------
-
-    def apply_preset(name):
-        """Set the controls to a preset and clear the choice, so choosing it again applies it again."""
-        if name not in PRESETS:
-            return [gr.skip()] * len(names) + [None]
-        return [*settings_to_values(names, PRESETS[name]), None]
-
-    preset.input(apply_preset, [preset], [*controls, preset], **private)
-
-    def reset(story_id):
-        if story_id is None:
-            return settings_to_values(names, defaults)
-        return settings_to_values(names, story_defaults(store.get_story(story_id)))
-
-    reset_btn.click(reset, [story_state], controls, **private)
+    # -- sampling controls (the panel wires its own presets and reset: relay/ui/controls.py) -------
 
     def reuse_seed(view):
         if not view or not view.get("ids"):
@@ -403,54 +404,15 @@ def build_story_tabs(ui) -> None:
 
     use_seed_btn.click(reuse_seed, [turn_view], [controls[names.index("seed")]], **private)
 
-    # -- undo, fork, export --------------------------------------------------------------------
-
-    def undo(story_id, name, lang):
-        sid = _need_story(story_id, lang)
-        name = _need_name(name, lang)
-        try:
-            store.undo_last(sid, name)
-        except StoryError as e:
-            raise _fail(say(lang, "cannot_save", detail=_esc(e))) from None
-        gr.Info(say(lang, "undone"))
-
-    undo_btn.click(undo, [story_state, writer, lang_state], None, **private)
-
-    def fork(story_id, seq, title, name, lang):
-        sid = _need_story(story_id, lang)
-        name = _need_name(name, lang)
-        if seq is None:
-            raise _fail(say(lang, "need_seq"))
-        target = next((p for p in store.timeline(sid) if p.seq == int(seq)), None)
-        if target is None:
-            raise _fail(say(lang, "bad_seq", seq=int(seq)))
-        try:
-            new = store.fork(sid, target.id, title, name)
-        except StoryError as e:
-            raise _fail(say(lang, "cannot_save", detail=_esc(e))) from None
-        gr.Info(say(lang, "forked", story=new.id))
-        return new.id, render_story_list(store.list_stories(), lang), *desk(lang, None)
-
-    fork_btn.click(fork, [story_state, fork_seq, fork_title, writer, lang_state],
-                   [story_state, stories_html, *desk_outputs], **private)
+    # -- export (undo, redo, edit, fork and import live in relay/ui/history.py) ---------------------
 
     def export(story_id, fmt, lang):
         sid = _need_story(story_id, lang)
-        story = store.get_story(sid)
-        folder = Path(tempfile.mkdtemp(prefix="relay-export-"))
-        path = folder / f"relay-story-{story.id}.{fmt}"
+        path = export_path(sid, fmt)
         path.write_text(store.export(sid, fmt), encoding="utf-8")
         return str(path)
 
     export_btn.click(export, [story_state, export_fmt, lang_state], [export_file], **private)
-
-
-def _well_formed(key) -> bool:
-    try:
-        writer_id_of(key)
-        return True
-    except InvalidInput:
-        return False
 
 
 def _story_id(raw: str) -> int:
