@@ -454,6 +454,7 @@ class Engine:
         self.device = device
         self.context_window = int(backend.context_window)
         self._lock = _FifoLock()
+        self._cached_tokens = threading.local()  # what the last generation on this thread reused, for meta
         self._eos_id = tokenizer.eos_token_id
         bos = tokenizer.bos_token_id
         self._bos_id = bos if bos is not None else self._eos_id
@@ -476,7 +477,8 @@ class Engine:
 
     @property
     def unsupported_settings(self) -> frozenset[str]:
-        """SamplingSettings fields this backend cannot honour; a non-default value for one is refused."""
+        """SamplingSettings fields this backend cannot honour: a non-default value for one is refused with a
+        SettingsError naming the backend; at its default it is not applied and meta["settings_not_applied"] says so."""
         return frozenset(self.backend.unsupported_settings)
 
     @property
@@ -652,6 +654,7 @@ class Engine:
             holds_paragraph_end=lambda row: tracks[row].count < settings.min_new_tokens or not tracks[row].clean,
             on_tokens=on_tokens, cancelled=channel.cancelled)
         self.backend.generate(request)
+        self._cached_tokens.value = request.cached_tokens
         return tracks
 
     def _meta(self, settings: SamplingSettings, seed: int, adapter: str | None, prompt: list[int], output_tokens: int,
@@ -659,7 +662,9 @@ class Engine:
         return {"model": self.model_id, "adapter": adapter, "settings": settings.replace(seed=seed).to_dict(),
                 "seed": seed, "prompt_tokens": len(prompt), "output_tokens": output_tokens,
                 "seconds": round(seconds, 3), "wait_seconds": round(waited, 3), "stopped_by": stopped_by,
-                "backend": self.backend_name}
+                "backend": self.backend_name, "cached_prompt_tokens": getattr(self._cached_tokens, "value", 0),
+                # Settings left at their defaults that this backend cannot apply (see unsupported_settings).
+                "settings_not_applied": sorted(self.unsupported_settings)}
 
     @staticmethod
     def _seed(settings: SamplingSettings) -> int:

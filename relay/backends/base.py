@@ -41,6 +41,8 @@ class GenerationRequest:
     holds_paragraph_end: Callable[[int], bool]  # before min_new_tokens, or while the row has no visible text
     on_tokens: Callable[[list[int]], list[bool]]  # one id per row -> rows finished (all True once cancelled)
     cancelled: Callable[[], bool]
+    cached_tokens: int = 0  # set by the backend: prompt ids it did not have to read again (kept KV cache)
+    continuation_start: int | None = None  # where the new text starts in `prompt` (default: its end), for n-grams
 
 
 class Backend:
@@ -151,8 +153,8 @@ class TokenPicker:
         self.settings = request.settings
         never = torch.tensor(request.never_ids, dtype=torch.long)
         ends = torch.tensor(request.paragraph_end_ids, dtype=torch.long)
-        self.prompt_len = len(request.prompt)
-        self.rules = logits_processors(self.settings, self.prompt_len, request, never, ends)
+        start = request.continuation_start if request.continuation_start is not None else len(request.prompt)
+        self.rules = logits_processors(self.settings, start, request, never, ends)
         self.warpers = sampling_warpers(self.settings)
         self.generator = torch.Generator().manual_seed(request.seed)
         self.ids = torch.tensor([request.prompt] * request.n, dtype=torch.long)

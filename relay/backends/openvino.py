@@ -297,6 +297,7 @@ class OpenVinoBackend(Backend):
             reuse = min(shared, slot.blocks, len(prompt) - 1) // PREFILL_BLOCK * PREFILL_BLOCK
             _keep_prefix(infer, len(slot.ids), reuse)
             slot.ids, slot.blocks = list(prompt[:reuse]), reuse
+            request.cached_tokens = reuse
             one = np.zeros(1, dtype=np.int32)
             for start in range(reuse, len(prompt), PREFILL_BLOCK):
                 block = prompt[start:start + PREFILL_BLOCK]

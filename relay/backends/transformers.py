@@ -57,7 +57,8 @@ class TransformersBackend(Backend):
         )
         never = torch.tensor(request.never_ids, dtype=torch.long)
         ends = torch.tensor(request.paragraph_end_ids, dtype=torch.long)
-        processors = logits_processors(settings, len(prompt), request, never, ends)
+        start = request.continuation_start if request.continuation_start is not None else len(prompt)
+        processors = logits_processors(settings, start, request, never, ends)
 
         class _FeedEngine(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):
