@@ -116,13 +116,24 @@ def sentence_engine(tiny_model_dir, tmp_path_factory, backend) -> Engine:
 # ------------------------------------------------------------------ loading
 
 
-def test_engine_reports_model_device_window_and_adapters(engine, adapted_engine, tiny_model_dir):
+def test_engine_reports_model_device_window_adapters_and_backend(engine, adapted_engine, tiny_model_dir, backend):
     assert engine.model_id == str(tiny_model_dir)
     assert engine.device == "cpu"
-    assert engine.context_window == 256
+    assert engine.context_window == 256 and engine.max_new_tokens_limit == 256 - 32
+    assert engine.backend_name == backend and engine.unsupported_settings == frozenset()
     assert engine.adapter_names == []
     assert adapted_engine.adapter_names == ["noir"]
     assert engine.count_tokens("") == 0 and engine.count_tokens("그녀가 웃으며 물었다.") > 0
+
+
+def test_auto_picks_the_fast_cpu_backend_when_it_is_installed_and_an_unknown_backend_is_refused(tiny_model_dir,
+                                                                                               relay_cache):
+    auto = Engine.from_pretrained(tiny_model_dir, backend="auto", device="cpu")
+    assert auto.backend_name == ("openvino" if "openvino" in BACKENDS else "transformers")
+    assert auto.continue_story(STORY, settings()).meta["backend"] == auto.backend_name
+    with pytest.raises(ModelLoadError) as caught:
+        Engine.from_pretrained(tiny_model_dir, backend="onnx")
+    assert "transformers" in str(caught.value) and "openvino" in str(caught.value)
 
 
 def test_a_missing_model_folder_gives_a_model_load_error_that_says_what_to_pass(tmp_path):
