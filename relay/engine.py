@@ -1,8 +1,9 @@
 """The model's turn: KoGPT-2 (optionally with LoRA adapters) continues a story as clean, streamed Korean prose.
 
-`Engine.from_pretrained(...)` loads a model; `continue_story(...)` streams one continuation and
-`alternatives(...)` returns several. Context, decoding, stopping and threading rules are explained
-in docs/engine.md. torch and transformers are imported lazily so importing this module is cheap.
+`Engine.from_pretrained(...)` loads a model on a backend (relay/backends/: transformers, openvino, openai);
+`continue_story(...)` streams one continuation, `alternatives(...)` returns several and
+`stream_alternatives(...)` streams them side by side. Context, decoding, stopping and threading rules are
+explained in docs/engine.md. torch and transformers are imported lazily so importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -443,7 +444,9 @@ class Engine:
 
     def __init__(self, backend, tokenizer, *, model_id: str, adapter_names: list[str], device: str):
         """Wrap a ready backend; most callers want `Engine.from_pretrained`."""
-        if not hasattr(backend, "generate"):  # a bare transformers model, as before backends existed
+        from relay.backends.base import Backend
+
+        if not isinstance(backend, Backend):  # a bare transformers model, as before backends existed
             from relay.backends.transformers import TransformersBackend
 
             backend = TransformersBackend(backend, tokenizer, device)
