@@ -149,9 +149,13 @@ def build_app(engine: Engine):
 
         if stream:
             async def events():
+                held = None  # an error or end found while gathering tokens: handled next round, in order
                 try:
                     while True:
-                        kind, value = await asyncio.get_running_loop().run_in_executor(None, out.get)
+                        if held is not None:
+                            (kind, value), held = held, None
+                        else:
+                            kind, value = await asyncio.get_running_loop().run_in_executor(None, out.get)
                         if await http.is_disconnected():
                             gone.set()
                             return
@@ -163,7 +167,20 @@ def build_app(engine: Engine):
                             yield f"data: {json.dumps({'id': ident, 'object': 'text_completion', 'created': created, 'model': model, 'choices': final})}\n\n"
                             yield "data: [DONE]\n\n"
                             return
-                        choices = [choice(row, [token], None) for row, token in value]
+                        step = list(value)
+                        while kind == "tokens":  # send every step that is already waiting in one event
+                            try:
+                                kind, value = out.get_nowait()
+                            except queue.Empty:
+                                break
+                            if kind == "tokens":
+                                step += value
+                            else:
+                                held = (kind, value)
+                        by_row: dict[int, list[int]] = {}
+                        for row, token in step:
+                            by_row.setdefault(row, []).append(token)
+                        choices = [choice(row, tokens, None) for row, tokens in sorted(by_row.items())]
                         if choices:
                             yield f"data: {json.dumps({'id': ident, 'object': 'text_completion', 'created': created, 'model': model, 'choices': choices}, ensure_ascii=False)}\n\n"
                 finally:
