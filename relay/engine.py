@@ -520,7 +520,10 @@ class Engine:
             if not inference_url:
                 raise ModelLoadError("백엔드 openai에는 서버 주소가 필요합니다 / backend openai needs --inference-url "
                                      "(or RELAY_INFERENCE_URL), e.g. http://gpu-box:8000/v1")
-            runtime = OpenAIBackend(inference_url, model=name, source=source, adapters=adapters)
+            try:
+                runtime = OpenAIBackend(inference_url, model=name, source=source, adapters=adapters)
+            except (OSError, ValueError) as error:  # the local config.json the window size comes from
+                raise ModelLoadError(_load_message("모델 설정", "model config", name, error)) from error
             return cls(runtime, tokenizer, model_id=name, adapter_names=list(adapters), device="remote")
         if chosen == "openvino":
             from relay.backends.openvino import OpenVinoBackend
@@ -528,7 +531,12 @@ class Engine:
             base = _load_transformers(name, source, {}, "cpu")
             for adapter_name, path in adapters.items():  # the same checks and messages as the transformers backend
                 _load_adapters(copy.deepcopy(base), {adapter_name: path})
-            runtime = OpenVinoBackend.from_model(base, source=source, adapters=adapters)
+            from relay.backends.base import BackendError
+
+            try:
+                runtime = OpenVinoBackend.from_model(base, source=source, adapters=adapters)
+            except BackendError as error:  # a model it cannot convert: say so at startup, like any load error
+                raise ModelLoadError(str(error)) from error
             return cls(runtime, tokenizer, model_id=name, adapter_names=list(adapters), device="cpu")
         from relay.backends.transformers import TransformersBackend
 
