@@ -1,22 +1,31 @@
-"""Generation speed of the engine on the real KoGPT-2 architecture (random weights), beside plain `generate`.
+"""Generation speed of every backend side by side on the real KoGPT-2 architecture (random weights).
 
-    .venv/bin/python benchmarks/bench_generation.py              # full table (~3 minutes on 2 CPU cores)
-    .venv/bin/python benchmarks/bench_generation.py --repeat 1 --new-tokens 16   # smoke run
+    .venv/bin/python benchmarks/bench_generation.py              # full table (~10 minutes on 2 busy CPU cores)
+    .venv/bin/python benchmarks/bench_generation.py --repeat 1 --new-tokens 16 --contexts 32   # smoke run
+    .venv/bin/python benchmarks/bench_generation.py --backends transformers openvino           # skip the server
 
 Builds GPT2LMHeadModel(GPT2Config.from_pretrained(../shared/kogpt2)) with random weights and the real
-tokenizer in a temp folder, loads it through `Engine.from_pretrained`, and measures, for stories of about
-32, 512 and 900 tokens: time to first text and tokens per second, streaming one continuation and
-batching 3 alternatives. Speed does not depend on the weights, so random ones measure the real model.
-Results are recorded in docs/engine.md.
+tokenizer in a temp folder and loads it through `Engine.from_pretrained` on each backend: transformers
+(today's engine, the baseline), openvino (int8), and openai (a `python -m relay.serve --backend openvino`
+process on this machine, to show what the HTTP hop costs). Cells are interleaved (every backend for one
+cell, then the next cell), repeated, and the median reported, so a busy machine slows all backends alike.
+Measured: first text and decode tokens/s at stories of about 32, 512 and 900 tokens (a fresh story each
+run, so no kept cache helps); the first token when the story was read at the last turn and one short
+paragraph was added; 3 alternatives; 4 writers of different stories at once (aggregate and each); plain
+`model.generate` as a reference; and the machine's memory read bandwidth, which bounds decoding.
+Speed does not depend on the weights, so random ones measure the real model. Results: BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -75,18 +84,49 @@ def time_stream(engine, story, settings) -> tuple[float, float, int, int]:
             first = time.perf_counter()
     end = time.perf_counter()
     tokens = stream.meta["output_tokens"]
-    return first - start, (tokens - 1) / (end - first), tokens, stream.meta["prompt_tokens"]
+    first = first if first is not None else end
+    return first - start, (tokens - 1) / max(end - first, 1e-9), tokens, stream.meta["prompt_tokens"]
 
 
 def time_alternatives(engine, story, settings, n) -> tuple[float, float, float]:
-    """Seconds until all n have their first token (a 1-token call), then tokens/s per candidate and in all."""
-    first = engine.alternatives(story, settings.replace(max_new_tokens=1), n).meta["seconds"]
-    meta = engine.alternatives(story, settings, n).meta
-    per_candidate = (meta["output_tokens"] / n - 1) / max(meta["seconds"] - first, 1e-9)
-    return first, per_candidate, per_candidate * n
+    """Seconds until every candidate has its first text, then tokens/s per candidate and in all (streamed)."""
+    start = time.perf_counter()
+    stream = engine.stream_alternatives(story, settings, n)
+    firsts: dict[int, float] = {}
+    for index, _ in stream:
+        firsts.setdefault(index, time.perf_counter())
+    end = time.perf_counter()
+    first = max(firsts.values()) if firsts else end
+    per_candidate = (stream.meta["output_tokens"] / n - 1) / max(end - first, 1e-9)
+    return first - start, per_candidate, per_candidate * n
 
 
-def time_plain_generate(engine, context: int, new_tokens: int) -> tuple[float, float]:
+def time_writers(engine, stories, settings) -> tuple[float, float]:
+    """Writers of different stories at once: aggregate decode tokens/s, and the slowest writer's tokens/s."""
+    results = [None] * len(stories)
+    barrier = threading.Barrier(len(stories))
+
+    def write(index):
+        barrier.wait()
+        results[index] = time_stream(engine, stories[index], settings.replace(seed=100 + index))
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(len(stories))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    total = time.perf_counter() - started
+    return sum(r[2] for r in results) / total, min(r[1] for r in results)
+
+
+def time_next_turn(engine, story, settings, paragraph) -> float:
+    """First-text seconds for a story whose earlier part was read at the previous turn, plus one short paragraph."""
+    time_stream(engine, story, settings.replace(max_new_tokens=2))  # the previous turn
+    return time_stream(engine, story + [paragraph], settings)[0]
+
+
+def time_plain_generate(model, context: int, new_tokens: int) -> tuple[float, float]:
     """The reference: model.generate in fp32, sampling with top-k 50, no engine around it."""
     import torch
 
@@ -95,12 +135,53 @@ def time_plain_generate(engine, context: int, new_tokens: int) -> tuple[float, f
     kwargs = dict(do_sample=True, top_k=50, pad_token_id=3, eos_token_id=1)
     with torch.inference_mode():
         start = time.perf_counter()
-        engine.model.generate(ids, attention_mask=mask, max_new_tokens=1, **kwargs)
+        model.generate(ids, attention_mask=mask, max_new_tokens=1, **kwargs)
         first = time.perf_counter() - start
         start = time.perf_counter()
-        engine.model.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
+        model.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
         total = time.perf_counter() - start
     return first, (new_tokens - 1) / (total - first)
+
+
+def read_bandwidth() -> float:
+    """GB/s of reading a 512 MB float32 tensor with torch's threads (decoding reads every weight per token)."""
+    import torch
+
+    data = torch.ones(128 * 1024 * 1024)
+    data.sum()
+    runs = []
+    for _ in range(5):
+        start = time.perf_counter()
+        data.sum()
+        runs.append(time.perf_counter() - start)
+    return data.numel() * 4 / min(runs) / 1e9
+
+
+def start_server(folder: Path, cache: Path) -> tuple[subprocess.Popen, str]:
+    """A relay.serve process (openvino int8) on a free port; returns it and its URL once it answers."""
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "RELAY_CACHE": str(cache)}
+    process = subprocess.Popen([sys.executable, "-m", "relay.serve", "--model", str(folder), "--backend", "openvino",
+                                "--port", str(port)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/relay", timeout=2).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.5)
+    process.terminate()
+    sys.exit("relay.serve did not start")
+
+
+def fresh(story: list[str], run: int) -> list[str]:
+    """The same story with a different first line, so no backend can reuse a cache from an earlier run."""
+    return [f"({run}번째 이야기)"] + story[1:]
 
 
 def main(argv=None) -> None:
@@ -108,7 +189,9 @@ def main(argv=None) -> None:
     parser.add_argument("--contexts", type=int, nargs="+", default=[32, 512, 900])
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--alternatives", type=int, default=3)
+    parser.add_argument("--writers", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=2, help="runs per cell; the median is reported")
+    parser.add_argument("--backends", nargs="+", default=["transformers", "openvino", "openai"])
     args = parser.parse_args(argv)
 
     import torch
@@ -119,29 +202,79 @@ def main(argv=None) -> None:
         sys.exit(f"needs the KoGPT-2 config and tokenizer at {SHARED / 'kogpt2'}")
     settings = PRESETS["balanced"].replace(stop_at="length", max_new_tokens=args.new_tokens, min_new_tokens=0,
                                            trim_incomplete=False, seed=1)
+    paragraph = "그녀는 아무 대답도 하지 않고 창밖을 바라보았다. 비가 다시 내리기 시작했다."
+    server = None
     with tempfile.TemporaryDirectory() as tmp:
-        engine = Engine.from_pretrained(build_model(Path(tmp)))
+        folder = build_model(Path(tmp) / "model")
+        os.environ["RELAY_CACHE"] = str(Path(tmp) / "cache")
+        engines = {}
+        for name in args.backends:
+            started = time.perf_counter()
+            if name == "openai":
+                server, url = start_server(folder, Path(tmp) / "cache")
+                engines[name] = Engine.from_pretrained(folder, backend="openai", inference_url=url)
+            else:
+                engines[name] = Engine.from_pretrained(folder, backend=name)
+            print(f"{name}: loaded in {time.perf_counter() - started:.1f} s (conversion included the first time)")
         lines = story_lines()
+        any_engine = next(iter(engines.values()))
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
-              f"{args.new_tokens} new tokens, balanced preset, stop_at=length; median of {args.repeat}")
-        time_stream(engine, story_of_tokens(engine, lines, 32), settings.replace(max_new_tokens=4))  # warm-up
-        rows = []
-        for context in args.contexts:
-            story = story_of_tokens(engine, lines, context)
-            runs = [time_stream(engine, story, settings) for _ in range(args.repeat)]
-            first, rate = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
-            rows.append((runs[0][3], "engine, 1 streamed", first, rate, rate))
-            alts = [time_alternatives(engine, story, settings, args.alternatives) for _ in range(args.repeat)]
-            rows.append((runs[0][3], f"engine, {args.alternatives} alternatives", statistics.median(a[0] for a in alts),
-                         statistics.median(a[1] for a in alts), statistics.median(a[2] for a in alts)))
-        plain = [time_plain_generate(engine, 512, args.new_tokens) for _ in range(args.repeat)]
-        rows.append((512, "plain model.generate fp32", statistics.median(p[0] for p in plain),
-                     statistics.median(p[1] for p in plain), statistics.median(p[1] for p in plain)))
-    print("tokens/s count the tokens after the first one, over the time after the first one")
-    print("| context tokens | run | first token (s) | tokens/s per sequence | tokens/s in all |")
-    print("|---:|---|---:|---:|---:|")
-    for context, run, first, rate, total in rows:
-        print(f"| {context} | {run} | {first:.2f} | {rate:.1f} | {total:.1f} |")
+              f"{args.new_tokens} new tokens, balanced preset, stop_at=length; median of {args.repeat}, interleaved")
+        print(f"load average before: {os.getloadavg()}")
+        bandwidth = read_bandwidth()
+        for engine in engines.values():  # warm-up
+            time_stream(engine, story_of_tokens(any_engine, lines, 32), settings.replace(max_new_tokens=4))
+        cells: dict[tuple, list] = {}
+
+        def add(key, value):
+            cells.setdefault(key, []).append(value)
+
+        stories = {c: story_of_tokens(any_engine, lines, c) for c in set(args.contexts) | {512}}
+        writer_stories = [story_of_tokens(any_engine, lines[: -200 * (i + 1)], 512) for i in range(args.writers)]
+        for run in range(args.repeat):
+            for context in args.contexts:
+                for name, engine in engines.items():
+                    first, rate, _, prompt = time_stream(engine, fresh(stories[context], run * 10 + 1), settings)
+                    add((name, "1 streamed", context), (first, rate, rate, prompt))
+                for name, engine in engines.items():
+                    first, rate, total = time_alternatives(engine, fresh(stories[context], run * 10 + 2), settings,
+                                                           args.alternatives)
+                    add((name, f"{args.alternatives} alternatives", context), (first, rate, total, None))
+            for name, engine in engines.items():
+                first = time_next_turn(engine, fresh(stories[512], run * 10 + 3), settings, paragraph)
+                add((name, "next turn: +1 short paragraph", 512), (first, None, None, None))
+            for name, engine in engines.items():
+                aggregate, slowest = time_writers(engine, [fresh(s, run * 10 + 4) for s in writer_stories], settings)
+                add((name, f"{args.writers} writers at once (slowest writer / aggregate)", 512),
+                    (None, slowest, aggregate, None))
+            if "transformers" in engines:
+                first, rate = time_plain_generate(engines["transformers"].model, 512, args.new_tokens)
+                add(("plain generate fp32", "1 (reference)", 512), (first, rate, rate, None))
+        load_after = os.getloadavg()
+    if server is not None:
+        server.terminate()
+
+    def median(values):
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else None
+
+    def fmt(value, digits):
+        return "" if value is None else f"{value:.{digits}f}"
+
+    baseline = {}
+    for (name, run, context), values in cells.items():
+        if name == "transformers":
+            baseline[(run, context)] = median(v[2] for v in values)
+    print(f"memory read bandwidth: {bandwidth:.1f} GB/s (torch sum over 512 MB); load average after: {load_after}")
+    print("tokens/s count the tokens after the first one, over the time after the first one; "
+          "x = tokens/s in all against transformers in the same cell")
+    print("| backend | run | context tokens | first token (s) | tokens/s per sequence | tokens/s in all | x |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for (name, run, context), values in cells.items():
+        first, rate, total = (median(v[i] for v in values) for i in range(3))
+        base = baseline.get((run, context))
+        ratio = f"{total / base:.1f}" if total and base else ""
+        print(f"| {name} | {run} | {context} | {fmt(first, 2)} | {fmt(rate, 1)} | {fmt(total, 1)} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,17 @@
 """The model's turn: KoGPT-2 (optionally with LoRA adapters) continues a story as clean, streamed Korean prose.
 
-`Engine.from_pretrained(...)` loads a model; `continue_story(...)` streams one continuation and
-`alternatives(...)` returns several. Context, decoding, stopping and threading rules are explained
-in docs/engine.md. torch and transformers are imported lazily so importing this module is cheap.
+`Engine.from_pretrained(...)` loads a model on a backend (relay/backends/: transformers, openvino, openai);
+`continue_story(...)` streams one continuation, `alternatives(...)` returns several and
+`stream_alternatives(...)` streams them side by side. Context, decoding, stopping and threading rules are
+explained in docs/engine.md. torch and transformers are imported lazily so importing this module is cheap.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
+import logging
 import os
 import queue
 import re
@@ -24,7 +27,11 @@ from relay.settings import (PRESET_LABELS, PRESETS, EngineError, SamplingSetting
 from relay.tiny import KOGPT2_SPECIAL
 
 __all__ = ["Engine", "SamplingSettings", "SettingSpec", "PRESETS", "PRESET_LABELS", "Continuation", "Alternatives",
-           "EngineError", "SettingsError", "ModelLoadError", "load_tokenizer", "MAX_ALTERNATIVES"]
+           "AlternativesStream", "EngineError", "SettingsError", "ModelLoadError", "load_tokenizer", "MAX_ALTERNATIVES",
+           "BACKEND_CHOICES", "BACKEND_ENV", "INFERENCE_URL_ENV", "CACHE_ENV"]
+
+log = logging.getLogger(__name__)
+from relay.backends.base import CACHE_ENV  # noqa: E402  converted models are cached here (default ./relay-data/cache)
 
 MAX_ALTERNATIVES = 4
 MIN_PROMPT_TOKENS = 32  # the window must leave at least this much story for the model to read
@@ -371,140 +378,175 @@ class Alternatives(list):
     meta: dict[str, Any]
 
 
-# ---------------------------------------------------------------- generation helpers (built lazily)
+class _ManyChannel(_Channel):
+    """A channel for n candidates: the queue carries (index, chunk) pairs."""
+
+    def __init__(self, cancel: threading.Event | None):
+        super().__init__(cancel)
+        self.texts: list[str] = []
 
 
-def _stopper(tracks: list[_Track], channel: _Channel, on_step):
-    """A StoppingCriteria feeding every candidate's track; stops rows at their boundary, all rows on cancel."""
-    import torch
-    from transformers import StoppingCriteria
+class AlternativesStream(Continuation):
+    """n candidates being written side by side: iterate for (index, chunk) pairs; `.texts` and `.meta` at the end.
 
-    class _TrackStop(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            done = [track.feed(token) for track, token in zip(tracks, input_ids[:, -1].tolist())]
-            if on_step is not None:
-                on_step(tracks)
-            if channel.cancelled():
-                done = [True] * len(done)
-            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+    Like a Continuation, `close()` (or garbage collection) stops all candidates within a token."""
 
-    return _TrackStop()
+    def __next__(self) -> tuple[int, str]:  # type: ignore[override]
+        return super().__next__()
 
+    @property
+    def texts(self) -> list[str]:
+        """Each candidate's whole text (less an unfinished last sentence when `trim_incomplete` dropped one)."""
+        self._drain()
+        return list(self._channel.texts)
 
-def _processors(settings: SamplingSettings, prompt_len: int, tracks: list[_Track], never_ids, paragraph_end_ids):
-    """Logits processors the stock ones lack or make slow: tokens that are never prose; no early or empty
-    paragraph end; no n-gram repeats in the new text."""
-    from transformers import LogitsProcessor
-
-    class _Never(LogitsProcessor):
-        """Markup and special tokens are never written. (The stock suppress_tokens runs torch.isin over the
-        whole vocabulary every step: ~18 ms with KoGPT-2's 51,200 ids, a third of a token's time on CPU.)"""
-
-        def __call__(self, input_ids, scores):
-            return scores.index_fill_(1, never_ids.to(scores.device), -float("inf"))
-
-    processors = [_Never()]
-    if settings.stop_at != "length" and len(paragraph_end_ids):
-        class _NoEmptyOrShortParagraph(LogitsProcessor):
-            """No newline or </s> before min_new_tokens, nor before the continuation has any visible text
-            (the stock min_new_tokens processor only covers </s>, and a leading newline would end the turn empty)."""
-
-            def __call__(self, input_ids, scores):
-                for row, track in enumerate(tracks):
-                    if track.count < settings.min_new_tokens or not track.clean:
-                        scores[row, paragraph_end_ids.to(scores.device)] = -float("inf")
-                return scores
-
-        processors.append(_NoEmptyOrShortParagraph())
-    if settings.no_repeat_ngram_size > 0:
-        size = settings.no_repeat_ngram_size
-
-        class _NoRepeatInContinuation(LogitsProcessor):
-            """Like NoRepeatNGram, but over the continuation only, so names and phrases of the story stay usable.
-            Incremental: one dict update per row per step instead of a rescan of the whole sequence."""
-
-            def __init__(self):
-                self.seen: list[dict[tuple, set]] = []
-                self.length = prompt_len
-
-            def __call__(self, input_ids, scores):
-                rows = input_ids.shape[0]
-                if not self.seen:
-                    self.seen = [dict() for _ in range(rows)]
-                new = input_ids[:, prompt_len:].tolist()
-                for row, tokens in enumerate(new):
-                    if len(tokens) >= size:
-                        self.seen[row].setdefault(tuple(tokens[-size:-1]), set()).add(tokens[-1])
-                    if size == 1:
-                        banned = self.seen[row].get((), ())
-                    else:
-                        banned = self.seen[row].get(tuple(tokens[-(size - 1):]), ()) if len(tokens) >= size - 1 \
-                            else ()
-                    if banned:
-                        scores[row, list(banned)] = -float("inf")
-                return scores
-
-        processors.append(_NoRepeatInContinuation())
-    return processors
+    @property
+    def text(self) -> str:  # type: ignore[override]
+        raise AttributeError("an AlternativesStream has .texts (one per candidate), not .text")
 
 
 # ---------------------------------------------------------------- the engine
 
+BACKEND_CHOICES = ("auto", "transformers", "openvino", "openai")
+BACKEND_ENV = "RELAY_BACKEND"  # transformers | openvino | openai | auto
+INFERENCE_URL_ENV = "RELAY_INFERENCE_URL"  # the OpenAI-compatible server for backend "openai"
+
+
+def _choose_backend(backend: str, device: str, inference_url: str | None) -> str:
+    """Resolve "auto": openai when a URL is given, the fast int8 CPU runtime on a CPU when it imports, else transformers."""
+    if backend not in BACKEND_CHOICES:
+        raise ModelLoadError(f"알 수 없는 백엔드 '{backend}' / unknown backend {backend!r}; "
+                             f"choose one of {', '.join(BACKEND_CHOICES)}")
+    if backend != "auto":
+        return backend
+    if inference_url:
+        log.info("backend auto -> openai: an inference URL was given (%s)", inference_url)
+        return "openai"
+    if device != "cpu":
+        log.info("backend auto -> transformers: device %s is not a CPU (the int8 runtime is for CPUs)", device)
+        return "transformers"
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        log.info("backend auto -> transformers: the openvino package is not installed "
+                 "(pip install openvino for int8 CPU generation, several times faster)")
+        return "transformers"
+    log.info("backend auto -> openvino: CPU device and the openvino package imports (int8 weights, several times "
+             "faster than transformers fp32)")
+    return "openvino"
+
 
 class Engine:
-    """A loaded model, its tokenizer and adapters; continues stories. Safe to share between threads."""
+    """A loaded model, its tokenizer and adapters; continues stories. Safe to share between threads.
 
-    def __init__(self, model, tokenizer, *, model_id: str, adapter_names: list[str], device: str):
-        """Wrap an already loaded model; most callers want `Engine.from_pretrained`."""
-        import torch
+    The token loop runs in a backend (`relay/backends/`); context, decoding, stopping and trimming happen
+    here so that every backend writes the same clean text under the same rules.
+    """
 
-        self.model = model
+    def __init__(self, backend, tokenizer, *, model_id: str, adapter_names: list[str], device: str):
+        """Wrap a ready backend; most callers want `Engine.from_pretrained`."""
+        from relay.backends.base import Backend
+
+        if not isinstance(backend, Backend):  # a bare transformers model, as before backends existed
+            from relay.backends.transformers import TransformersBackend
+
+            backend = TransformersBackend(backend, tokenizer, device)
+        self.backend = backend
         self.tokenizer = tokenizer
         self.model_id = model_id
         self.adapter_names = list(adapter_names)
         self.device = device
-        config = model.config
-        self.context_window = int(getattr(config, "n_positions", None) or config.max_position_embeddings)
+        self.context_window = int(backend.context_window)
         self._lock = _FifoLock()
-        self._eos_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else config.eos_token_id
-        bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else config.bos_token_id
+        self._cached_tokens = threading.local()  # what the last generation on this thread reused, for meta
+        self._eos_id = tokenizer.eos_token_id
+        bos = tokenizer.bos_token_id
         self._bos_id = bos if bos is not None else self._eos_id
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else config.pad_token_id
+        pad = tokenizer.pad_token_id
         self._pad_id = pad if pad is not None else self._eos_id
-        vocab_size = int(config.vocab_size)
+        vocab_size = int(backend.vocab_size)
         specials = set(tokenizer.all_special_ids)
         markup = {i for i, token in tokenizer.added_tokens_decoder.items() if _MARKUP_TOKEN.match(str(token))}
         # Never generated (except </s>, which ends a paragraph) and never shown.
         self._drop_ids = frozenset(i for i in specials | markup | {self._pad_id} if i is not None and i < vocab_size)
-        self._never = torch.tensor(sorted(self._drop_ids - {self._eos_id}), dtype=torch.long)
+        self._never = sorted(self._drop_ids - {self._eos_id})
         texts = _decode_each(tokenizer, min(vocab_size, len(tokenizer)))
         newline_ids = [i for i, text in enumerate(texts) if "\n" in text and i not in self._drop_ids]
-        self._paragraph_end_ids = torch.tensor(newline_ids + [i for i in [self._eos_id] if i is not None],
-                                               dtype=torch.long)
+        self._paragraph_end_ids = newline_ids + [i for i in [self._eos_id] if i is not None]
+
+    @property
+    def backend_name(self) -> str:
+        """Which runtime writes: "transformers", "openvino" or "openai"."""
+        return self.backend.name
+
+    @property
+    def unsupported_settings(self) -> frozenset[str]:
+        """SamplingSettings fields this backend cannot honour: a non-default value for one is refused with a
+        SettingsError naming the backend; at its default it is not applied and meta["settings_not_applied"] says so."""
+        return frozenset(self.backend.unsupported_settings)
+
+    @property
+    def max_new_tokens_limit(self) -> int:
+        """The largest max_new_tokens this model's window allows (it must leave MIN_PROMPT_TOKENS of story)."""
+        return self.context_window - MIN_PROMPT_TOKENS
+
+    @property
+    def model(self):
+        """The transformers model (transformers backend only; other backends hold a converted copy)."""
+        return getattr(self.backend, "model", None)
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike = "skt/kogpt2-base-v2", adapters: dict[str, str] | None = None,
-                        device: str = "auto") -> "Engine":
-        """Load a model (Hub id or local folder) and its LoRA adapters; ModelLoadError says what to do on failure."""
-        import torch
-        from transformers import AutoModelForCausalLM
+                        device: str = "auto", backend: str = "auto", inference_url: str | None = None) -> "Engine":
+        """Load a model (Hub id or local folder) and its LoRA adapters on a backend; ModelLoadError says what to do.
 
+        backend: "transformers" (reference, GPU), "openvino" (int8 on CPU, converted and cached under
+        $RELAY_CACHE), "openai" (a remote OpenAI-compatible server at `inference_url`), or "auto".
+        """
         name = str(model)
         if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = "cpu"
+            with contextlib.suppress(ImportError):
+                import torch
+
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+        chosen = _choose_backend(backend, device, inference_url)
         tokenizer = load_tokenizer(name)
         source = str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
-        dtype = torch.float16 if device.startswith("cuda") else torch.float32
-        try:
-            loaded = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-        except (OSError, ValueError) as error:
-            raise ModelLoadError(_load_message("모델", "model", name, error)) from error
-        loaded.to(device)
-        loaded.eval()
         adapters = dict(adapters or {})
-        if adapters:
-            loaded = _load_adapters(loaded, adapters)
-        return cls(loaded, tokenizer, model_id=name, adapter_names=list(adapters), device=device)
+        if chosen == "openai":
+            from relay.backends.openai import OpenAIBackend
+
+            if not inference_url:
+                raise ModelLoadError("백엔드 openai에는 서버 주소가 필요합니다 / backend openai needs --inference-url "
+                                     "(or RELAY_INFERENCE_URL), e.g. http://gpu-box:8000/v1")
+            try:
+                runtime = OpenAIBackend(inference_url, model=name, source=source, adapters=adapters)
+            except (OSError, ValueError) as error:  # the local config.json the window size comes from
+                raise ModelLoadError(_load_message("모델 설정", "model config", name, error)) from error
+            return cls(runtime, tokenizer, model_id=name, adapter_names=list(adapters), device="remote")
+        if chosen == "openvino":
+            from relay.backends.openvino import OpenVinoBackend
+
+            base = _load_transformers(name, source, {}, "cpu")
+            for adapter_name, path in adapters.items():  # the same checks and messages as the transformers backend
+                _load_adapters(copy.deepcopy(base), {adapter_name: path})
+            from relay.backends.base import BackendError
+
+            try:
+                runtime = OpenVinoBackend.from_model(base, source=source, adapters=adapters)
+            except BackendError as error:  # a model it cannot convert: say so at startup, like any load error
+                raise ModelLoadError(str(error)) from error
+            return cls(runtime, tokenizer, model_id=name, adapter_names=list(adapters), device="cpu")
+        from relay.backends.transformers import TransformersBackend
+
+        loaded = _load_transformers(name, source, adapters, device)
+        return cls(TransformersBackend(loaded, tokenizer, device), tokenizer, model_id=name,
+                   adapter_names=list(adapters), device=device)
+
+    def close(self) -> None:
+        """Free the backend's threads and connections."""
+        self.backend.close()
 
     # -- context
 
@@ -581,67 +623,60 @@ class Engine:
             known = ", ".join(self.adapter_names) or "없음 / none"
             raise SettingsError("adapter", f"알 수 없는 어댑터 '{adapter}' / unknown adapter {adapter!r}; "
                                            f"available: {known}")
+        defaults = SamplingSettings()
+        for name in sorted(self.unsupported_settings):
+            if getattr(settings, name) != getattr(defaults, name):
+                raise SettingsError(
+                    name, f"'{self.backend_name}' 백엔드는 {name} 설정을 지원하지 않습니다 / the {self.backend_name} "
+                          f"backend cannot honour {name}; leave it at its default ({getattr(defaults, name)!r}) "
+                          f"or use the transformers backend.")
 
-    def _adapter_scope(self, adapter: str | None):
-        """Select an adapter, or switch adapters off entirely so the base model's output is exact."""
-        if not self.adapter_names:
-            return contextlib.nullcontext()
-        if adapter is None:
-            return self.model.disable_adapter()
-        self.model.set_adapter(adapter)
-        return contextlib.nullcontext()
+    def _acquire(self, channel: _Channel) -> bool:
+        """Wait for the model: in arrival order for a backend that runs one request at a time, at once otherwise."""
+        if self.backend.concurrent:
+            return not channel.cancelled()
+        return self._lock.acquire(channel.events)
 
-    def _never_ids(self, settings: SamplingSettings):
-        """Ids never generated: markup and specials, and </s> too when only the length limit may stop."""
-        import torch
-
-        if settings.stop_at == "length" and self._eos_id is not None:
-            return torch.cat([self._never, torch.tensor([self._eos_id])])
-        return self._never
+    def _release(self) -> None:
+        if not self.backend.concurrent:
+            self._lock.release()
 
     def _generate(self, prompt: list[int], settings: SamplingSettings, seed: int, adapter: str | None, n: int,
                   channel: _Channel, on_step=None) -> list[_Track]:
-        """Run one (batched) generate call under the caller's lock; returns the finished tracks."""
-        import torch
-        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+        """Run one (batched) generation on the backend; returns the finished tracks."""
+        from relay.backends.base import GenerationRequest
 
         tracks = [_Track(StreamDecoder(self.tokenizer, prompt, self._drop_ids), settings, self._eos_id)
                   for _ in range(n)]
-        sampling = settings.temperature > 0
-        config = GenerationConfig(
-            max_new_tokens=settings.max_new_tokens,
-            do_sample=sampling,
-            temperature=settings.temperature if sampling else None,
-            top_k=settings.top_k if sampling else None,
-            top_p=settings.top_p if sampling else None,
-            typical_p=settings.typical_p if sampling else None,
-            repetition_penalty=settings.repetition_penalty,
-            eos_token_id=self._eos_id, pad_token_id=self._pad_id, bos_token_id=self._bos_id,
-            use_cache=True,
-        )
-        input_ids = torch.tensor([prompt] * n, dtype=torch.long, device=self.device)
-        processors = _processors(settings, len(prompt), tracks, self._never_ids(settings), self._paragraph_end_ids)
-        with torch.inference_mode(), self._adapter_scope(adapter):
-            shared = {}
-            if n > 1 and len(prompt) > 1:
-                # The n candidates share the story: read it once and copy its cache n times, instead of letting
-                # generate read it n times (for 3 candidates of a 900-token story that is most of the wait).
-                cache = self.model(input_ids=input_ids[:1, :-1], use_cache=True)["cache"]
-                cache.batch_repeat_interleave(n)
-                shared["cache"] = cache
-            torch.manual_seed(seed)  # under the engine lock, so no other generation draws from the RNG meanwhile
-            self.model.generate(
-                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), generation_config=config,
-                logits_processor=LogitsProcessorList(processors),
-                stopping_criteria=StoppingCriteriaList([_stopper(tracks, channel, on_step)]), **shared,
-            )
+
+        def on_tokens(ids: list[int]) -> list[bool]:
+            done = [track.feed(token) for track, token in zip(tracks, ids)]
+            if on_step is not None:
+                on_step(tracks)
+            if channel.cancelled():
+                done = [True] * len(done)
+            return done
+
+        never = list(self._never)
+        if settings.stop_at == "length" and self._eos_id is not None:
+            never.append(self._eos_id)  # only the length limit may stop: </s> is never written either
+        request = GenerationRequest(
+            prompt=prompt, n=n, settings=settings, seed=seed, adapter=adapter, never_ids=never,
+            paragraph_end_ids=list(self._paragraph_end_ids),
+            holds_paragraph_end=lambda row: tracks[row].count < settings.min_new_tokens or not tracks[row].clean,
+            on_tokens=on_tokens, cancelled=channel.cancelled)
+        self.backend.generate(request)
+        self._cached_tokens.value = request.cached_tokens
         return tracks
 
     def _meta(self, settings: SamplingSettings, seed: int, adapter: str | None, prompt: list[int], output_tokens: int,
               seconds: float, waited: float, stopped_by: str) -> dict[str, Any]:
         return {"model": self.model_id, "adapter": adapter, "settings": settings.replace(seed=seed).to_dict(),
                 "seed": seed, "prompt_tokens": len(prompt), "output_tokens": output_tokens,
-                "seconds": round(seconds, 3), "wait_seconds": round(waited, 3), "stopped_by": stopped_by}
+                "seconds": round(seconds, 3), "wait_seconds": round(waited, 3), "stopped_by": stopped_by,
+                "backend": self.backend_name, "cached_prompt_tokens": getattr(self._cached_tokens, "value", 0),
+                # Settings left at their defaults that this backend cannot apply (see unsupported_settings).
+                "settings_not_applied": sorted(self.unsupported_settings)}
 
     @staticmethod
     def _seed(settings: SamplingSettings) -> int:
@@ -654,50 +689,15 @@ class Engine:
         prompt = self._prompt_ids(paragraphs, settings.max_new_tokens)
         seed = self._seed(settings)
         channel = _Channel(cancel)
-        worker = threading.Thread(target=self._stream_worker, args=(channel, prompt, settings, seed, adapter),
+        worker = threading.Thread(target=self._stream_worker, args=(channel, prompt, settings, seed, adapter, 1),
                                   name="relay-generate", daemon=True)
         worker.start()
         return Continuation(channel)
 
-    def _stream_worker(self, channel: _Channel, prompt, settings, seed, adapter) -> None:
-        """Generate in a worker thread, pushing shown text to the channel; always ends the stream and the lock."""
-        queued = time.perf_counter()
-        emitted = ""
-        try:
-            if not self._lock.acquire(channel.events):
-                channel.meta = self._meta(settings, seed, adapter, prompt, 0, 0.0, time.perf_counter() - queued,
-                                          "cancel")
-                return
-            try:
-                started = time.perf_counter()
-
-                def push(tracks):
-                    nonlocal emitted
-                    shown = tracks[0].shown()
-                    if len(shown) > len(emitted) and shown.startswith(emitted):
-                        channel.queue.put(shown[len(emitted):])
-                        emitted = shown
-
-                track = self._generate(prompt, settings, seed, adapter, 1, channel, on_step=push)[0]
-                reason = track.reason or ("cancel" if channel.cancelled() else "length")
-                final = track.final(reason)
-                rest = final[len(emitted):] if final.startswith(emitted) else ""
-                if rest:
-                    channel.queue.put(rest)
-                # A trimmed ending makes `final` shorter than what was streamed: `.text` is what counts.
-                channel.text = final if len(final) < len(emitted) else emitted + rest
-                channel.meta = self._meta(settings, seed, adapter, prompt, track.count, time.perf_counter() - started,
-                                          started - queued, reason)
-            finally:
-                self._lock.release()
-        except BaseException as error:  # reported to the consumer, who re-raises it as EngineError
-            channel.queue.put(error)
-        finally:
-            channel.queue.put(_END)
-
-    def alternatives(self, paragraphs: list[str], settings: SamplingSettings, n: int, adapter: str | None = None,
-                     cancel: threading.Event | None = None) -> Alternatives:
-        """n (1..4) candidate continuations from one batched generate call, with `.meta` (the usual dict plus "n")."""
+    def stream_alternatives(self, paragraphs: list[str], settings: SamplingSettings, n: int,
+                            adapter: str | None = None, cancel: threading.Event | None = None) -> AlternativesStream:
+        """n (1..4) candidates written side by side in one batch: iterate for (index, chunk) pairs as each grows;
+        `.texts` and `.meta` (as `alternatives` gives) once finished. Same seed -> same candidates as `alternatives`."""
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_ALTERNATIVES:
             raise SettingsError("n", f"후보 수는 1~{MAX_ALTERNATIVES} 사이여야 합니다 / n must be a whole number "
                                      f"from 1 to {MAX_ALTERNATIVES}; got {n!r}")
@@ -707,32 +707,95 @@ class Engine:
                                                "candidate is the same; raise the temperature to get alternatives.")
         prompt = self._prompt_ids(paragraphs, settings.max_new_tokens)
         seed = self._seed(settings)
-        channel = _Channel(cancel)
-        queued = time.perf_counter()
-        if not self._lock.acquire(channel.events):
-            result = Alternatives()
-            result.meta = {**self._meta(settings, seed, adapter, prompt, 0, 0.0, time.perf_counter() - queued,
-                                        "cancel"), "n": n, "candidates": []}
-            return result
-        try:
-            started = time.perf_counter()
-            tracks = self._generate(prompt, settings, seed, adapter, n, channel)
-        finally:
-            self._lock.release()
-        seconds = time.perf_counter() - started
-        candidates = []
-        for track in tracks:
-            reason = track.reason or ("cancel" if channel.cancelled() else "length")
-            candidates.append({"text": track.final(reason), "output_tokens": track.count, "stopped_by": reason})
-        result = Alternatives(c["text"] for c in candidates)
-        # Why the batched call ended: a cancel, else the length limit, else the slowest candidate's boundary.
-        reasons = [c["stopped_by"] for c in candidates]
-        ended_by = next((r for r in ("cancel", "length") if r in reasons),
-                        max(candidates, key=lambda c: c["output_tokens"])["stopped_by"])
-        result.meta = {**self._meta(settings, seed, adapter, prompt, sum(c["output_tokens"] for c in candidates),
-                                    seconds, started - queued, ended_by),
-                       "n": n, "candidates": [{k: c[k] for k in ("output_tokens", "stopped_by")} for c in candidates]}
+        channel = _ManyChannel(cancel)
+        worker = threading.Thread(target=self._stream_worker, args=(channel, prompt, settings, seed, adapter, n),
+                                  name="relay-generate", daemon=True)
+        worker.start()
+        return AlternativesStream(channel)
+
+    def alternatives(self, paragraphs: list[str], settings: SamplingSettings, n: int, adapter: str | None = None,
+                     cancel: threading.Event | None = None) -> Alternatives:
+        """n (1..4) candidate continuations from one batched generation, with `.meta` (the usual dict plus "n")."""
+        stream = self.stream_alternatives(paragraphs, settings, n, adapter=adapter, cancel=cancel)
+        result = Alternatives(stream.texts)
+        result.meta = stream.meta
         return result
+
+    def _stream_worker(self, channel: _Channel, prompt, settings, seed, adapter, n: int) -> None:
+        """Generate in a worker thread, pushing shown text to the channel; always ends the stream and the lock.
+
+        With n == 1 the queue carries text chunks (a Continuation); otherwise (index, chunk) pairs."""
+        queued = time.perf_counter()
+        emitted = [""] * n
+        single = n == 1 and not isinstance(channel, _ManyChannel)
+        try:
+            if not self._acquire(channel):
+                channel.meta = self._meta(settings, seed, adapter, prompt, 0, 0.0, time.perf_counter() - queued,
+                                          "cancel")
+                if not single:
+                    channel.meta.update(n=n, candidates=[])
+                    channel.texts = []
+                return
+            try:
+                started = time.perf_counter()
+
+                def push(tracks):
+                    for index, track in enumerate(tracks):
+                        shown = track.shown()
+                        if len(shown) > len(emitted[index]) and shown.startswith(emitted[index]):
+                            chunk = shown[len(emitted[index]):]
+                            channel.queue.put(chunk if single else (index, chunk))
+                            emitted[index] = shown
+
+                tracks = self._generate(prompt, settings, seed, adapter, n, channel, on_step=push)
+                seconds = time.perf_counter() - started
+                candidates = []
+                for index, track in enumerate(tracks):
+                    reason = track.reason or ("cancel" if channel.cancelled() else "length")
+                    final = track.final(reason)
+                    rest = final[len(emitted[index]):] if final.startswith(emitted[index]) else ""
+                    if rest:
+                        channel.queue.put(rest if single else (index, rest))
+                    # A trimmed ending makes `final` shorter than what was streamed: `.text` is what counts.
+                    text = final if len(final) < len(emitted[index]) else emitted[index] + rest
+                    candidates.append({"text": text, "output_tokens": track.count, "stopped_by": reason})
+                if single:
+                    channel.text = candidates[0]["text"]
+                    channel.meta = self._meta(settings, seed, adapter, prompt, tracks[0].count, seconds,
+                                              started - queued, candidates[0]["stopped_by"])
+                else:
+                    # Why the batch ended: a cancel, else the length limit, else the slowest candidate's boundary.
+                    reasons = [c["stopped_by"] for c in candidates]
+                    ended_by = next((r for r in ("cancel", "length") if r in reasons),
+                                    max(candidates, key=lambda c: c["output_tokens"])["stopped_by"])
+                    channel.texts = [c["text"] for c in candidates]
+                    channel.meta = {
+                        **self._meta(settings, seed, adapter, prompt, sum(c["output_tokens"] for c in candidates),
+                                     seconds, started - queued, ended_by),
+                        "n": n, "candidates": [{k: c[k] for k in ("output_tokens", "stopped_by")} for c in candidates]}
+            finally:
+                self._release()
+        except BaseException as error:  # reported to the consumer, who re-raises it as EngineError
+            channel.queue.put(error)
+        finally:
+            channel.queue.put(_END)
+
+
+def _load_transformers(name: str, source: str, adapters: dict[str, str], device: str):
+    """The transformers model (fp16 on a GPU, fp32 otherwise) with its PEFT adapters."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(_load_message("모델", "model", name, error)) from error
+    loaded.to(device)
+    loaded.eval()
+    if adapters:
+        loaded = _load_adapters(loaded, adapters)
+    return loaded
 
 
 def _decode_each(tokenizer, count: int) -> list[str]:

@@ -1,5 +1,8 @@
 """The generation engine on tiny random GPT-2 models loaded through the real `from_pretrained` path.
 
+Every test that takes one of the engine fixtures runs once per available backend (transformers, and
+openvino when it is installed): the engine's contract is the same on all of them.
+
 Random models write nonsense, so behaviour that depends on *what* the model prefers (ending a paragraph,
 ending a sentence, emitting special tokens) is tested on "fixed-preference" models built here: the final
 layer norm is set to output a constant vector and the tied embedding matrix is edited so every step's
@@ -10,6 +13,8 @@ generate, decoding) is the real path.
 from __future__ import annotations
 
 import gc
+import importlib.util
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -57,9 +62,30 @@ def settings(**changes) -> SamplingSettings:
     return SamplingSettings(**{"seed": 7, "max_new_tokens": 40, "min_new_tokens": 0, **changes})
 
 
+BACKENDS = ["transformers"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
+
+
+@pytest.fixture(scope="session")
+def relay_cache(tmp_path_factory):
+    """Converted models for this test session (shared by every test module that converts)."""
+    folder = tmp_path_factory.getbasetemp() / "relay-cache"
+    old = os.environ.get("RELAY_CACHE")
+    os.environ["RELAY_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("RELAY_CACHE", None)
+    else:
+        os.environ["RELAY_CACHE"] = old
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request, relay_cache) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def engine(tiny_model_dir) -> Engine:
-    return Engine.from_pretrained(tiny_model_dir)
+def engine(tiny_model_dir, backend) -> Engine:
+    return Engine.from_pretrained(tiny_model_dir, backend=backend)
 
 
 @pytest.fixture(scope="module")
@@ -68,35 +94,46 @@ def adapter_dir(tiny_model_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def adapted_engine(tiny_model_dir, adapter_dir) -> Engine:
-    return Engine.from_pretrained(tiny_model_dir, adapters={"noir": str(adapter_dir)})
+def adapted_engine(tiny_model_dir, adapter_dir, backend) -> Engine:
+    return Engine.from_pretrained(tiny_model_dir, adapters={"noir": str(adapter_dir)}, backend=backend)
 
 
 @pytest.fixture(scope="module")
-def newline_engine(tiny_model_dir, tmp_path_factory) -> Engine:
+def newline_engine(tiny_model_dir, tmp_path_factory, backend) -> Engine:
     """A model that always prefers "\\n" (so it ends the paragraph as soon as it may)."""
     folder = fixed_preference_model(tiny_model_dir, tmp_path_factory.mktemp("newline"), {"\n": 12.0})
-    return Engine.from_pretrained(folder)
+    return Engine.from_pretrained(folder, backend=backend)
 
 
 @pytest.fixture(scope="module")
-def sentence_engine(tiny_model_dir, tmp_path_factory) -> Engine:
+def sentence_engine(tiny_model_dir, tmp_path_factory, backend) -> Engine:
     """A model that writes only "었다." and "▁그녀", at random: sentences end whenever "었다." meets "▁그녀"."""
     folder = fixed_preference_model(tiny_model_dir, tmp_path_factory.mktemp("sentence"),
                                     {"었다.": 10.0, "▁그녀": 10.0})
-    return Engine.from_pretrained(folder)
+    return Engine.from_pretrained(folder, backend=backend)
 
 
 # ------------------------------------------------------------------ loading
 
 
-def test_engine_reports_model_device_window_and_adapters(engine, adapted_engine, tiny_model_dir):
+def test_engine_reports_model_device_window_adapters_and_backend(engine, adapted_engine, tiny_model_dir, backend):
     assert engine.model_id == str(tiny_model_dir)
     assert engine.device == "cpu"
-    assert engine.context_window == 256
+    assert engine.context_window == 256 and engine.max_new_tokens_limit == 256 - 32
+    assert engine.backend_name == backend and engine.unsupported_settings == frozenset()
     assert engine.adapter_names == []
     assert adapted_engine.adapter_names == ["noir"]
     assert engine.count_tokens("") == 0 and engine.count_tokens("그녀가 웃으며 물었다.") > 0
+
+
+def test_auto_picks_the_fast_cpu_backend_when_it_is_installed_and_an_unknown_backend_is_refused(tiny_model_dir,
+                                                                                               relay_cache):
+    auto = Engine.from_pretrained(tiny_model_dir, backend="auto", device="cpu")
+    assert auto.backend_name == ("openvino" if "openvino" in BACKENDS else "transformers")
+    assert auto.continue_story(STORY, settings()).meta["backend"] == auto.backend_name
+    with pytest.raises(ModelLoadError) as caught:
+        Engine.from_pretrained(tiny_model_dir, backend="onnx")
+    assert "transformers" in str(caught.value) and "openvino" in str(caught.value)
 
 
 def test_a_missing_model_folder_gives_a_model_load_error_that_says_what_to_pass(tmp_path):
@@ -376,8 +413,8 @@ def test_stream_decoder_keeps_the_space_before_the_first_new_word(engine):
 
 
 @pytest.fixture(scope="module")
-def kogpt2_engine(kogpt2_tiny_model_dir) -> Engine:
-    return Engine.from_pretrained(kogpt2_tiny_model_dir)
+def kogpt2_engine(kogpt2_tiny_model_dir, backend) -> Engine:
+    return Engine.from_pretrained(kogpt2_tiny_model_dir, backend=backend)
 
 
 @pytest.fixture(scope="module")
@@ -475,11 +512,12 @@ def test_emoticons_emoji_and_typed_jamo_come_out_exactly_as_written(kogpt2_engin
 
 
 def test_no_special_markup_or_unk_token_reaches_the_output_even_when_the_model_prefers_them(
-        kogpt2_tiny_model_dir, tmp_path):
+        kogpt2_tiny_model_dir, tmp_path, backend):
     markup = ["<s>", "</s>", "<usr>", "<pad>", "<sys>", "<unk>", "<mask>", "<d>", "</d>", "<unused0>", "<unused99>"]
     preferred = {token: 12.0 for token in markup}
     preferred.update({":)": 10.0, "😊": 10.0, "▁그는": 10.0, "었다.": 10.0})
-    engine = Engine.from_pretrained(fixed_preference_model(kogpt2_tiny_model_dir, tmp_path / "markup", preferred))
+    engine = Engine.from_pretrained(fixed_preference_model(kogpt2_tiny_model_dir, tmp_path / "markup", preferred),
+                                    backend=backend)
     stream = engine.continue_story(STORY, settings(stop_at="length", max_new_tokens=200, temperature=1.0,
                                                    trim_incomplete=False, **PLAIN))
     text = stream.text

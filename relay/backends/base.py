@@ -1,0 +1,175 @@
+"""What every backend shares: the request the engine hands over, and the logits rules of the engine.
+
+A backend runs only the token loop. The engine builds the prompt, decodes, decides where a candidate
+stops (`_Track`) and trims; the backend reads the prompt, picks ids under the request's rules and hands
+each step's ids to `request.on_tokens`, which says which rows are finished (all of them on a cancel).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from relay.settings import EngineError, SamplingSettings
+
+CACHE_ENV = "RELAY_CACHE"  # where converted models are kept
+DEFAULT_CACHE = Path("relay-data") / "cache"
+
+
+class BackendError(EngineError):
+    """A backend could not be set up or could not generate; the message names the backend and what to do."""
+
+
+def cache_dir() -> Path:
+    """The folder for converted models: $RELAY_CACHE, else ./relay-data/cache."""
+    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser()
+
+
+@dataclass
+class GenerationRequest:
+    """One generation: `n` rows continuing the same prompt under the same settings and seed."""
+
+    prompt: list[int]
+    n: int
+    settings: SamplingSettings
+    seed: int
+    adapter: str | None
+    never_ids: list[int]  # never generated: markup, specials (and </s> when only the length may stop)
+    paragraph_end_ids: list[int]  # newline tokens and </s>: held back while `holds_paragraph_end(row)`
+    holds_paragraph_end: Callable[[int], bool]  # before min_new_tokens, or while the row has no visible text
+    on_tokens: Callable[[list[int]], list[bool]]  # one id per row -> rows finished (all True once cancelled)
+    cancelled: Callable[[], bool]
+    cached_tokens: int = 0  # set by the backend: prompt ids it did not have to read again (kept KV cache)
+    continuation_start: int | None = None  # where the new text starts in `prompt` (default: its end), for n-grams
+
+
+class Backend:
+    """A runtime that turns a GenerationRequest into token ids. Subclasses set the class attributes."""
+
+    name: str = "base"
+    # SamplingSettings fields this backend cannot honour (the engine refuses non-default values).
+    unsupported_settings: frozenset[str] = frozenset()
+    # True when requests may run at the same time (the runtime batches or runs sequences in parallel);
+    # False makes the engine serve them one at a time, in arrival order.
+    concurrent: bool = False
+    context_window: int
+    vocab_size: int
+
+    def generate(self, request: GenerationRequest) -> None:
+        """Run the token loop until every row is finished, max_new_tokens is reached or the request is cancelled."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free what the backend holds (threads, connections)."""
+
+
+def logits_processors(settings: SamplingSettings, prompt_len: int, request: GenerationRequest, never_ids,
+                      paragraph_end_ids) -> list:
+    """The engine's own rules as transformers LogitsProcessors: tokens that are never prose; no early or empty
+    paragraph end; no n-gram repeats in the new text. `never_ids`/`paragraph_end_ids` are torch tensors."""
+    from transformers import LogitsProcessor
+
+    class _Never(LogitsProcessor):
+        """Markup and special tokens are never written. (The stock suppress_tokens runs torch.isin over the
+        whole vocabulary every step: ~18 ms with KoGPT-2's 51,200 ids, a third of a token's time on CPU.)"""
+
+        def __call__(self, input_ids, scores):
+            return scores.index_fill_(1, never_ids.to(scores.device), -float("inf"))
+
+    processors = [_Never()]
+    if settings.stop_at != "length" and len(paragraph_end_ids):
+        class _NoEmptyOrShortParagraph(LogitsProcessor):
+            """No newline or </s> before min_new_tokens, nor before the continuation has any visible text
+            (the stock min_new_tokens processor only covers </s>, and a leading newline would end the turn empty)."""
+
+            def __call__(self, input_ids, scores):
+                for row in range(scores.shape[0]):
+                    if request.holds_paragraph_end(row):
+                        scores[row, paragraph_end_ids.to(scores.device)] = -float("inf")
+                return scores
+
+        processors.append(_NoEmptyOrShortParagraph())
+    if settings.no_repeat_ngram_size > 0:
+        size = settings.no_repeat_ngram_size
+
+        class _NoRepeatInContinuation(LogitsProcessor):
+            """Like NoRepeatNGram, but over the continuation only, so names and phrases of the story stay usable.
+            Incremental: one dict update per row per step instead of a rescan of the whole sequence."""
+
+            def __init__(self):
+                self.seen: list[dict[tuple, set]] = []
+
+            def __call__(self, input_ids, scores):
+                rows = input_ids.shape[0]
+                if not self.seen:
+                    self.seen = [dict() for _ in range(rows)]
+                new = input_ids[:, prompt_len:].tolist()
+                for row, tokens in enumerate(new):
+                    if len(tokens) >= size:
+                        self.seen[row].setdefault(tuple(tokens[-size:-1]), set()).add(tokens[-1])
+                    if size == 1:
+                        banned = self.seen[row].get((), ())
+                    else:
+                        banned = self.seen[row].get(tuple(tokens[-(size - 1):]), ()) if len(tokens) >= size - 1 \
+                            else ()
+                    if banned:
+                        scores[row, list(banned)] = -float("inf")
+                return scores
+
+        processors.append(_NoRepeatInContinuation())
+    return processors
+
+
+def sampling_warpers(settings: SamplingSettings) -> list:
+    """transformers' stock repetition penalty and samplers, in `generate`'s order, for a hand-run token loop."""
+    from transformers import (RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper,
+                              TopPLogitsWarper, TypicalLogitsWarper)
+
+    warpers = []
+    if settings.repetition_penalty != 1.0:
+        warpers.append(RepetitionPenaltyLogitsProcessor(settings.repetition_penalty))
+    if settings.temperature > 0:
+        if settings.temperature != 1.0:
+            warpers.append(TemperatureLogitsWarper(settings.temperature))
+        if settings.top_k:
+            warpers.append(TopKLogitsWarper(settings.top_k))
+        if settings.top_p < 1.0:
+            warpers.append(TopPLogitsWarper(settings.top_p))
+        if settings.typical_p < 1.0:
+            warpers.append(TypicalLogitsWarper(settings.typical_p))
+    return warpers
+
+
+class TokenPicker:
+    """Chooses each step's ids from logits exactly as the engine's rules say, with its own random generator,
+    so a seeded request gives the same text whatever else runs at the same time."""
+
+    def __init__(self, request: GenerationRequest):
+        import torch
+
+        self.request = request
+        self.settings = request.settings
+        never = torch.tensor(request.never_ids, dtype=torch.long)
+        ends = torch.tensor(request.paragraph_end_ids, dtype=torch.long)
+        start = request.continuation_start if request.continuation_start is not None else len(request.prompt)
+        self.rules = logits_processors(self.settings, start, request, never, ends)
+        self.warpers = sampling_warpers(self.settings)
+        self.generator = torch.Generator().manual_seed(request.seed)
+        self.ids = torch.tensor([request.prompt] * request.n, dtype=torch.long)
+
+    def pick(self, logits) -> list[int]:
+        """Next id per row from float logits [n, vocab] (numpy or torch); remembers them for the rules."""
+        import torch
+
+        scores = torch.as_tensor(logits, dtype=torch.float32).clone()
+        for processor in self.rules + self.warpers:
+            scores = processor(self.ids, scores)
+        if self.settings.temperature > 0:
+            probs = torch.softmax(scores, dim=-1)
+            chosen = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+        else:
+            chosen = torch.argmax(scores, dim=-1)
+        self.ids = torch.cat([self.ids, chosen[:, None]], dim=1)
+        return chosen.tolist()

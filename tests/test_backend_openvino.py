@@ -1,0 +1,186 @@
+"""The OpenVINO backend against the transformers reference: same tokens, merged adapters, writers at once, kept caches.
+
+The engine's whole contract also runs on this backend (tests/test_engine.py is parametrized over backends);
+here are the things only a converted, concurrent, caching backend can get wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+pytest.importorskip("openvino")
+
+from relay.backends.openvino import OpenVinoBackend, cached_model_path  # noqa: E402
+from relay.engine import Engine, SamplingSettings, load_tokenizer  # noqa: E402
+from relay.tiny import build_tiny_adapter  # noqa: E402
+
+STORY = [
+    "비가 그친 저녁, 나는 오래된 우체국 앞에서 그녀를 기다렸다.",
+    "골목 끝에서 누군가 휘파람을 불었다. 바람이 차가웠다.",
+]
+OTHER_STORIES = [
+    ["할머니는 부엌에서 된장찌개를 끓이고 계셨다."],
+    ["그날 밤 마을에는 이상한 소문이 돌았다.", "산 너머 절에서 종소리가 세 번 울렸다는 것이다."],
+    ["바다는 잔잔했고, 배는 천천히 항구를 떠났다."],
+    ["선생님은 칠판에 커다랗게 글자를 썼다. 교실은 조용해졌다.", "그러나 아무도 그 문을 열지 않았다."],
+]
+GREEDY = SamplingSettings(temperature=0.0, max_new_tokens=40, min_new_tokens=0, stop_at="length", seed=1)
+# Agreement of int8 greedy tokens with fp32 transformers on the tiny random model, measured over the stories
+# above (random weights make many near-ties, so this is a floor for a real model, not a typical value).
+INT8_MIN_AGREEMENT = 0.5
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    folder = tmp_path_factory.getbasetemp() / "relay-cache"
+    old = os.environ.get("RELAY_CACHE")
+    os.environ["RELAY_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("RELAY_CACHE", None)
+    else:
+        os.environ["RELAY_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tiny_model_dir, tmp_path_factory):
+    return build_tiny_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter") / "noir")
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir, adapter_dir) -> Engine:
+    return Engine.from_pretrained(tiny_model_dir, adapters={"noir": str(adapter_dir)}, backend="transformers")
+
+
+def openvino_engine(folder, adapters, precision) -> Engine:
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(folder)
+    backend = OpenVinoBackend.from_model(base, adapters=adapters, precision=precision)
+    return Engine(backend, load_tokenizer(folder), model_id=str(folder), adapter_names=list(adapters), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def exact(tiny_model_dir, adapter_dir, cache) -> Engine:
+    """fp32 conversion: must match transformers token for token."""
+    return openvino_engine(tiny_model_dir, {"noir": str(adapter_dir)}, "fp32")
+
+
+@pytest.fixture(scope="module")
+def fast(tiny_model_dir, adapter_dir, cache) -> Engine:
+    """The default int8 conversion, through the real from_pretrained path."""
+    return Engine.from_pretrained(tiny_model_dir, adapters={"noir": str(adapter_dir)}, backend="openvino")
+
+
+def ids(engine: Engine, story, settings, adapter=None) -> list[int]:
+    """The token ids a greedy continuation wrote (decoded text re-encoded would blur boundaries; record ids)."""
+    seen: list[int] = []
+    original = engine.backend.generate
+
+    def recording(request):
+        inner = request.on_tokens
+
+        def on_tokens(step):
+            seen.append(step[0])
+            return inner(step)
+
+        request.on_tokens = on_tokens
+        return original(request)
+
+    engine.backend.generate = recording
+    try:
+        engine.continue_story(story, settings, adapter=adapter).text
+    finally:
+        del engine.backend.generate
+    return seen
+
+
+def test_fp32_conversion_writes_the_same_greedy_tokens_as_transformers(exact, reference):
+    for story in [STORY] + OTHER_STORIES:
+        assert ids(exact, story, GREEDY) == ids(reference, story, GREEDY)
+
+
+def test_a_merged_adapter_writes_the_same_greedy_tokens_as_the_peft_adapter(exact, reference):
+    styled = ids(reference, STORY, GREEDY, adapter="noir")
+    assert styled != ids(reference, STORY, GREEDY)  # the adapter matters
+    assert ids(exact, STORY, GREEDY, adapter="noir") == styled
+    assert exact.continue_story(STORY, GREEDY, adapter="noir").meta["adapter"] == "noir"
+
+
+def test_int8_greedy_tokens_mostly_agree_with_transformers(fast, reference):
+    agree = total = 0
+    for story in [STORY] + OTHER_STORIES:
+        mine, theirs = ids(fast, story, GREEDY), ids(reference, story, GREEDY)
+        for a, b in zip(mine, theirs):  # up to the first difference: after it the texts legitimately part
+            if a != b:
+                break
+            agree += 1
+        total += len(theirs)
+    assert agree / total >= INT8_MIN_AGREEMENT
+
+
+def test_four_writers_at_once_each_get_the_text_they_get_alone(fast):
+    sampled = SamplingSettings(max_new_tokens=30, min_new_tokens=0, stop_at="length")
+    jobs = [(story, sampled.replace(seed=20 + i)) for i, story in enumerate(OTHER_STORIES)]
+    alone = [fast.continue_story(story, s).text for story, s in jobs]
+    together: dict[int, str] = {}
+    started = threading.Barrier(len(jobs))
+
+    def write(index):
+        story, s = jobs[index]
+        started.wait()
+        together[index] = fast.continue_story(story, s).text
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert [together[i] for i in range(len(jobs))] == alone
+    assert fast.backend.concurrent  # no arrival-order lock: the writers really ran side by side
+
+
+def test_the_next_turn_rereads_only_the_new_text_and_writes_what_a_fresh_read_writes(fast, tiny_model_dir):
+    long_story = STORY * 6
+    s = SamplingSettings(max_new_tokens=20, min_new_tokens=0, stop_at="length", seed=3)
+    first = fast.continue_story(long_story, s)
+    first.text
+    grown = long_story + [first.text or "그녀가 웃었다.", "나는 대답하지 않았다."]
+    second = fast.continue_story(grown, s)
+    assert second.meta["cached_prompt_tokens"] >= 64  # whole 64-token blocks of the old story were kept
+    assert second.meta["cached_prompt_tokens"] <= first.meta["prompt_tokens"]
+    fresh = Engine.from_pretrained(tiny_model_dir, backend="openvino")  # the same cached conversion, no kept KV
+    assert fresh.continue_story(grown, s).text == second.text
+
+
+def test_alternatives_stream_side_by_side_and_join_to_the_same_candidates(fast):
+    s = SamplingSettings(max_new_tokens=25, min_new_tokens=0, stop_at="length", seed=9, trim_incomplete=False)
+    stream = fast.stream_alternatives(STORY, s, 3)
+    pieces = {0: "", 1: "", 2: ""}
+    order = []
+    for index, chunk in stream:
+        pieces[index] += chunk
+        order.append(index)
+    assert [pieces[i] for i in range(3)] == stream.texts == list(fast.alternatives(STORY, s, 3))
+    assert len(set(order[:6])) > 1  # the columns fill together, not one after another
+    assert stream.meta["n"] == 3 and stream.meta["backend"] == "openvino"
+
+
+def test_a_conversion_is_cached_and_redone_when_the_adapter_changes(fast, tiny_model_dir, adapter_dir, cache,
+                                                                   tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    def merged(folder):
+        return PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(folder)) \
+            .merge_and_unload()
+
+    converted = {path.parent for path in cache.glob("openvino/*/model.xml")}
+    first = cached_model_path(merged(adapter_dir), "int8")  # `fast` converted this adapter already
+    assert first.parent in converted
+    changed = build_tiny_adapter(tiny_model_dir, tmp_path / "noir-retrained", seed=1)
+    second = cached_model_path(merged(changed), "int8", tmp_path)
+    assert second.parent.name != first.parent.name and second.is_file()
