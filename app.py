@@ -11,13 +11,14 @@ built by `relay.ui.build_demo(engine, store)`; importing this module loads no mo
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import sys
 import tempfile
 from pathlib import Path
 
-from relay.engine import ModelLoadError
+from relay.engine import BACKEND_CHOICES, BACKEND_ENV, INFERENCE_URL_ENV, ModelLoadError
 from relay.story_store import StoryError, StoryStore, is_postgres_url
 from relay.ui.demo import build_demo  # noqa: F401  (the entry point tests and scripts import from here)
 from relay.ui.server import serve
@@ -48,6 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="address to listen on (env RELAY_HOST; 0.0.0.0 on Spaces)")
     parser.add_argument("--port", type=int, default=int(env.get("RELAY_PORT", env.get("GRADIO_SERVER_PORT", "7860"))),
                         help="port (env RELAY_PORT)")
+    parser.add_argument("--backend", default=env.get(BACKEND_ENV, "auto"), choices=BACKEND_CHOICES,
+                        help="transformers (reference, GPU), openvino (int8 on CPU), openai (a remote OpenAI-compatible "
+                             "server), auto = openvino on a CPU when installed (env RELAY_BACKEND)")
+    parser.add_argument("--inference-url", default=env.get(INFERENCE_URL_ENV),
+                        help="server for --backend openai, e.g. http://gpu-box:8000/v1 (env RELAY_INFERENCE_URL)")
     parser.add_argument("--auth", action="append", default=None, metavar="USER:PASS",
                         help="require a login (Gradio's password page); repeatable (env RELAY_AUTH: USER:PASS,USER:PASS)")
     args = parser.parse_args(argv)
@@ -70,8 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def load_engine(model: str, adapters: dict[str, str]):
-    """The engine for `model` ("tiny" builds a tiny random model in a cache folder)."""
+def load_engine(model: str, adapters: dict[str, str], backend: str = "auto", inference_url: str | None = None):
+    """The engine for `model` ("tiny" builds a tiny random model in a cache folder) on `backend`."""
     from relay.engine import Engine
 
     tiny = model == "tiny"
@@ -79,7 +85,8 @@ def load_engine(model: str, adapters: dict[str, str]):
         from relay.tiny import tiny_model_folder
 
         model = str(tiny_model_folder(Path(tempfile.gettempdir()) / "relay-tiny"))
-    return Engine.from_pretrained(model=model, adapters=adapters or None), tiny
+    return Engine.from_pretrained(model=model, adapters=adapters or None, backend=backend,
+                                  inference_url=inference_url), tiny
 
 
 def check_model_folder(model: str) -> None:
@@ -171,6 +178,7 @@ def release_dead_turns(store: StoryStore) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # e.g. which backend "auto" chose, and why
     try:
         store = open_store(args.db)  # first: a bad --db fails in a second, not after loading the model
         freed = release_dead_turns(store)
@@ -178,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Freed {freed} model turn(s) left by a server process that stopped.", file=sys.stderr)
         check_model_folder(args.model)
         try:
-            engine, tiny = load_engine(args.model, args.adapters)
+            engine, tiny = load_engine(args.model, args.adapters, args.backend, args.inference_url)
         except Exception as e:  # noqa: BLE001  every load failure ends in a message, never a traceback
             raise StartupError(explain_load_failure(e, args.model, args.adapters)) from None
     except StartupError as e:

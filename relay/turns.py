@@ -150,18 +150,31 @@ class AITurn:
             yield text, {"candidate_id": candidate_id, "meta": meta, "expected_head": head.id if head else 0}
 
     def alternatives(self, story_id: int, author: str, settings: SamplingSettings, n: int,
-                     adapter: str | None, lang: str, *, writer_key: str | None = None
-                     ) -> tuple[list[str], list[str], int, dict]:
-        """n suggestions from one batched call, all kept in the turn: (texts, candidate ids, expected head, meta)."""
+                     adapter: str | None, lang: str, *, writer_key: str | None = None,
+                     stop: threading.Event | None = None) -> Iterator[tuple[list[str], dict | None]]:
+        """n suggestions written side by side: yields (texts so far, None) as they grow, then
+        (final texts, {"candidate_ids", "expected_head", "meta"}) once all are kept in the turn.
+        Co-writers watch the first column's text; a stop keeps what each column has so far."""
         with self._turn(story_id, author, lang, writer_key) as (head, paragraphs):
-            texts = self.engine.alternatives(paragraphs, settings, n, adapter=adapter)
-            meta = dict(texts.meta)
-            kept = [(i, t) for i, t in enumerate(texts) if t.strip()]
+            stream = self.engine.stream_alternatives(paragraphs, settings, n, adapter=adapter, cancel=stop)
+            texts, drafted = [""] * n, time.monotonic()
+            for index, chunk in stream:
+                texts[index] += chunk
+                if time.monotonic() - drafted > DRAFT_EVERY_S:
+                    self.store.set_ai_draft(story_id, author, texts[0], writer_key=writer_key, ttl=AI_TURN_TTL)
+                    drafted = time.monotonic()
+                if _discarded(stop):
+                    return
+                yield list(texts), None
+            if _discarded(stop):
+                return
+            meta = dict(stream.meta)
+            kept = [(i, t) for i, t in enumerate(stream.texts) if t.strip()]
             if not kept:
                 raise _fail(say(lang, "empty_output"))
             ids = [self.store.add_candidate(story_id, author, t, {**meta, "alternative": i}, writer_key=writer_key,
                                             idle_ttl=self.idle_s) for i, t in kept]
-            return [t for _, t in kept], ids, (head.id if head else 0), meta
+            yield [t for _, t in kept], {"candidate_ids": ids, "expected_head": head.id if head else 0, "meta": meta}
 
 
 def _holds(turn, author: str, writer_key: str | None) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Converted models (the openvino backend's cache) go to one temp folder per test run, not ./relay-data.
+os.environ.setdefault("RELAY_CACHE", tempfile.mkdtemp(prefix="relay-test-cache-"))
 
 
 @pytest.fixture(autouse=True)

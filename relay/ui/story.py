@@ -9,6 +9,7 @@ handlers here only fill this tab's own boxes (the composer, the suggestion being
 from __future__ import annotations
 
 import contextlib
+import time
 
 import gradio as gr
 
@@ -24,6 +25,7 @@ from relay.ui.render import LIVE_SLOTS, _esc, render_story_list, seed_line
 from relay.ui_text import say
 
 EXPORT_FORMATS = ("txt", "md", "json")
+SHOW_EVERY_S = 0.08  # streamed text reaches the browser at most this often (a paint per token is wasted work)
 TOUCH_EVERY_S = 60  # while a suggestion is being edited, its turn's idle timer is refreshed this often
 
 # The page script follows the open story: (re)connect its live stream whenever the story changes.
@@ -254,6 +256,7 @@ def build_story_tabs(ui) -> None:
         session = request.session_hash or ""
         stop = stops.fresh(session)
         ids = list(view["ids"]) if view and view.get("ids") else []
+        shown = 0.0
         with contextlib.ExitStack() as held:
             held.callback(stops.done, session, stop)
             try:  # at most a few model jobs per writer and per address, waiting or running
@@ -263,6 +266,9 @@ def build_story_tabs(ui) -> None:
             for text, done in ai_turn.stream(sid, name, settings, adapter_name or None, stop, lang, writer_key=key):
                 if done is None:
                     # Nothing to accept until the text is finished and kept as a suggestion.
+                    if time.monotonic() - shown < SHOW_EVERY_S:
+                        continue
+                    shown = time.monotonic()
                     yield text, None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.skip()
                 else:
                     ids.append(done["candidate_id"])
@@ -292,22 +298,38 @@ def build_story_tabs(ui) -> None:
     stop_btn.click(stop_generation, None, None, queue=False, **private)
 
     def alternatives(request: gr.Request, story_id, name, key, view, n, adapter_name, lang, *values):
+        """2-4 suggestions stream side by side, each a column; all become swipes of the turn."""
         sid, name, settings = turn_inputs(story_id, name, values, lang)
-        wid, ip = store.writer_id(key), client_ip(request)
-        try:
-            limits.check("candidates", wid, ip, cost=int(n))
-            with limits.model_slot(wid, ip):
-                texts, new_ids, expected, meta = ai_turn.alternatives(sid, name, settings, int(n), adapter_name or None,
-                                                                      lang, writer_key=key)
-        except LimitExceeded as e:
-            raise ui_error(lang, e) from None
-        ids = (list(view["ids"]) if view and view.get("ids") else []) + new_ids
-        first = len(ids) - len(new_ids)
-        boxes = [gr.Textbox(value=texts[i], visible=True, label=say(lang, "candidate_n", n=i + 1)) if i < len(texts)
-                 else gr.Textbox(value="", visible=False) for i in range(4)]
-        picks = [gr.Button(visible=i < len(texts)) for i in range(4)]
-        new_view = {"ids": ids, "index": first, "expected_head": expected, "alts": new_ids}
-        return (*desk(lang, new_view, texts[0], meta), gr.Row(visible=True), *boxes, *picks)
+        wid, ip, n = store.writer_id(key), client_ip(request), int(n)
+        session = request.session_hash or ""
+        stop = stops.fresh(session)
+        labels = [say(lang, "candidate_n", n=i + 1) for i in range(4)]
+        picks_hidden = [gr.Button(visible=False)] * 4
+        shown = 0.0
+        with contextlib.ExitStack() as held:
+            held.callback(stops.done, session, stop)
+            try:
+                limits.check("candidates", wid, ip, cost=n)
+                held.enter_context(limits.model_slot(wid, ip))
+            except LimitExceeded as e:
+                raise ui_error(lang, e) from None
+            for texts, done in ai_turn.alternatives(sid, name, settings, n, adapter_name or None, lang,
+                                                    writer_key=key, stop=stop):
+                boxes = [gr.Textbox(value=texts[i], visible=True, label=labels[i]) if i < len(texts)
+                         else gr.Textbox(value="", visible=False) for i in range(4)]
+                if done is None:
+                    if time.monotonic() - shown < SHOW_EVERY_S:
+                        continue  # coalesce: a browser cannot paint every token of four columns
+                    shown = time.monotonic()
+                    yield (texts[0], None, "", gr.Button(interactive=False), gr.Button(interactive=False), "",
+                           gr.skip(), gr.Row(visible=True), *boxes, *picks_hidden)
+                    continue
+                new_ids = done["candidate_ids"]
+                ids = (list(view["ids"]) if view and view.get("ids") else []) + new_ids
+                new_view = {"ids": ids, "index": len(ids) - len(new_ids), "expected_head": done["expected_head"],
+                            "alts": new_ids}
+                picks = [gr.Button(visible=i < len(texts)) for i in range(4)]
+                yield (*desk(lang, new_view, texts[0], done["meta"]), gr.Row(visible=True), *boxes, *picks)
 
     alts_btn.click(**precheck).success(alternatives, [story_state, writer, writer_key, turn_view, n_alts, adapter,
                                                       lang_state, *controls],

@@ -41,7 +41,7 @@ def slow_app(chromium_path, tmp_path_factory):
     from relay.tiny import build_tiny_model
     from relay.ui.server import free_port, serve
 
-    folder = build_tiny_model(tmp_path_factory.mktemp("slow-model"), n_layer=4, n_embd=384, n_head=6, n_positions=512)
+    folder = build_tiny_model(tmp_path_factory.mktemp("slow-model"), n_layer=8, n_embd=512, n_head=8, n_positions=512)
     engine = Engine.from_pretrained(model=str(folder))
     store = StoryStore(tmp_path_factory.mktemp("live-db") / "relay.db")
     store.create_story("입구", "관리자", turn_rule="free")
@@ -213,3 +213,37 @@ def test_in_a_long_story_the_newest_paragraphs_and_the_composer_are_on_screen_to
         assert box and 0 <= box["y"] and box["y"] + box["height"] <= viewport["height"], (target, box)
     newest = w.paragraphs.last.bounding_box()
     assert 0 <= newest["y"] < viewport["height"], newest  # the newest paragraph is on screen, above the desk
+
+
+WATCH_COLUMNS = """() => {
+  window.__columns = [];
+  window.__columnsTimer = setInterval(() => {
+    const values = [0, 1, 2].map(i => { const box = document.querySelector(`#relay-alt-${i} textarea`); return box ? box.value : ""; });
+    window.__columns.push(values);
+  }, 20);
+}"""
+
+
+def test_three_alternatives_stream_side_by_side_and_stop_keeps_each_as_a_swipe(new_page, slow_app):
+    w = writer(new_page, slow_app, "연우")
+    sid = w.create_story("세 갈래")
+    w.add("갈림길에서 그는 오래 망설였다.")
+    long_stream(w, tokens=200)
+    w.seed_box.fill("")
+    w.seed_box.blur()
+    w.page.evaluate(WATCH_COLUMNS)
+    w.page.locator("#relay-alts").click()
+    for i in range(3):  # every column shows text while all three are still being written
+        expect(w.page.locator(f"#relay-alt-{i} textarea")).not_to_have_value("", timeout=30_000)
+    assert w.page.locator("#relay-swipe-info").inner_text().strip() == ""  # none finished yet
+    w.page.locator("#relay-stop").click()
+    expect(w.page.locator("#relay-swipe-info")).to_contain_text("1/3", timeout=20_000)
+    seen = w.page.evaluate("() => { clearInterval(window.__columnsTimer); return window.__columns; }")
+    partial = [v for v in seen if all(v) and any(v)]
+    assert partial, "never saw all three columns with text before they finished"
+    turn = slow_app.store.ai_turn(sid)
+    assert turn is not None and len(turn.candidates) == 3
+    assert all(c.meta.get("stopped_by") != "length" or c.meta.get("output_tokens", 0) < 200 for c in turn.candidates)
+    w.page.locator("#relay-pick-2").click()
+    expect(w.page.locator("#relay-swipe-info")).to_contain_text("3/3")
+    expect(w.preview).to_have_value(turn.candidates[2].text)
