@@ -35,7 +35,7 @@ from relay.ui_text import say
 
 QUEUE_MAX_SIZE = 2048  # events waiting at once in the whole server (a memory bound; nothing normally waits)
 MAX_THREADS = 256  # worker threads for handlers (each streaming model turn holds one while it waits for text)
-QUEUE_IDLE_SLEEP_S = 0.02  # Gradio's queue loop checks for new events this often when idle (its default, 1 ms, costs ~7% of a core)
+QUEUE_IDLE_SLEEP_S = 0.05  # Gradio's queue loop checks for new events this often when idle (its default, 1 ms, costs ~7% of a core)
 LIVE_JS = (Path(__file__).with_name("live.js")).read_text(encoding="utf-8")
 
 
@@ -94,16 +94,17 @@ async def _guarded(hub: LiveHub, story_id: int, lang: str):
 
 
 def _calm_idle_queue(demo: gr.Blocks) -> None:
-    """Gradio's queue loop polls every 1 ms when it has nothing to do; at 20 ms an idle server sleeps.
+    """Gradio's queue loop polls every 1 ms when it has nothing to do; at 50 ms an idle server sleeps.
 
-    An event then waits at most 20 ms before it starts. Feature-checked: a Gradio without these
+    An event then waits at most 50 ms before it starts (Gradio's own setting on Windows). The progress
+    loop serves gr.Progress, which Relay does not use. Feature-checked: a Gradio without these
     attributes keeps its own timing.
     """
     queue = getattr(demo, "_queue", None)
     if queue is not None and hasattr(queue, "sleep_when_free"):
         queue.sleep_when_free = QUEUE_IDLE_SLEEP_S
     if queue is not None and hasattr(queue, "progress_update_sleep_when_free"):
-        queue.progress_update_sleep_when_free = 0.1
+        queue.progress_update_sleep_when_free = 0.5
 
 
 def serve(demo: gr.Blocks, store: StoryStore, host: str = "127.0.0.1", port: int = 7860, *, block: bool = True,
