@@ -1,7 +1,7 @@
 """Live stories at scale: server cost of open tabs, and 200 tabs + 20 writers, old polling app vs the live loop.
 
     .venv/bin/python benchmarks/bench_live.py                 # full run (~15 minutes)
-    .venv/bin/python benchmarks/bench_live.py --quick         # smoke run (~20 s per phase)
+    .venv/bin/python benchmarks/bench_live.py --quick         # smoke run (~20 s per phase, a few minutes in all)
     .venv/bin/python benchmarks/bench_live.py --tabs 200 --writers 20 --duration 120 --postgres
 
 Both apps run in the same run, each as its own server process (`app.py --model tiny`, its own temp
@@ -39,7 +39,7 @@ import random
 import re
 import secrets
 import shutil
-import statistics
+import signal
 import subprocess
 import sys
 import tempfile
@@ -482,11 +482,14 @@ async def chromium_tabs(target: Target, stories: list[int], n: int, seconds: flo
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            context = await browser.new_context()
-            if target.sticky:
-                await context.add_cookies([{"name": "relay_upstream", "value": "chromium", "url": target.url}])
-            pages = []
+            # One context per tab, as if each were a different person: a browser shares at most 6
+            # connections per host among its tabs, and every tab of the new app holds one open.
+            contexts, pages = [], []
             for i in range(n):
+                context = await browser.new_context()
+                contexts.append(context)
+                if target.sticky:
+                    await context.add_cookies([{"name": "relay_upstream", "value": f"chromium-{i}", "url": target.url}])
                 page = await context.new_page()
                 sid = stories[i % len(stories)]
                 await page.goto(f"{target.url}?story={sid}", wait_until="domcontentloaded", timeout=120_000)
@@ -494,7 +497,8 @@ async def chromium_tabs(target: Target, stories: list[int], n: int, seconds: flo
                 pages.append(page)
             await asyncio.sleep(5)  # let the page's own start-up requests finish
             cpu, _ = await cpu_over(target, seconds)
-            await context.close()
+            for context in contexts:
+                await context.close()
         finally:
             await browser.close()
     return {"n": n, "cpu": cpu, "per_tab": (cpu - idle_cpu) / n}
@@ -695,4 +699,5 @@ def parse_args(argv=None):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers this script started
     asyncio.run(main_async(parse_args()))
