@@ -1,95 +1,40 @@
 """The writing desk's settings panel, history panel and messages in a real Chromium (Korean locale).
 
-The story tab is being rebuilt around these panels, so the panels are tested on a small page of their
-own (`desk_app`): the real `build_settings_panel` and `build_history_panel` over the real store and
-tiny engine, with a plain timeline whose cards carry `paragraph_actions_html`. Every locator is an
-elem_id the panels define, so the same steps run on the full page once it places them. The lab test
-runs on the full app (the lab tab is already there).
+The panels run on the full page (`desk_app` is the session's app): the settings panel in the story
+tab's settings accordion, the history panel in its "more" accordion, the card actions on the live
+timeline's cards.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from types import SimpleNamespace
 
 import pytest
 
 pytest.importorskip("playwright.sync_api", reason="browser tests need the playwright package")
 import gradio as gr  # noqa: E402
-from conftest import _free_port  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 from relay_page import RelayPage  # noqa: E402
 
 ALLOWED_ASCII = {"AI", "JSON", "MB"}
 
 
-def _desk_demo(engine, store):
-    from relay.settings import SamplingSettings
-    from relay.ui.common import _lang
-    from relay.ui.controls import build_settings_panel
-    from relay.ui.history import build_history_panel, paragraph_actions_html, render_time
-    from relay.ui.render import _esc
-
-    with gr.Blocks(title="desk") as demo:
-        lang_state, story_state, base_url = gr.State("ko"), gr.State(None), gr.State("")
-        writer = gr.Textbox(label="writer", elem_id="relay-writer")
-        writer_key = gr.BrowserState("", storage_key="relay-desk-test-key")
-        with gr.Tabs(selected="story") as tabs:
-            with gr.Tab("stories", id="stories"):
-                gr.Markdown("-")
-            with gr.Tab("story", id="story"):
-                shown = gr.Markdown(elem_id="desk-story-id")
-                timeline = gr.HTML(elem_id="desk-timeline")
-                ui = SimpleNamespace(engine=engine, store=store, story_state=story_state, lang_state=lang_state,
-                                     writer=writer, writer_key=writer_key, base_url=base_url, tabs=tabs,
-                                     private={}, defaults=SamplingSettings())
-                with gr.Accordion("settings", open=False, elem_id="desk-settings"):
-                    build_settings_panel(ui)
-                with gr.Accordion("more", open=False, elem_id="relay-more"):
-                    build_history_panel(ui)
-
-        def on_load(key, request: gr.Request):
-            """The page's language, the story in the address, and this browser's writer key (issued once)."""
-            raw = request.query_params.get("story")
-            return _lang(request), int(raw) if raw else None, key or store.new_writer_key()
-
-        demo.load(on_load, [writer_key], [lang_state, story_state, writer_key])
-
-        def show(story_id, lang):
-            if story_id is None:
-                return "", ""
-            cards = "".join(
-                f'<div class="relay-para" data-seq="{p.seq}">{paragraph_actions_html(p, lang)}#{p.seq} · '
-                f'{render_time(p.created_at)}<div class="relay-text">{_esc(p.text)}</div></div>'
-                for p in store.timeline(story_id))
-            return f"story={story_id}", cards
-
-        gr.Timer(0.5).tick(show, [story_state, lang_state], [shown, timeline], show_progress="hidden")
-    return demo
-
-
 @pytest.fixture(scope="module")
-def desk_app(chromium_path, tiny_engine, tmp_path_factory):
-    from relay.story_store import StoryStore
-    from relay.ui.controls import make_i18n
-    from relay.ui.history import CSS, head_scripts
-
-    store = StoryStore(tmp_path_factory.mktemp("desk-db") / "relay.db")
-    demo = _desk_demo(tiny_engine, store)
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True,
-                            i18n=make_i18n(), css=CSS, head=head_scripts())
-    yield SimpleNamespace(url=url, store=store)
-    demo.close()
+def desk_app(relay_app):
+    """The full page: the panels sit in the story tab's settings and "more" accordions."""
+    return relay_app
 
 
 def open_desk(new_page, desk_app, story_id: int | None = None, name: str = "준호", locale: str = "ko-KR"):
+    if story_id is None:  # the panels live in the story tab: open a story of one's own
+        story_id = desk_app.store.create_story("설정 시험", name, turn_rule="free").id
     page = new_page(locale)
     page.goto(desk_app.url + (f"?story={story_id}" if story_id else ""))
     writer = page.locator("#relay-writer :is(input, textarea)").first
     writer.fill(name)
     if story_id:
-        expect(page.locator("#desk-story-id")).to_contain_text(f"story={story_id}")
+        expect(page.locator("#relay-header .relay-title")).to_contain_text(f"#{story_id}")
     return page
 
 
@@ -114,7 +59,7 @@ def story_with(store, texts, rule="free", authors=("준호",)):
 
 def test_a_typed_out_of_range_value_gets_a_korean_message_naming_the_range(new_page, desk_app):
     page = open_desk(new_page, desk_app)
-    open_accordion(page, "desk-settings")
+    open_accordion(page, "relay-sampling")
     box = page.locator('#relay-setting-temperature input[type="number"]')
     box.click()
     box.press("ControlOrMeta+a")
@@ -129,14 +74,14 @@ def test_a_typed_out_of_range_value_gets_a_korean_message_naming_the_range(new_p
 
 def test_the_length_slider_stops_at_what_the_models_window_allows(new_page, desk_app, tiny_engine):
     page = open_desk(new_page, desk_app)
-    open_accordion(page, "desk-settings")
+    open_accordion(page, "relay-sampling")
     limit = tiny_engine.context_window - 32
     expect(page.locator('#relay-setting-max_new_tokens input[type="range"]')).to_have_attribute("max", str(limit))
 
 
 def test_the_active_preset_line_names_the_preset_then_says_custom_after_a_change(new_page, desk_app):
     page = open_desk(new_page, desk_app)
-    open_accordion(page, "desk-settings")
+    open_accordion(page, "relay-sampling")
     line = page.locator("#relay-active-preset")
     expect(line).to_contain_text("균형 있게")
     page.locator('#relay-preset label:has(> input[value="careful"])').click()
@@ -169,22 +114,22 @@ def test_fork_here_from_a_card_opens_the_fork_and_the_address_bar_shows_it(new_p
     store = desk_app.store
     story = story_with(store, ["하나", "둘", "셋"])
     page = open_desk(new_page, desk_app, story.id)
-    expect(page.locator('#desk-timeline button.relay-act[data-act="fork"]')).to_have_count(3)
-    page.locator('#desk-timeline button.relay-act[data-act="fork"][data-seq="2"]').click()
+    expect(page.locator('#relay-timeline button.relay-act[data-act="fork"]')).to_have_count(3)
+    page.locator('#relay-timeline button.relay-act[data-act="fork"][data-seq="2"]').click()
     expect(page).not_to_have_url(re.compile(rf"story={story.id}$"))
     expect(page).to_have_url(re.compile(r"\?story=(\d+)$"))
     new_id = int(re.search(r"story=(\d+)", page.url).group(1))
     assert new_id != story.id
     assert [p.text for p in store.timeline(new_id)] == ["하나", "둘"]
     assert store.get_story(new_id).title == "기록 시험 (갈래)"
-    expect(page.locator("#desk-story-id")).to_contain_text(f"story={new_id}")
+    expect(page.locator("#relay-header .relay-title")).to_contain_text(f"#{new_id}")  # the fork is open, live
 
 
 def test_continue_from_here_opens_a_fork_without_that_paragraph(new_page, desk_app):
     store = desk_app.store
     story = story_with(store, ["하나", "둘", "셋"])
     page = open_desk(new_page, desk_app, story.id)
-    page.locator('#desk-timeline button.relay-act[data-act="rewrite"][data-seq="3"]').click()
+    page.locator('#relay-timeline button.relay-act[data-act="rewrite"][data-seq="3"]').click()
     expect(page).not_to_have_url(re.compile(rf"story={story.id}$"))
     new_id = int(re.search(r"story=(\d+)", page.url).group(1))
     assert [p.text for p in store.timeline(new_id)] == ["하나", "둘"]
@@ -196,14 +141,17 @@ def test_importing_a_json_export_opens_the_same_story(new_page, desk_app, tmp_pa
     export = tmp_path / "relay-story.json"
     export.write_text(store.export(story.id, "json"), encoding="utf-8")
     page = open_desk(new_page, desk_app, None)
+    expect(page).to_have_url(re.compile(r"\?story=\d+$"))
+    before = page.url
     open_accordion(page, "relay-more")
     page.locator("#relay-history-import input[type=file]").set_input_files(str(export))
+    expect(page).not_to_have_url(before)
     expect(page).to_have_url(re.compile(r"\?story=\d+$"))
     new_id = int(re.search(r"story=(\d+)", page.url).group(1))
     assert new_id != story.id
     original, imported = store.timeline(story.id), store.timeline(new_id)
     assert [(p.text, p.author, p.kind) for p in imported] == [(p.text, p.author, p.kind) for p in original]
-    expect(page.locator("#desk-timeline .relay-text").nth(1)).to_have_text("<b>굵게?</b>")
+    expect(page.locator("#relay-timeline .relay-text").nth(1)).to_have_text("<b>굵게?</b>")
 
 
 def test_a_file_that_is_not_an_export_is_refused_in_korean(new_page, desk_app, tmp_path):
@@ -221,7 +169,7 @@ def test_times_show_in_the_browsers_time_zone(chromium, desk_app):
     try:
         page = context.new_page()
         page.goto(desk_app.url + f"?story={story.id}")
-        when = page.locator("#desk-timeline time.relay-time").first
+        when = page.locator("#relay-timeline time.relay-time").first
         expect(when).to_have_attribute("data-local", "1")
         utc = desk_app.store.timeline(story.id)[0].created_at
         from datetime import datetime, timedelta, timezone
@@ -243,7 +191,7 @@ def test_editing_an_accepted_paragraph_keeps_its_earlier_version_visible(new_pag
     store = desk_app.store
     story = story_with(store, ["그는 문을 열었다.", "비가 왔다."])
     page = open_desk(new_page, desk_app, story.id)
-    page.locator('#desk-timeline button.relay-act[data-act="edit"][data-seq="1"]').click()
+    page.locator('#relay-timeline button.relay-act[data-act="edit"][data-seq="1"]').click()
     text = page.locator("#relay-history-text textarea")
     expect(text).to_have_value("그는 문을 열었다.")
     text.fill("그는 천천히 문을 열었다.")
@@ -264,9 +212,9 @@ def test_undo_then_redo_brings_my_paragraph_back(new_page, desk_app):
     page = open_desk(new_page, desk_app, story.id)
     open_accordion(page, "relay-more")
     page.locator("#relay-history-undo").click()
-    expect(page.locator("#desk-timeline .relay-text")).to_have_count(1)
+    expect(page.locator("#relay-timeline .relay-text")).to_have_count(1)
     page.locator("#relay-history-redo").click()
-    expect(page.locator("#desk-timeline .relay-text")).to_have_count(2)
+    expect(page.locator("#relay-timeline .relay-text")).to_have_count(2)
     assert [p.text for p in store.timeline(story.id)] == ["하나", "둘"]
 
 
@@ -296,6 +244,7 @@ def gradio_words_app(chromium_path):
 
     from relay.ui.history import head_scripts
     from relay.ui.messages import user_error
+    from relay.ui.server import free_port
 
     def slow():
         time.sleep(3)
@@ -308,7 +257,7 @@ def gradio_words_app(chromium_path):
         out = gr.Textbox(elem_id="words-out")
         gr.Button("slow", elem_id="words-slow").click(slow, None, out)
         gr.Button("refuse", elem_id="words-refuse").click(refuse, None, None)
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True,
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
                             head=head_scripts())
     yield url
     demo.close()
@@ -339,7 +288,7 @@ def test_on_a_turn_taking_story_only_the_writer_may_edit_and_the_refusal_is_kore
     store = desk_app.store
     story = story_with(store, ["서윤이 쓴 문단."], rule="alternate", authors=("서윤",))
     page = open_desk(new_page, desk_app, story.id, name="준호")
-    page.locator('#desk-timeline button.relay-act[data-act="edit"][data-seq="1"]').click()
+    page.locator('#relay-timeline button.relay-act[data-act="edit"][data-seq="1"]').click()
     text = page.locator("#relay-history-text textarea")
     expect(text).to_have_value("서윤이 쓴 문단.")
     text.fill("준호가 바꾼 문단.")
