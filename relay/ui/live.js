@@ -90,9 +90,15 @@ window.relayLive = (() => {
     if (onTurn && ("turn_state" in message)) onTurn(state.turn_state);
   }
 
+  // The page's language as the server picks it (relay.ui_text.pick_lang): the browser's first language.
+  function pageLang() {
+    const first = ((navigator.languages && navigator.languages[0]) || navigator.language || "").toLowerCase();
+    return !first || first.startsWith("ko") ? "ko" : "en";
+  }
+
   function open(story, lang, writer) {
     if (source) { source.close(); source = null; }
-    current = { story, lang: lang || "ko", writer: writer || "" };
+    current = { story, lang: lang || pageLang(), writer: writer || "" };
     state = { head: 0, cards: [], header: "", status: "", turn: "", turn_state: null };
     if (!story) { render(true); return; }
     // The address bar names the open story, so a reload or a shared address opens it again.

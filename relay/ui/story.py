@@ -29,7 +29,8 @@ SHOW_EVERY_S = 0.08  # streamed text reaches the browser at most this often (a p
 TOUCH_EVERY_S = 60  # while a suggestion is being edited, its turn's idle timer is refreshed this often
 
 # The page script follows the open story: (re)connect its live stream whenever the story changes.
-OPEN_LIVE_JS = "(story, lang, writer) => { window.__relayMe = writer; window.relayLive && relayLive.open(story, lang, writer); }"
+# (The page script picks the language the server picked: the browser's first language.)
+OPEN_LIVE_JS = "(story, writer) => { window.__relayMe = writer; window.relayLive && relayLive.open(story, null, writer); }"
 # A human paragraph is checked against the last paragraph this tab actually shows.
 # and carries one id per draft, so a retried add is stored once.
 WITH_SEEN_HEAD_JS = """(...args) => {
@@ -191,7 +192,7 @@ def build_story_tabs(ui) -> None:
 
     writer.change(remember_name, [writer], [ui.writer_saved], **private)
 
-    story_state.change(None, [story_state, lang_state, writer_id], None, js=OPEN_LIVE_JS)
+    story_state.change(None, [story_state, writer_id], None, js=OPEN_LIVE_JS)
     reading.change(None, [reading], None, js="(on) => { window.relayLive && relayLive.setReading(on); }")
 
     def refresh_list(lang):

@@ -247,3 +247,13 @@ def test_three_alternatives_stream_side_by_side_and_stop_keeps_each_as_a_swipe(n
     w.page.locator("#relay-pick-2").click()
     expect(w.page.locator("#relay-swipe-info")).to_contain_text("3/3")
     expect(w.preview).to_have_value(turn.candidates[2].text)
+
+
+def test_the_live_view_speaks_the_pages_language(new_page, slow_app):
+    store = slow_app.store
+    sid = store.create_story("두 언어", "민지", turn_rule="free").id
+    store.add_paragraph(sid, "밤이 깊었다.", "민지")
+    for locale, badge, status in (("ko-KR", "사람", "자유"), ("en-US", "human", "Free rule")):
+        page = RelayPage(new_page(locale), slow_app.url).open(f"{slow_app.url}?story={sid}")
+        expect(page.paragraphs.first.locator(".relay-badge").first).to_have_text(badge)
+        expect(page.page.locator("#relay-status")).to_contain_text(status)
