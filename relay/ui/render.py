@@ -37,6 +37,7 @@ CSS = """
 @keyframes relay-blink { 50% { opacity: 0; } }
 .relay-swipe { align-items: center; }
 #relay-swipe-info { text-align: center; }
+.relay-hidden { display: none !important; }
 #relay-suggestion:has(#relay-preview textarea:placeholder-shown) { display: none; }
 #relay-desk button { white-space: nowrap; }
 @media (max-width: 640px) {

@@ -106,7 +106,8 @@ def build_story_tabs(ui) -> None:
                     ai_btn = gr.Button(i18n_key("ai_continue"), variant="primary", elem_id="relay-ai", min_width=80)
                     alts_btn = gr.Button(i18n_key("alternatives"), elem_id="relay-alts", min_width=80)
                     stop_btn = gr.Button(i18n_key("stop"), variant="stop", elem_id="relay-stop", min_width=60)
-        sync_btn = gr.Button("sync", visible=False, elem_id="relay-turn-sync")
+        # Clicked by the page script (never by a person): in the page but not shown, unlike visible=False.
+        sync_btn = gr.Button("sync", elem_id="relay-turn-sync", elem_classes=["relay-hidden"])
 
         with gr.Accordion(i18n_key("sampling"), open=False, elem_id="relay-sampling"):
             adapter = gr.Dropdown(choices=adapter_choices, value="", label=i18n_key("adapter"),

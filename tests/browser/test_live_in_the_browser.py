@@ -257,3 +257,17 @@ def test_the_live_view_speaks_the_pages_language(new_page, slow_app):
         page = RelayPage(new_page(locale), slow_app.url).open(f"{slow_app.url}?story={sid}")
         expect(page.paragraphs.first.locator(".relay-badge").first).to_have_text(badge)
         expect(page.page.locator("#relay-status")).to_contain_text(status)
+
+
+def test_a_second_tab_of_the_same_writer_gets_the_waiting_suggestion(new_page, slow_app):
+    w = writer(new_page, slow_app, "하늘")
+    sid = w.create_story("두 탭")
+    w.add("창밖에 눈이 내렸다.")
+    second = RelayPage(w.page.context.new_page(), slow_app.url).open(f"{slow_app.url}?story={sid}")  # same browser
+    expect(second.paragraphs).to_have_count(1)
+    w.settings_for_long_stream(max_new_tokens=20)
+    text = w.continue_with_ai()
+    expect(second.preview).to_have_value(text, timeout=20_000)  # the other tab picks it up, live
+    second.page.locator("#relay-accept").click()
+    expect(w.paragraphs).to_have_count(2)
+    assert slow_app.store.timeline(sid)[-1].text == text
