@@ -1541,6 +1541,27 @@ def _md_escape(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
+# A line of paragraph text that starts like a block of Markdown (heading, quote, list, rule, setext
+# underline) would turn into one; a backslash before that first mark keeps it text.
+_MD_BLOCK_START = re.compile(r"^(\s{0,3})([#>+=-]|\d+(?=[.)]))")
+
+
+def _md_block_escape(m: re.Match) -> str:
+    indent, mark = m.group(1), m.group(2)
+    return indent + (mark + "\\" if mark[0].isdigit() else "\\" + mark)  # "1\." for a list number, "\#" else
+
+
+def _md_paragraph(text: str) -> str:
+    """Paragraph text for the Markdown export: it reads the same, but cannot forge a heading, an author
+    line (**N. name**), a link, raw HTML or any other markup."""
+    lines = []
+    for line in text.split("\n"):
+        line = _MD_BLOCK_START.sub(_md_block_escape, _md_escape(line))
+        lines.append(line.replace("&", "&amp;"))
+    # A blank line inside a paragraph would start a new one in Markdown; a hard line break keeps it inside.
+    return "  \n".join(line if line.strip() else "&nbsp;" for line in lines)
+
+
 def _export_md(story: Story, paragraphs: list[Paragraph]) -> str:
     writers = list(dict.fromkeys([story.created_by, *(p.author for p in paragraphs)]))
     models = list(dict.fromkeys(str(p.meta["model"]) for p in paragraphs if p.kind == "ai" and p.meta.get("model")))
@@ -1554,7 +1575,7 @@ def _export_md(story: Story, paragraphs: list[Paragraph]) -> str:
         mark = ""
         if p.kind == "ai":
             mark = " · AI, edited" if p.edited else " · AI"
-        lines += [f"**{p.seq}. {_md_escape(p.author)}{mark}**", "", p.text, ""]
+        lines += [f"**{p.seq}. {_md_escape(p.author)}{mark}**", "", _md_paragraph(p.text), ""]
     return "\n".join(lines)
 
 

@@ -104,3 +104,21 @@ def test_longest_allowed_korean_paragraph_round_trips(shared_store):
     shared_store.add_paragraph(story.id, text, "민수")
     copy = shared_store.import_json(shared_store.export(story.id, "json"))
     assert shared_store.timeline(copy.id)[0].text == text
+
+
+def test_paragraph_text_cannot_forge_markup_in_the_markdown_export(tmp_path):
+    """Headings, author lines, links and raw HTML typed into a paragraph stay text in the .md export."""
+    from relay.story_store import StoryStore
+
+    store = StoryStore(tmp_path / "md.db")
+    sid = store.create_story("진짜 제목", "민지", turn_rule="free").id
+    forged = "# 가짜 제목\n**9. 관리자 · AI**\n<img src=//evil.example/x.png>\n[눌러요](http://evil.example)\n1. 목록\n> 인용"
+    store.add_paragraph(sid, forged, "민지")
+    md = store.export(sid, "md")
+    body = md.split("---", 1)[1]
+    lines = [line for line in body.splitlines() if line.strip()]
+    assert lines[0] == "**1. 민지**"  # the only author line
+    assert not any(line.startswith(("#", "**9", "<", "[", "1.", ">")) for line in lines[1:]), lines
+    unescaped = md.replace("\\<", "").replace("\\]", "")
+    assert "<img" not in unescaped and "](http" not in unescaped  # only as escaped, inert text
+    assert md.count("\n# ") == 0 and md.startswith("# 진짜 제목")
