@@ -347,3 +347,23 @@ def test_an_empty_seed_draws_a_new_seed_for_every_generation_even_with_the_setti
     expect(lines).to_have_count(2, timeout=30_000)
     lab_seeds = [int(re.search(r"시드\s*`?(\d+)", line).group(1)) for line in lines.all_inner_texts()]
     assert lab_seeds[0] != lab_seeds[1], f"both lab columns used seed {lab_seeds[0]}"
+
+
+@pytest.mark.parametrize("holder", ["준호<img src=//127.0.0.9/x.png>", "<form><button>로그인</button></form>"])
+def test_a_hostile_name_in_a_toast_fetches_nothing_and_shows_no_form(new_page, relay_app, holder):
+    w = writer_on(new_page, relay_app, "민지")
+    sid = w.create_story("토스트")
+    w.add("문이 열렸다.")
+    fetched = []
+    w.page.on("request", lambda r: fetched.append(r.url) if "127.0.0.9" in r.url else None)
+    relay_app.store.claim_ai_turn(sid, holder, ttl=60)
+    try:
+        expect(w.page.locator("#relay-status")).to_contain_text(holder, timeout=10_000)
+        w.page.locator("#relay-ai").click()
+        toast = w.toast("error")
+        expect(toast).to_contain_text(holder)  # shown as text
+        assert toast.locator("img, form, button:not(.toast-close)").count() == 0
+        assert w.page.locator("#relay-status img, #relay-status form").count() == 0
+        assert fetched == []
+    finally:
+        relay_app.store.release_ai_turn(sid, holder)
