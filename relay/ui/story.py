@@ -15,7 +15,7 @@ import gradio as gr
 
 from relay.limits import LimitExceeded, client_ip
 from relay.settings import SamplingSettings, SettingsError
-from relay.story_store import (InvalidInput, NotAllowed, NotFound, StaleHeadError, StoryError, TurnLost,
+from relay.story_store import (InvalidInput, NotAllowed, NotFound, StaleHeadError, StoryError, TurnError, TurnLost,
                                writer_id_of)
 from relay.ui.common import _lang, _need_name, _need_story, export_path, page_writer, ui_error
 from relay.ui.controls import build_settings_panel, i18n_key, setting_limits, settings_from_values, settings_to_values
@@ -58,7 +58,7 @@ def build_story_tabs(ui) -> None:
     touch_timer = ui.touch_timer
     seen_head = ui.seen_head  # replaced by the page script with the last paragraph the tab shows
 
-    with gr.Tab(i18n_key("tab_stories"), id="stories"):
+    with gr.Tab(i18n_key("tab_stories"), id="stories") as stories_tab:
         stories_html = gr.HTML(elem_id="relay-stories")
         refresh_btn = gr.Button(i18n_key("refresh"), size="sm")
         gr.Markdown(i18n_key("new_story"))
@@ -126,7 +126,7 @@ def build_story_tabs(ui) -> None:
     story_state, lang_state, writer, writer_key, writer_id = (ui.story_state, ui.lang_state, ui.writer, ui.writer_key,
                                                               ui.writer_id)
     limits, setting_range = ui.limits, setting_limits(engine)
-    desk_outputs = [preview, turn_view, swipe_info, prev_btn, next_btn, seed_info, touch_timer]
+    desk_outputs = [preview, turn_view, swipe_info, prev_btn, next_btn, seed_info, touch_timer, accept_btn]
 
     def story_defaults(story) -> SamplingSettings:
         try:
@@ -137,7 +137,8 @@ def build_story_tabs(ui) -> None:
     def desk(lang: str, view: dict | None, text: str | None = None, meta: dict | None = None):
         """This tab's suggestion box for `view` (the turn's suggestions and which one shows), as outputs."""
         if not view or not view.get("ids"):
-            return ("", None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.Timer(active=False))
+            return ("", None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.Timer(active=False),
+                    gr.Button(interactive=True))
         ids, i = view["ids"], view["index"]
         if text is None:
             candidate = store.get_candidate(ids[i])
@@ -145,7 +146,7 @@ def build_story_tabs(ui) -> None:
         info = say(lang, "swipe_of", i=i + 1, n=len(ids)) if len(ids) > 1 else ""
         view = {**view, "seen_text": text}
         return (text, view, info, gr.Button(interactive=i > 0), gr.Button(interactive=i < len(ids) - 1),
-                seed_line(meta, lang) if meta else "", gr.Timer(active=True))
+                seed_line(meta, lang) if meta else "", gr.Timer(active=True), gr.Button(interactive=True))
 
     def my_turn_view(sid: int, name: str, key: str) -> dict | None:
         """The suggestions waiting in this writer's model turn on the story (after a reload or in a second tab)."""
@@ -200,6 +201,7 @@ def build_story_tabs(ui) -> None:
         return render_story_list(store.list_stories(), lang)
 
     refresh_btn.click(refresh_list, [lang_state], [stories_html], **private)
+    stories_tab.select(refresh_list, [lang_state], [stories_html], show_progress="hidden", **private)
 
     def create(request: gr.Request, title, rule, name, key, lang, *values):
         name = _need_name(name, lang)
@@ -233,6 +235,8 @@ def build_story_tabs(ui) -> None:
             return gr.skip()  # the draft stays in the box; the live view shows the new paragraph
         except LimitExceeded as e:
             raise ui_error(lang, e) from None
+        except TurnError:
+            raise user_error(lang, say(lang, "not_human_turn")) from None  # says whose turn it is
         except StoryError as e:
             raise user_error(lang, e) from None
         return ""
@@ -271,7 +275,9 @@ def build_story_tabs(ui) -> None:
                     if time.monotonic() - shown < SHOW_EVERY_S:
                         continue
                     shown = time.monotonic()
-                    yield text, None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.skip()
+                    # Nor can it be accepted while it is half written: the button waits for the end.
+                    yield (text, None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.skip(),
+                           gr.Button(interactive=False))
                 else:
                     ids.append(done["candidate_id"])
                     new_view = {"ids": ids, "index": len(ids) - 1, "expected_head": done["expected_head"]}
@@ -324,7 +330,7 @@ def build_story_tabs(ui) -> None:
                         continue  # coalesce: a browser cannot paint every token of four columns
                     shown = time.monotonic()
                     yield (texts[0], None, "", gr.Button(interactive=False), gr.Button(interactive=False), "",
-                           gr.skip(), gr.Row(visible=True), *boxes, *picks_hidden)
+                           gr.skip(), gr.Button(interactive=False), gr.Row(visible=True), *boxes, *picks_hidden)
                     continue
                 new_ids = done["candidate_ids"]
                 ids = (list(view["ids"]) if view and view.get("ids") else []) + new_ids
@@ -373,13 +379,17 @@ def build_story_tabs(ui) -> None:
             raise user_error(lang, say(lang, "no_candidate"))
         if not (text or "").strip():
             raise user_error(lang, say(lang, "empty_candidate"))
+        turn = store.ai_turn(story_id)
+        if turn is not None and turn.status == "writing":
+            # A new suggestion is being written: what the box shows is half of it, not the one to accept.
+            raise user_error(lang, say(lang, "still_writing"))
         candidate_id = view["ids"][view["index"]]
         try:
             store.accept_candidate(candidate_id, name, text=text, expected_head=view["expected_head"], writer_key=key)
         except StaleHeadError as e:
             # Read the new paragraph, then accept again: this time after it.
             warn(lang, say(lang, "stale_moved"))
-            return [gr.skip(), {**view, "expected_head": e.head.id if e.head else 0}] + [gr.skip()] * 5
+            return [gr.skip(), {**view, "expected_head": e.head.id if e.head else 0}] + [gr.skip()] * 6
         except TurnLost as e:
             warn(lang, say(lang, "turn_lost", holder=_esc(e.holder)))
             return desk(lang, None)

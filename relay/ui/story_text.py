@@ -15,6 +15,7 @@ STORY_TEXT: dict[str, tuple[str, str]] = {
         "be added; ask the model again when it is your turn.",
     ),
     "stopped_disconnect": ("창이 닫혀 멈춤", "stopped: the page was closed"),
+    "still_writing": ("AI가 아직 쓰는 중입니다. 다 쓴 뒤에 채택하세요.", "The model is still writing; accept once it is done."),
     "swipe_of": ("후보 {i}/{n}", "Suggestion {i}/{n}"),
     "swipe_prev": ("← 이전 후보", "← Previous"),
     "swipe_next": ("다음 후보 →", "Next →"),

@@ -225,23 +225,23 @@ class RelayPage:
     # -- more: undo, fork, download ------------------------------------------------------
 
     def open_more(self) -> None:
-        """Open the "더 보기" accordion that holds undo, fork and download."""
-        self.page.get_by_role("button", name=re.compile(r"^더 보기")).click()
-        expect(self.page.locator("#relay-undo")).to_be_visible()
+        """Open the "더 보기" accordion that holds the history panel (undo, fork, …) and download."""
+        self.page.locator("#relay-more > button.label-wrap").first.click()
+        expect(self.page.locator("#relay-history-undo")).to_be_visible()
 
     def undo(self) -> None:
-        self.page.locator("#relay-undo").click()
+        self.page.locator("#relay-history-undo").click()
 
     def fork(self, seq: int, title: str) -> None:
         """Ask for a fork at paragraph number `seq` titled `title` (the result is up to the caller to check)."""
-        number = self.page.get_by_label("갈래를 낼 문단 번호", exact=True)
+        number = self.page.locator("#relay-history-seq input")
         number.fill(str(seq))
         number.press("Tab")
         expect(number).to_have_value(str(seq))
-        title_box = self.page.get_by_label("새 갈래 제목", exact=True)
+        title_box = self.page.locator("#relay-history-fork-title :is(input, textarea)").first
         title_box.fill(title)
         expect(title_box).to_have_value(title)
-        self.page.get_by_role("button", name="여기서 갈래 만들기", exact=True).click()
+        self.page.locator("#relay-history-fork").click()
 
     def download(self, fmt: str) -> tuple[str, str]:
         """Export the open story as `fmt`, then click the file link the page offers; returns (file name, text)."""
