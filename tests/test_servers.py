@@ -163,13 +163,15 @@ def test_two_app_processes_behind_the_proxy_share_one_database_and_gradio_queue_
             nginx_proxy([port_of(a), port_of(b)], tmp_path) as port:
         proxy = Client(f"http://127.0.0.1:{port}/", verbose=False)
         assert any(name.startswith("relay_upstream") for name in proxy.cookies)  # kept for the queue's stream
-        story = proxy.predict("프록시 너머", "민지", "free", api_name="/create_story")
-        proxy.predict(story["id"], "밤이 깊었다.", "민지", 0, api_name="/add_paragraph")
+        key = proxy.predict(api_name="/writer_key")
+        story = proxy.predict("프록시 너머", "민지", "free", key, api_name="/create_story")
+        proxy.predict(story["id"], "밤이 깊었다.", "민지", 0, key, None, api_name="/add_paragraph")
         # A streaming job: joins Gradio's queue, then reads the event stream, both through nginx.
-        job = proxy.submit(story["id"], "민지", {"max_new_tokens": 12, "seed": 7}, None, api_name="/continue_story")
+        job = proxy.submit(story["id"], "민지", {"max_new_tokens": 12, "seed": 7}, None, key,
+                           api_name="/continue_story")
         final = job.result(timeout=120)
         assert final["done"] and final["candidate_id"]
-        proxy.predict(final["candidate_id"], "민지", None, final["expected_head"], api_name="/accept")
+        proxy.predict(final["candidate_id"], "민지", None, final["expected_head"], key, api_name="/accept")
         # Each process, asked directly, sees what was written through the proxy (whichever served it).
         for direct in (a, b):
             texts = [p["text"] for p in Client(direct, verbose=False).predict(story["id"], api_name="/timeline")]
@@ -197,8 +199,8 @@ def test_run_local_starts_k_app_processes_behind_nginx_and_stops_them_all(tiny_m
         assert "<html" in body.lower() and set_cookie.startswith("relay_upstream=")
         from gradio_client import Client
 
-        story = Client(f"http://127.0.0.1:{proxy_port}/", verbose=False).predict("로컬", "민지", "free",
-                                                                               api_name="/create_story")
+        local = Client(f"http://127.0.0.1:{proxy_port}/", verbose=False)
+        story = local.predict("로컬", "민지", "free", local.predict(api_name="/writer_key"), api_name="/create_story")
         for port in (base_port, base_port + 1):  # both processes share RELAY_DB
             stories = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(api_name="/list_stories")
             assert story["id"] in [s["id"] for s in stories]

@@ -59,12 +59,13 @@ def test_a_paragraph_written_through_process_a_appears_live_in_a_tab_that_proces
     from gradio_client import Client
 
     api_a = Client(deployment.a, verbose=False)
-    story = api_a.predict("두 프로세스의 밤", "민지", "free", api_name="/create_story")
+    key = api_a.predict(api_name="/writer_key")
+    story = api_a.predict("두 프로세스의 밤", "민지", "free", key, api_name="/create_story")
 
     # Put the tab on process B: a relay_upstream cookie that the proxy routes there.
     page = new_page()
-    key = cookie_for_upstream(port_of(deployment.proxy), port_of(deployment.b))
-    page.context.add_cookies([{"name": "relay_upstream", "value": key, "url": deployment.proxy}])
+    sticky = cookie_for_upstream(port_of(deployment.proxy), port_of(deployment.b))
+    page.context.add_cookies([{"name": "relay_upstream", "value": sticky, "url": deployment.proxy}])
     served_by = []
     page.on("response", lambda r: served_by.append(r.headers.get("x-relay-upstream"))
             if r.url.startswith(deployment.proxy) else None)
@@ -75,7 +76,7 @@ def test_a_paragraph_written_through_process_a_appears_live_in_a_tab_that_proces
     expect(tab.paragraphs).to_have_count(0)
     page.evaluate("() => { window.__sameDocument = true; }")  # gone if the page reloads
 
-    api_a.predict(story["id"], "A 프로세스에서 쓴 문단.", "민지", 0, api_name="/add_paragraph")
+    api_a.predict(story["id"], "A 프로세스에서 쓴 문단.", "민지", 0, key, None, api_name="/add_paragraph")
     expect(tab.paragraphs).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
     expect(tab.paragraphs.first.locator(".relay-text")).to_have_text("A 프로세스에서 쓴 문단.")
     expect(tab.paragraphs.first.locator(".relay-author")).to_have_text("민지")
