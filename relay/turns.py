@@ -60,6 +60,16 @@ class Stops:
             if self._events.get(session) is event:
                 del self._events[session]
 
+    def wait_stopped(self, session: str, timeout: float) -> bool:
+        """Wait until the session's generation has ended (its handler called done); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if session not in self._events:
+                    return True
+            time.sleep(0.02)
+        return False
+
 
 class AITurn:
     """Runs model turns on stories under the store's turn rules and lease (one turn per story)."""

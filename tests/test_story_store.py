@@ -636,7 +636,8 @@ def test_md_export_names_title_writers_and_marks_ai_paragraphs(store):
     assert "skt/kogpt2" in md
     assert "**1. 민수**" in md and "**2. 지영 · AI, edited**" in md and "**3. 지영**" in md
     assert "지워질 문장" not in md
-    assert "*별*이 떴다.\n둘째 줄" in md
+    # Paragraph text reads the same but cannot become markup: emphasis escaped, the line break kept.
+    assert "\\*별\\*이 떴다.  \n둘째 줄" in md
 
 
 def test_json_export_is_tagged_and_holds_everything(store):

@@ -26,6 +26,7 @@ from relay.ui_text import say
 
 EXPORT_FORMATS = ("txt", "md", "json")
 SHOW_EVERY_S = 0.08  # streamed text reaches the browser at most this often (a paint per token is wasted work)
+DISCARD_WAIT_S = 2.0  # a discarded generation stops within a token; wait at most this long for it
 TOUCH_EVERY_S = 60  # while a suggestion is being edited, its turn's idle timer is refreshed this often
 
 # The page script follows the open story: (re)connect its live stream whenever the story changes.
@@ -402,7 +403,10 @@ def build_story_tabs(ui) -> None:
                      **private).success(lambda: gr.Row(visible=False), None, [alts_row], **private)
 
     def discard(request: gr.Request, story_id, name, key, lang):
-        stops.cancel(request.session_hash or "", "discard")
+        session = request.session_hash or ""
+        stops.cancel(session, "discard")
+        # Let a running generation end first, so none of its text reaches the box after it is cleared.
+        stops.wait_stopped(session, DISCARD_WAIT_S)
         if story_id is not None and (name or "").strip():
             try:
                 store.discard_ai_turn(story_id, name.strip(), writer_key=key)

@@ -8,6 +8,7 @@ stream can be watched, stopped and reloaded mid-way) and whose idle timeout is a
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -34,15 +35,17 @@ WATCH_TURN = """() => {
 
 @pytest.fixture(scope="module")
 def slow_app(chromium_path, tmp_path_factory):
-    """The app on a random model with enough layers that 200 tokens take seconds, with a short idle timeout."""
+    """The app on a random model big enough that 200 tokens take seconds, with a short idle timeout."""
     import app
     from relay.engine import Engine
     from relay.story_store import StoryStore
     from relay.tiny import build_tiny_model
     from relay.ui.server import free_port, serve
 
-    folder = build_tiny_model(tmp_path_factory.mktemp("slow-model"), n_layer=8, n_embd=512, n_head=8, n_positions=512)
-    engine = Engine.from_pretrained(model=str(folder))
+    # KoGPT-2's layer shape (12 x 768) with a tiny vocabulary, in fp32: tens of milliseconds a token even on
+    # an idle machine, so a stream lasts long enough to be watched, stopped and reloaded mid-way.
+    folder = build_tiny_model(tmp_path_factory.mktemp("slow-model"), n_layer=12, n_embd=768, n_head=12, n_positions=512)
+    engine = Engine.from_pretrained(model=str(folder), backend="transformers")
     store = StoryStore(tmp_path_factory.mktemp("live-db") / "relay.db")
     store.create_story("입구", "관리자", turn_rule="free")
     server = serve(app.build_demo(engine, store, tiny=True, ai_idle_s=IDLE_S), store, port=free_port(), block=False)
@@ -189,7 +192,9 @@ def test_stop_keeps_what_was_written_as_a_suggestion(new_page, slow_app):
     w.page.locator("#relay-ai").click()
     expect(w.preview).not_to_have_value("", timeout=20_000)
     w.page.locator("#relay-stop").click()
-    expect(w.seed_info).to_contain_text("시드", timeout=20_000)
+    expect(w.seed_info).to_contain_text("중지됨", timeout=20_000)  # stopped by the writer, not by the length
+    tokens = int(re.search(r"(\d+)토큰", w.seed_info.inner_text()).group(1))
+    assert 0 < tokens < 200
     kept = w.preview.input_value()
     assert kept.strip()
     turn = slow_app.store.ai_turn(sid)
