@@ -583,12 +583,7 @@ class StoryStore:
         with self._write() as conn:
             story = _lock_story(conn, story_id)
             wid = _admit(conn, story_id, author, writer_key)
-            row = conn.execute(
-                sa.select(*_PARAGRAPH_COLUMNS).where(paragraphs.c.id == paragraph_id, paragraphs.c.story_id == story_id)
-            ).mappings().first()
-            if row is None:
-                raise NotFound(f"Story {story_id} has no paragraph number {paragraph_id}.")
-            paragraph = _paragraph(row)
+            paragraph = _fetch_paragraph(conn, story_id, paragraph_id)
             if paragraph.deleted:
                 raise NotFound(f"Paragraph {paragraph_id} was undone; only paragraphs in the story can be edited.")
             if story["turn_rule"] != "free" and not _wrote(paragraph, author, wid):
@@ -693,12 +688,7 @@ class StoryStore:
         with self._write() as conn:
             story = _lock_story(conn, story_id)
             _check_creator(story, wid, "hide paragraphs")
-            row = conn.execute(
-                sa.select(*_PARAGRAPH_COLUMNS).where(paragraphs.c.id == paragraph_id, paragraphs.c.story_id == story_id)
-            ).mappings().first()
-            if row is None:
-                raise NotFound(f"Story {story_id} has no paragraph number {paragraph_id}.")
-            paragraph = _paragraph(row)
+            paragraph = _fetch_paragraph(conn, story_id, paragraph_id)
             if paragraph.hidden:
                 return paragraph
             conn.execute(paragraphs.update().where(paragraphs.c.id == paragraph_id).values(hidden=1))
@@ -1307,6 +1297,16 @@ def _end_turn(conn: sa.Connection, story_id: int, turn, status: str) -> None:
 def _process_alive(process: str | None) -> bool:
     pid = (process or "").rpartition(":")[2]
     return pid.isdigit() and _pid_alive(int(pid))
+
+
+def _fetch_paragraph(conn, story_id: int, paragraph_id: int) -> Paragraph:
+    """Paragraph `paragraph_id` of story `story_id` (deleted or hidden ones too); NotFound if it is not there."""
+    row = conn.execute(
+        sa.select(*_PARAGRAPH_COLUMNS).where(paragraphs.c.id == paragraph_id, paragraphs.c.story_id == story_id)
+    ).mappings().first()
+    if row is None:
+        raise NotFound(f"Story {story_id} has no paragraph number {paragraph_id}.")
+    return _paragraph(row)
 
 
 def _head(conn: sa.Connection, story_id: int) -> Paragraph | None:
