@@ -164,65 +164,25 @@ class PostgresServer:
             self._cleanup()
 
 
-def _pg_bin_dir() -> Path | None:
-    import glob
-    import shutil
-
-    found = shutil.which("initdb") and shutil.which("pg_ctl")
-    if found:
-        return Path(found).parent
-    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[4]))
-    return Path(versions[-1]).parent if versions else None
-
-
 def _start_throwaway_cluster(durable: bool = False) -> PostgresServer:
-    """initdb + pg_ctl in a temp dir, on 127.0.0.1 and a free port; as `postgres` when we are root.
+    """A throwaway cluster from tests/servers.py (on 127.0.0.1, as `postgres` when we are root).
 
     `durable=False` (tests) turns fsync off; benchmarks pass True to measure real commits.
     """
-    import pwd
-    import shutil
-    import socket
-    import subprocess
-    import tempfile
+    from contextlib import ExitStack
 
-    bindir = _pg_bin_dir()
-    if bindir is None:
-        pytest.skip(PG_SKIP_REASON)
-    prefix: list[str] = []
-    # Not under pytest's basetemp: pytest makes its root 0700, which the postgres user cannot enter.
-    root = Path(tempfile.mkdtemp(prefix="relay-test-pg-"))
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        try:
-            pw = pwd.getpwnam("postgres")
-        except KeyError:
-            shutil.rmtree(root)
-            pytest.skip(PG_SKIP_REASON + "; running as root and there is no 'postgres' user")
-        os.chown(root, pw.pw_uid, pw.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    data, log = root / "data", root / "server.log"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from servers import ServerUnavailable, postgres_cluster
 
-    def run(*cmd):
-        done = subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise RuntimeError(f"{cmd[0]} failed: {done.stdout}\n{done.stderr}\n{log.read_text() if log.exists() else ''}")
-
-    run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-instructions")
-    # fsync off: the tests kill clients, never the server, and a throwaway cluster need not survive power loss.
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c max_connections=300"
-    if not durable:
-        options += " -c fsync=off -c full_page_writes=off"
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start")
-
-    def stop():
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                       capture_output=True, timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
-
-    return PostgresServer(f"postgresql://postgres@127.0.0.1:{port}/postgres", stop)
+    running = ExitStack()
+    try:
+        url = running.enter_context(postgres_cluster(durable=durable))
+    except ServerUnavailable as exc:
+        running.close()
+        if os.environ.get("RELAY_REQUIRE_SERVERS") == "1":  # CI: a missing PostgreSQL is a broken install
+            raise
+        pytest.skip(f"{PG_SKIP_REASON} ({exc})")
+    base, _, _ = url.rpartition("/")
+    return PostgresServer(f"{base}/postgres", running.close)
 
 
 @pytest.fixture(scope="session")

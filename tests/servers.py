@@ -121,7 +121,8 @@ def _run(cmd: Sequence[str | os.PathLike], what: str) -> str:
 
 
 @contextmanager
-def postgres_cluster(tmpdir: str | os.PathLike | None = None, database: str = "relay") -> Iterator[str]:
+def postgres_cluster(tmpdir: str | os.PathLike | None = None, database: str = "relay", *, durable: bool = False,
+                     max_connections: int = 300) -> Iterator[str]:
     """A fresh PostgreSQL cluster on 127.0.0.1:<free port>; yields `postgresql://postgres@127.0.0.1:PORT/<database>`.
 
     initdb and pg_ctl come from /usr/lib/postgresql/*/bin (newest). PostgreSQL refuses to run as
@@ -129,9 +130,9 @@ def postgres_cluster(tmpdir: str | os.PathLike | None = None, database: str = "r
     runs through `runuser -u postgres --`. Its folder is made under `tmpdir` (default: the system
     temp folder), which that user must be able to enter: pytest's tmp_path is not (it lives
     under a 0700 /tmp/pytest-of-root), so tests leave `tmpdir` alone. Authentication is `trust`
-    for connections from this machine only; fsync is off (a throwaway cluster need not survive a
-    power cut, and tests that kill processes kill clients, not the server). The server stops and
-    the folder is removed on exit.
+    for connections from this machine only; fsync is off unless `durable` (a throwaway cluster need
+    not survive a power cut, and tests that kill processes kill clients, not the server; benchmarks
+    pass durable=True to measure real commits). The server stops and the folder is removed on exit.
     """
     initdb, pg_ctl, createdb = (_postgres_program(n) for n in ("initdb", "pg_ctl", "createdb"))
     as_postgres: list[str] = []
@@ -156,7 +157,9 @@ def postgres_cluster(tmpdir: str | os.PathLike | None = None, database: str = "r
               "--no-locale", "--no-sync"], "initdb")
         port = free_port()
         options = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} "
-                   "-c fsync=off -c full_page_writes=off")
+                   f"-c max_connections={max_connections}")
+        if not durable:
+            options += " -c fsync=off -c full_page_writes=off"
         try:
             _run([*as_postgres, pg_ctl, "-D", data, "-l", log, "-o", options, "-w", "-t", "60", "start"],
                  "pg_ctl start")
