@@ -843,8 +843,8 @@ class StoryStore:
         """The story's live model turn, or None when nobody holds it (or it expired)."""
         story_id = _validate_id(story_id, "story_id")
         with self._read() as conn:
-            turn = _current_turn(conn, story_id)
-            if turn is None or turn["expires_at"] <= time.time():
+            turn = _live_turn(conn, story_id)
+            if turn is None:
                 return None
             rows = conn.execute(
                 sa.select(*_CANDIDATE_COLUMNS)
@@ -861,10 +861,8 @@ class StoryStore:
         """Whom the model's turn belongs to now (writing or pending), or None (also when it expired)."""
         story_id = _validate_id(story_id, "story_id")
         with self._read() as conn:
-            turn = _current_turn(conn, story_id)
-        if turn is None or turn["expires_at"] <= time.time():
-            return None
-        return turn["holder"]
+            turn = _live_turn(conn, story_id)
+        return None if turn is None else turn["holder"]
 
     def release_dead_turns(self, host: str | None = None) -> int:
         """Free the model turns being written by processes on `host` that no longer run; return how many.
@@ -1254,6 +1252,12 @@ def _current_turn(conn: sa.Connection, story_id: int):
         return None
     return conn.execute(sa.select(ai_turns).where(ai_turns.c.id == turn_id[0])).mappings().first()
 
+
+
+def _live_turn(conn, story_id: int):
+    """The story's current model turn if it has not timed out, else None (a timeout writes nothing)."""
+    turn = _current_turn(conn, story_id)
+    return None if turn is None or turn["expires_at"] <= time.time() else turn
 
 def _same_holder(turn, author: str, writer_id: str | None) -> bool:
     """A turn claimed with a writer key belongs to that key; one claimed by name, to that name."""
