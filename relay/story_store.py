@@ -1253,7 +1253,6 @@ def _current_turn(conn: sa.Connection, story_id: int):
     return conn.execute(sa.select(ai_turns).where(ai_turns.c.id == turn_id[0])).mappings().first()
 
 
-
 def _live_turn(conn, story_id: int):
     """The story's current model turn if it has not timed out, else None (a timeout writes nothing)."""
     turn = _current_turn(conn, story_id)
