@@ -1,4 +1,5 @@
-"""The OpenVINO backend against the transformers reference: same tokens, merged adapters, writers at once, kept caches.
+"""The OpenVINO backend against the transformers reference: same tokens, merged adapters, writers in one batch,
+kept caches, a full cache pool.
 
 The engine's whole contract also runs on this backend (tests/test_engine.py is parametrized over backends);
 here are the things only a converted, concurrent, caching backend can get wrong.
@@ -8,12 +9,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 
 pytest.importorskip("openvino")
 
-from relay.backends.openvino import OpenVinoBackend, cached_model_path  # noqa: E402
+from relay.backends.base import BackendError  # noqa: E402
+from relay.backends.openvino import KV_MB_ENV, OpenVinoBackend, cached_model_path  # noqa: E402
 from relay.engine import Engine, SamplingSettings, load_tokenizer  # noqa: E402
 from relay.tiny import build_tiny_adapter  # noqa: E402
 
@@ -55,11 +58,11 @@ def reference(tiny_model_dir, adapter_dir) -> Engine:
     return Engine.from_pretrained(tiny_model_dir, adapters={"noir": str(adapter_dir)}, backend="transformers")
 
 
-def openvino_engine(folder, adapters, precision) -> Engine:
+def openvino_engine(folder, adapters, precision, kv_blocks=None) -> Engine:
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(folder)
-    backend = OpenVinoBackend.from_model(base, adapters=adapters, precision=precision)
+    backend = OpenVinoBackend.from_model(base, adapters=adapters, precision=precision, kv_blocks=kv_blocks)
     return Engine(backend, load_tokenizer(folder), model_id=str(folder), adapter_names=list(adapters), device="cpu")
 
 
@@ -122,25 +125,72 @@ def test_int8_greedy_tokens_mostly_agree_with_transformers(fast, reference):
     assert agree / total >= INT8_MIN_AGREEMENT
 
 
-def test_four_writers_at_once_each_get_the_text_they_get_alone(fast):
-    sampled = SamplingSettings(max_new_tokens=30, min_new_tokens=0, stop_at="length")
-    jobs = [(story, sampled.replace(seed=20 + i)) for i, story in enumerate(OTHER_STORIES)]
-    alone = [fast.continue_story(story, s).text for story, s in jobs]
+def write_at_once(engine: Engine, jobs) -> list[str]:
+    """Every (story, settings) continued by its own thread, all started together; their texts in order."""
     together: dict[int, str] = {}
     started = threading.Barrier(len(jobs))
 
     def write(index):
         story, s = jobs[index]
         started.wait()
-        together[index] = fast.continue_story(story, s).text
+        together[index] = engine.continue_story(story, s).text
 
     threads = [threading.Thread(target=write, args=(i,)) for i in range(len(jobs))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    assert [together[i] for i in range(len(jobs))] == alone
-    assert fast.backend.concurrent  # no arrival-order lock: the writers really ran side by side
+    return [together.get(i) for i in range(len(jobs))]
+
+
+SAMPLED = SamplingSettings(max_new_tokens=30, min_new_tokens=0, stop_at="length")
+
+
+def test_four_writers_at_once_run_in_one_batch_and_each_get_the_text_they_get_alone(fast):
+    jobs = [(story, SAMPLED.replace(seed=20 + i)) for i, story in enumerate(OTHER_STORIES)]
+    alone = [fast.continue_story(story, s).text for story, s in jobs]
+    before = fast.backend.stats()
+    assert write_at_once(fast, jobs) == alone
+    after = fast.backend.stats()
+    assert fast.backend.concurrent  # no arrival-order lock
+    assert after["widest_step"] >= 3  # the runtime ran their tokens in one call, not one writer after another
+    assert after["steps"] - before["steps"] < 3 * SAMPLED.max_new_tokens  # 4 x 30 tokens in far fewer steps
+
+
+def test_a_cancelled_writer_leaves_the_others_text_unchanged(fast):
+    jobs = [(story, SAMPLED.replace(seed=40 + i)) for i, story in enumerate(OTHER_STORIES[:3])]
+    alone = [fast.continue_story(story, s).text for story, s in jobs]
+    stream = fast.continue_story(STORY, SAMPLED.replace(seed=5, max_new_tokens=200))
+    first = next(iter(stream))
+    together: list = []
+    others = threading.Thread(target=lambda: together.extend(write_at_once(fast, jobs)))
+    others.start()
+    batcher, deadline = fast.backend._batchers[None], time.monotonic() + 30
+    while len(batcher.active) < 2 and time.monotonic() < deadline:  # cancel once it shares the batch
+        time.sleep(0.0005)
+    stream.close()
+    others.join(timeout=120)
+    assert together == alone
+    assert first and len(stream.text) < 200
+
+
+def test_when_the_cache_pool_is_full_writers_wait_their_turn_and_all_finish(tiny_model_dir, cache):
+    # Each of these turns needs 2 blocks of 32 positions (a short story + 30 tokens): 5 blocks hold 2 turns.
+    small = openvino_engine(tiny_model_dir, {}, "int8", kv_blocks=5)
+    roomy = openvino_engine(tiny_model_dir, {}, "int8")
+    jobs = [(story, SAMPLED.replace(seed=60 + i)) for i, story in enumerate(OTHER_STORIES)]
+    alone = [roomy.continue_story(story, s).text for story, s in jobs]
+    assert write_at_once(small, jobs) == alone
+    assert small.backend.stats()["widest_step"] <= 2  # never more turns in the cache than it holds
+    small.close()
+    roomy.close()
+
+
+def test_a_story_larger_than_the_cache_pool_gets_a_clear_message(tiny_model_dir, cache):
+    small = openvino_engine(tiny_model_dir, {}, "int8", kv_blocks=2)
+    with pytest.raises(BackendError, match=KV_MB_ENV):
+        small.continue_story(STORY * 8, SAMPLED.replace(seed=1)).text
+    small.close()
 
 
 def test_the_next_turn_rereads_only_the_new_text_and_writes_what_a_fresh_read_writes(fast, tiny_model_dir):

@@ -1,18 +1,27 @@
 """The fast CPU backend: the model converted once to an OpenVINO graph with int8 weights, run by the OpenVINO runtime.
 
 Why OpenVINO and why this shape (measurements in docs/engine.md): it is a plain `pip install openvino`
-wheel, its CPU plugin runs KoGPT-2 with int8 weights at ~5x transformers fp32, keeps the KV cache inside the
-runtime (a stateful graph whose attention appends to the cache in place), and lets several infer requests
-run at once. The graph is ours (`_StepGraph`: GPT-2's forward with the cache as explicit inputs, made
-stateful), so the token loop stays in Python and picks ids with exactly the engine's rules (`TokenPicker`):
-banned ids, min_new_tokens, every sampling knob and per-request seeds hold as on transformers.
+wheel, its CPU plugin runs KoGPT-2 with int8 weights at ~5x transformers fp32, and its PagedAttention
+operation reads the KV cache of many sequences of different lengths in one call. The graph is ours
+(`_StepGraph`: GPT-2's forward), turned into a paged-attention graph by OpenVINO's own transformation
+(the one OpenVINO GenAI and vLLM's OpenVINO backend use), so the token loop stays in Python and picks ids
+with exactly the engine's rules (`TokenPicker`): banned ids, held paragraph ends, every sampling knob and
+per-request seeds hold as on transformers.
+
+Several writers at once: each model variant has one `_Batcher` thread. Every step it runs, in one call of the
+runtime, the next token of every candidate whose writer has picked one and the next piece of every story
+still being read; the writers' threads pick their ids from their rows of the logits meanwhile. The runtime
+does the ragged batching (one row per sequence, each with its own length and cache blocks); the batcher
+only says who is in the step. A row's logits are bit for bit the same alone, beside others or read in other
+pieces (checked on the real architecture), so a seed gives the same text however busy the server is.
+
+Kept story caches: the cache is a pool of blocks (`_Pool`). Whole blocks of a prompt, once read, stay in the
+pool keyed by the ids they hold up to their end, until the space is needed; a new turn of the same story
+starts from them and reads only the new text.
 
 LoRA adapters are merged into a copy of the base weights before conversion: one converted model per adapter.
 Converted models are cached under $RELAY_CACHE/openvino/<hash of the weights and the converter>, so a changed
 model or adapter is converted again and an unchanged one is loaded in seconds.
-
-Between turns the story's KV cache is kept: each idle infer request remembers the ids it has read, and a new
-request continues from the longest shared prefix, so the first token waits only for the new text.
 """
 
 from __future__ import annotations
@@ -23,32 +32,41 @@ import logging
 import os
 import shutil
 import threading
+import time
+from collections import OrderedDict, deque
 from pathlib import Path
+
+import numpy as np
 
 from relay.backends.base import Backend, BackendError, GenerationRequest, TokenPicker, cache_dir
 
 log = logging.getLogger(__name__)
 
-CONVERTER_VERSION = "1"  # bump when _StepGraph or _compress_int8 change, so cached graphs are rebuilt
+CONVERTER_VERSION = "2"  # bump when _StepGraph or _compress_int8 change, so cached graphs are rebuilt
 PRECISIONS = ("int8", "fp32")
 PRECISION_ENV = "RELAY_OPENVINO_PRECISION"  # int8 (default) | fp32 (exact, for comparisons)
-MAX_IDLE_REQUESTS = 8  # stories whose KV cache is kept between turns, per model variant
-# The prompt is read in blocks aligned to this many positions, and only whole blocks are reused from a kept cache.
-# Why: the same text read in different pieces gives slightly different floats, and a seeded sample may then
-# differ; aligned blocks make a prompt's numbers depend only on the prompt, so a seed gives the same text
-# whether the story was read now or at the last turn, alone or beside other writers.
-PREFILL_BLOCK = 64
+KV_MB_ENV = "RELAY_OPENVINO_KV_MB"  # the KV cache pool of each model variant, in MB
+DEFAULT_KV_MB = 512  # KoGPT-2 int8: ~22 KB per position, so ~23,000 positions (22 full 1,024-token windows)
+MAX_BLOCKS = 8192  # a tiny model's blocks are small; no use in more
+# While another writer's candidates are being written, a story is read this many positions per step, so their
+# next tokens come every ~50 ms instead of waiting for the whole story (a multiple of the cache block size).
+PREFILL_CHUNK = 128
+# After a step the batcher waits this long at most for the writers it served to pick their next ids (they pick in
+# their own threads, ~1 ms), so the next step carries all of them instead of the first one to answer.
+STRAGGLER_WAIT_S = 0.05
 
 
 def _step_graph_class():
     import torch
 
     class _StepGraph(torch.nn.Module):
-        """One GPT-2 step with the KV cache as inputs and outputs; logits only for the last position.
+        """GPT-2's forward with the KV cache as inputs and outputs and explicit positions; logits only for the
+        positions in `logits_indices` (each sequence's last one), so reading a story does not pay the 51,200-wide
+        output layer per token.
 
-        The cache is gathered by `beam_idx` before the new keys are appended: the OpenVINO CPU plugin fuses exactly
-        this pattern (ReadValue -> Gather -> Concat -> attention) into attention with an in-place cache, and the
-        gather also lets one read story fan out into n candidates (beam_idx = [0] * n)."""
+        The cache follows the pattern OpenVINO's paged-attention transformation recognises (and that its CPU
+        plugin fuses): ReadValue -> Gather(beam_idx) -> Concat -> scaled_dot_product_attention. The
+        transformation replaces it with PagedAttention over a block pool and removes beam_idx and the mask."""
 
         def __init__(self, model):
             super().__init__()
@@ -56,14 +74,13 @@ def _step_graph_class():
             config = model.config
             self.heads, self.head_size = config.n_head, config.n_embd // config.n_head
 
-        def forward(self, input_ids, beam_idx, *past):
+        def forward(self, input_ids, position_ids, beam_idx, logits_indices, *past):
             body = self.model.transformer
             batch, length = input_ids.shape
             past_length = past[0].shape[2]
-            positions = torch.arange(length, dtype=torch.long) + past_length
-            x = body.wte(input_ids) + body.wpe(positions)[None]
+            x = body.wte(input_ids) + body.wpe(position_ids)
             allowed = torch.arange(past_length + length)[None, :] <= (torch.arange(length)[:, None] + past_length)
-            mask = torch.where(allowed, 0.0, -float("inf"))  # the CPU plugin's fused attention wants a float mask
+            mask = torch.where(allowed, 0.0, -float("inf"))
             presents = []
             for index, block in enumerate(body.h):
                 q, k, v = block.attn.c_attn(block.ln_1(x)).split(self.heads * self.head_size, dim=2)
@@ -74,7 +91,8 @@ def _step_graph_class():
                 attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
                 x = x + block.attn.c_proj(attended.transpose(1, 2).reshape(batch, length, self.heads * self.head_size))
                 x = x + block.mlp.c_proj(block.mlp.act(block.mlp.c_fc(block.ln_2(x))))
-            return (self.model.lm_head(body.ln_f(x[:, -1])), *presents)
+            x = x.reshape(-1, x.shape[-1]).index_select(0, logits_indices)
+            return (self.model.lm_head(body.ln_f(x)), *presents)
 
     return _StepGraph
 
@@ -89,7 +107,9 @@ def _check_supported(model) -> None:
 
 
 def convert(model, precision: str = "int8"):
-    """A stateful OpenVINO model of a (merged, plain) transformers GPT-2, int8 weights unless precision="fp32"."""
+    """A stateful OpenVINO model of a (merged, plain) transformers GPT-2, int8 weights unless precision="fp32".
+
+    This is what is cached on disk; `paged(model)` turns it into the graph that runs."""
     import numpy as np
     import openvino as ov
     import torch
@@ -100,13 +120,14 @@ def convert(model, precision: str = "int8"):
     config = model.config
     heads, head_size, layers = config.n_head, config.n_embd // config.n_head, config.n_layer
     graph = _step_graph_class()(model.float().eval())
-    example = (torch.ones(1, 3, dtype=torch.long), torch.zeros(1, dtype=torch.int32)) + tuple(
-        torch.zeros(1, heads, 2, head_size) for _ in range(2 * layers))
-    shapes = [(ov.PartialShape([-1, -1]), ov.Type.i64), (ov.PartialShape([-1]), ov.Type.i32)] + [
+    example = (torch.ones(1, 3, dtype=torch.long), torch.arange(3)[None], torch.zeros(1, dtype=torch.int32),
+               torch.tensor([2])) + tuple(torch.zeros(1, heads, 2, head_size) for _ in range(2 * layers))
+    shapes = [(ov.PartialShape([-1, -1]), ov.Type.i64), (ov.PartialShape([-1, -1]), ov.Type.i64),
+              (ov.PartialShape([-1]), ov.Type.i32), (ov.PartialShape([-1]), ov.Type.i64)] + [
         (ov.PartialShape([-1, heads, -1, head_size]), ov.Type.f32)] * (2 * layers)
     with torch.no_grad():
         converted = ov.convert_model(graph, example_input=example, input=shapes)
-    names = ["input_ids", "beam_idx"] + [f"past.{i}" for i in range(2 * layers)]
+    names = ["input_ids", "position_ids", "beam_idx", "logits_indices"] + [f"past.{i}" for i in range(2 * layers)]
     for port, name in zip(converted.inputs, names):
         port.get_tensor().set_names({name})
     for port, name in zip(converted.outputs, ["logits"] + [f"present.{i}" for i in range(2 * layers)]):
@@ -114,7 +135,8 @@ def convert(model, precision: str = "int8"):
     if precision == "int8":
         _compress_int8(converted)
     apply_make_stateful_transformation(converted, {f"past.{i}": f"present.{i}" for i in range(2 * layers)})
-    # Each cache starts empty with the batch of input_ids (without an initializer the CPU plugin starts at batch 0).
+    # Each cache starts empty with the batch of input_ids: the paged-attention transformation looks for a
+    # ReadValue with an initializer, as exporters write it.
     batch = ops.gather(ops.shape_of(converted.input("input_ids"), output_type="i64"), ops.constant([0]),
                        ops.constant(0))
     for op in converted.get_ops():
@@ -124,6 +146,24 @@ def convert(model, precision: str = "int8"):
             op.set_arguments([ops.broadcast(ops.constant(np.float32(0)), ops.concat(empty, axis=0))])
     converted.validate_nodes_and_infer_types()
     return converted
+
+
+def paged(model):
+    """The converted model with PagedAttention over a block pool (OpenVINO's own transformation, in place).
+
+    Its inputs: input_ids and position_ids of every new position of every sequence, one after another;
+    logits_indices (where each sequence's last new position is); past_lens, subsequence_begins,
+    block_indices, block_indices_begins, max_context_len (which sequence holds which cache blocks); and
+    key_cache.i / value_cache.i, the pool, whose layout and precision the CPU plugin chooses at compile time."""
+    from openvino._offline_transformations import paged_attention_transformation
+
+    paged_attention_transformation(model)
+    names = {port.get_any_name() for port in model.inputs}
+    if "key_cache.0" not in names or "beam_idx" in names:
+        raise BackendError("OpenVINO's paged-attention transformation did not recognise the converted graph; "
+                           "this openvino version is not supported (see requirements.txt), or use --backend "
+                           "transformers")
+    return model
 
 
 def _compress_int8(model) -> int:
@@ -189,71 +229,335 @@ def cached_model_path(model, precision: str, cache: Path | None = None) -> Path:
     return xml
 
 
-class _Slot:
-    """One infer request and the ids its KV cache holds."""
+class _Pool:
+    """The KV cache blocks of one compiled model, bound once to its infer request, and who holds which block.
 
-    def __init__(self, request):
-        self.request = request
-        self.ids: list[int] = []  # every id the cache holds
-        self.blocks = 0  # positions read as whole aligned prompt blocks (the only ones reused)
+    Only the batcher thread touches a pool. A block is free, held by candidates (refs > 0), or kept: a whole
+    block of a story's prompt that was read, findable by the ids it holds up to its end, reused by the next turn
+    and given up (oldest first) when space is needed."""
+
+    def __init__(self, compiled, request, budget_bytes: int, count: int | None = None):
+        import openvino as ov
+
+        ports = [port for port in compiled.inputs if port.get_any_name().startswith(("key_cache.", "value_cache."))]
+        block_bytes = 0
+        for port in ports:
+            shape = port.get_partial_shape()
+            block_bytes += port.get_element_type().size * int(np.prod([shape[i].get_length() for i in (1, 2, 3)]))
+        self.count = count or max(8, min(MAX_BLOCKS, budget_bytes // block_bytes))
+        self.size = compiled.input("value_cache.0").get_partial_shape()[2].get_length()  # positions per block
+        self.tensors = []
+        for port in ports:
+            shape = port.get_partial_shape()
+            tensor = ov.Tensor(port.get_element_type(), [self.count] + [shape[i].get_length() for i in (1, 2, 3)])
+            request.set_tensor(port.get_any_name(), tensor)
+            self.tensors.append(tensor.data)
+        self.free: list[int] = list(range(self.count))[::-1]
+        self.refs = [0] * self.count
+        self.kept: OrderedDict[tuple, int] = OrderedDict()  # the prompt ids up to a block's end -> the block
+        self.key_of: dict[int, tuple] = {}
+
+    def available(self) -> int:
+        return len(self.free) + sum(1 for block in self.kept.values() if self.refs[block] == 0)
+
+    def take(self) -> int:
+        if not self.free:  # give up the oldest kept block nobody holds
+            key = next(key for key, block in self.kept.items() if self.refs[block] == 0)
+            self.free.append(self.kept.pop(key))
+            del self.key_of[self.free[-1]]
+        block = self.free.pop()
+        self.refs[block] = 1
+        return block
+
+    def hold(self, block: int) -> None:
+        self.refs[block] += 1
+        key = self.key_of.get(block)
+        if key is not None:
+            self.kept.move_to_end(key)
+
+    def release(self, block: int) -> None:
+        self.refs[block] -= 1
+        if self.refs[block] == 0 and block not in self.key_of:
+            self.free.append(block)
+
+    def kept_prefix(self, prompt: list[int], limit: int) -> list[int]:
+        """The kept blocks holding the first whole blocks of `prompt`, at most `limit` blocks."""
+        blocks = []
+        for index in range(limit):
+            block = self.kept.get(tuple(prompt[:(index + 1) * self.size]))
+            if block is None:
+                break
+            blocks.append(block)
+        return blocks
+
+    def keep(self, block: int, prompt: list[int], index: int) -> None:
+        """Remember that `block` holds whole block number `index` of `prompt`, read as a prompt."""
+        key = tuple(prompt[:(index + 1) * self.size])
+        if key not in self.kept and block not in self.key_of:
+            self.kept[key] = block
+            self.key_of[block] = key
+
+    def copy(self, source: int, target: int) -> None:
+        for data in self.tensors:
+            data[target] = data[source]
 
 
-class _Variant:
-    """One compiled model (the base, or the base with one adapter merged) and its idle infer requests."""
+class _Row:
+    """One candidate inside the batch: its cache blocks (in position order) and how many positions they hold."""
 
-    def __init__(self, compiled):
+    def __init__(self, blocks: list[int], length: int):
+        self.blocks = blocks
+        self.length = length
+
+
+class _Job:
+    """One GenerationRequest inside a batcher: n candidates continuing one prompt.
+
+    The writer's thread and the batcher hand over through it: the batcher sets `logits` and `ready`; the writer
+    sets `next_ids` (or `closed`) and notifies the batcher."""
+
+    def __init__(self, prompt: list[int], n: int, limit: int):
+        self.prompt, self.n, self.limit = prompt, n, limit
+        self.rows: list[_Row] = []  # one reading row until the prompt is read, then n
+        self.read = 0  # prompt positions whose keys and values are in the cache
+        self.cached_tokens = 0
+        self.next_ids: list[int] | None = None
+        self.logits = None
+        self.answered = True  # False from the moment logits are handed over until next_ids or closed
+        self.error: BaseException | None = None
+        self.closed = False
+        self.spare: list[int] = []  # blocks taken for candidates 2..n until the prompt is read
+        self.ready = threading.Event()
+
+
+class _Batcher:
+    """Runs one compiled model for every writer at once: one thread, one infer request, one block pool."""
+
+    def __init__(self, compiled, budget_bytes: int, name: str, blocks: int | None = None):
         self.compiled = compiled
-        self.idle: list[_Slot] = []
-        self.lock = threading.Lock()
+        self.request = compiled.create_infer_request()
+        self.pool = _Pool(compiled, self.request, budget_bytes, blocks)
+        self.cond = threading.Condition()
+        self.waiting: deque[_Job] = deque()  # not yet given cache blocks, in arrival order
+        self.active: list[_Job] = []
+        self.stopped = False
+        self.steps = 0
+        self.widest = 0  # the most sequences one step carried
+        self.thread = threading.Thread(target=self._run, name=f"openvino-batcher-{name}", daemon=True)
+        self.thread.start()
 
-    def take(self, prompt: list[int]) -> tuple[_Slot, int]:
-        """The idle request sharing the longest prefix with `prompt` (or a fresh one), and that prefix's length."""
-        with self.lock:
-            best, best_length = None, 0
-            for slot in self.idle:
-                length = _shared_prefix(slot.ids, prompt)
-                if best is None or length > best_length:
-                    best, best_length = slot, length
-            if best is not None and best_length > 0:
-                self.idle.remove(best)
-                return best, best_length
-            if len(self.idle) >= MAX_IDLE_REQUESTS:
-                slot = self.idle.pop(0)
-                return slot, 0
-        return _Slot(self.compiled.create_infer_request()), 0
+    # -- the writer's side (any thread) --
 
-    def give_back(self, slot: _Slot) -> None:
-        with self.lock:
-            self.idle.append(slot)
-            if len(self.idle) > MAX_IDLE_REQUESTS:
-                self.idle.pop(0)
+    def submit(self, prompt: list[int], n: int, limit: int) -> _Job:
+        job = _Job(prompt, n, limit)
+        with self.cond:
+            if self.stopped:
+                raise BackendError("the openvino backend was closed")
+            self.waiting.append(job)
+            self.cond.notify_all()
+        return job
 
+    def wait(self, job: _Job, cancelled) -> "np.ndarray | None":
+        """The job's next logits [n, vocab]; None once `cancelled()` says so."""
+        while not job.ready.wait(0.05):
+            if cancelled():
+                return None
+        job.ready.clear()
+        if job.error is not None:
+            raise job.error
+        return job.logits
 
-def _shared_prefix(a: list[int], b: list[int]) -> int:
-    length = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        length += 1
-    return length
+    def answer(self, job: _Job, ids: list[int]) -> None:
+        with self.cond:
+            job.next_ids, job.answered = list(ids), True
+            self.cond.notify_all()
+
+    def finish(self, job: _Job) -> None:
+        with self.cond:
+            job.closed, job.answered = True, True
+            self.cond.notify_all()
+
+    def close(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
+        self.thread.join(timeout=10)
+
+    # -- the batcher thread --
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while True:
+                    if self.stopped:
+                        for job in list(self.waiting) + self.active:
+                            job.error = BackendError("the openvino backend was closed")
+                            job.ready.set()
+                        return
+                    self._admit()
+                    entries = self._step_entries()
+                    if entries:
+                        break
+                    self.cond.wait()
+            try:
+                logits = self._infer(entries)
+            except Exception as error:  # noqa: BLE001  handed to every writer in the step
+                log.exception("openvino step failed")
+                with self.cond:
+                    for job in {id(entry[0]): entry[0] for entry in entries}.values():
+                        job.error = BackendError(f"the openvino backend failed: {error}")
+                        job.closed = True
+                        job.ready.set()
+                continue
+            with self.cond:
+                served = self._deliver(entries, logits)
+                deadline = time.monotonic() + STRAGGLER_WAIT_S
+                while not self.stopped and any(not job.answered for job in served):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self.cond.wait(remaining)
+
+    def _blocks_needed(self, job: _Job, kept: int) -> int:
+        size = self.pool.size
+        total = -(-(len(job.prompt) + job.limit) // size)  # every block one candidate's positions need
+        shared = len(job.prompt) // size  # whole prompt blocks: one copy for all candidates
+        return total - kept + (job.n - 1) * (total - shared)
+
+    def _admit(self) -> None:
+        """Give waiting jobs their cache blocks, in arrival order, while the pool has room; free finished jobs."""
+        for job in [job for job in self.active if job.closed]:
+            self.active.remove(job)
+            for block in [block for row in job.rows for block in row.blocks] + job.spare:
+                self.pool.release(block)
+        while self.waiting:
+            job = self.waiting[0]
+            if job.closed:
+                self.waiting.popleft()
+                continue
+            size = self.pool.size
+            kept = self.pool.kept_prefix(job.prompt, (len(job.prompt) - 1) // size)  # read >= 1 id: its logits
+            need = self._blocks_needed(job, len(kept))
+            if need + len(kept) > self.pool.count:
+                self.waiting.popleft()
+                job.error = BackendError(
+                    f"the story and max_new_tokens need {need + len(kept)} KV cache blocks, more than the openvino "
+                    f"backend's pool of {self.pool.count}; raise {KV_MB_ENV} (now {self.pool.count} blocks)")
+                job.ready.set()
+                continue
+            for block in kept:  # held first, so taking fresh blocks cannot give them up
+                self.pool.hold(block)
+            if need > self.pool.available():
+                for block in kept:
+                    self.pool.release(block)
+                return  # it waits for blocks; later jobs wait behind it
+            self.waiting.popleft()
+            total = -(-(len(job.prompt) + job.limit) // size)
+            first = _Row(kept + [self.pool.take() for _ in range(total - len(kept))], len(kept) * size)
+            job.rows = [first]
+            job.read = job.cached_tokens = first.length
+            job.spare = [self.pool.take() for _ in range(need - (total - len(kept)))]  # the other candidates' blocks
+            self.active.append(job)
+
+    def _step_entries(self) -> list[tuple]:
+        """(job, row, ids, past length) for every sequence that has input now."""
+        entries = []
+        writing = any(job.read == len(job.prompt) for job in self.active if not job.closed)
+        for job in self.active:
+            if job.closed:
+                continue
+            if job.read < len(job.prompt):
+                end = min(len(job.prompt), job.read + PREFILL_CHUNK) if writing else len(job.prompt)
+                entries.append((job, 0, job.prompt[job.read:end], job.read))
+            elif job.next_ids is not None:
+                for index, row in enumerate(job.rows):
+                    entries.append((job, index, [job.next_ids[index]], row.length))
+                job.next_ids = None
+        return entries
+
+    def _infer(self, entries) -> "np.ndarray":
+        size = self.pool.size
+        lengths = [len(ids) for _, _, ids, _ in entries]
+        begins = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+        tables = [job.rows[row].blocks[:-(-(past + len(ids)) // size)] for job, row, ids, past in entries]
+        inputs = {
+            "input_ids": np.fromiter((i for _, _, ids, _ in entries for i in ids), dtype=np.int64),
+            "position_ids": np.concatenate([np.arange(past, past + len(ids)) for _, _, ids, past in entries]),
+            "logits_indices": (begins[1:] - 1).astype(np.int64),
+            "past_lens": np.array([past for *_, past in entries], dtype=np.int32),
+            "subsequence_begins": begins,
+            "block_indices": np.concatenate(tables).astype(np.int32),
+            "block_indices_begins": np.concatenate([[0], np.cumsum([len(t) for t in tables])]).astype(np.int32),
+            "max_context_len": np.array(max(past + len(ids) for _, _, ids, past in entries), dtype=np.int32),
+        }
+        logits = self.request.infer(inputs)["logits"]
+        self.steps += 1
+        self.widest = max(self.widest, len(entries))
+        return np.array(logits)
+
+    def _deliver(self, entries, logits) -> list[_Job]:
+        """Hand each job its rows' logits; a job whose prompt is now read fans out into its n candidates."""
+        served: dict[int, _Job] = {}
+        rows: dict[int, dict[int, "np.ndarray"]] = {}
+        size = self.pool.size
+        for (job, row, ids, past), row_logits in zip(entries, logits):
+            if job.closed:
+                continue
+            if job.read < len(job.prompt):  # a piece of the prompt was read
+                job.read = job.rows[0].length = past + len(ids)
+                for index in range(past // size, job.read // size):  # whole blocks read as prompt: keep them
+                    if index * size >= job.cached_tokens:
+                        self.pool.keep(job.rows[0].blocks[index], job.prompt, index)
+                if job.read == len(job.prompt):
+                    self._fan_out(job)
+                    job.logits = np.repeat(row_logits[None], job.n, axis=0)
+                    served[id(job)] = job
+            else:
+                job.rows[row].length += 1
+                rows.setdefault(id(job), {})[row] = row_logits
+                served[id(job)] = job
+        for key, job in served.items():
+            if key in rows:
+                job.logits = np.stack([rows[key][index] for index in range(job.n)])
+            job.answered = False
+            job.ready.set()
+        return list(served.values())
+
+    def _fan_out(self, job: _Job) -> None:
+        """Candidates 2..n share the read prompt's whole blocks and get a copy of its last, partial one."""
+        first, size = job.rows[0], self.pool.size
+        shared = len(job.prompt) // size
+        own = len(first.blocks) - shared
+        for _ in range(job.n - 1):
+            blocks = first.blocks[:shared] + [job.spare.pop() for _ in range(own)]
+            for block in first.blocks[:shared]:
+                self.pool.hold(block)
+            if len(job.prompt) % size:
+                self.pool.copy(first.blocks[shared], blocks[shared])
+            job.rows.append(_Row(blocks, len(job.prompt)))
 
 
 class OpenVinoBackend(Backend):
-    """int8 (or fp32) GPT-2 on the OpenVINO CPU runtime; requests run at the same time, each streaming."""
+    """int8 (or fp32) GPT-2 on the OpenVINO CPU runtime; requests run at the same time, in one batch, each streaming."""
 
     name = "openvino"
     unsupported_settings = frozenset()
     concurrent = True
 
-    def __init__(self, variants: dict[str | None, object], *, context_window: int, vocab_size: int, precision: str):
-        self._variants = {name: _Variant(compiled) for name, compiled in variants.items()}
+    def __init__(self, variants: dict[str | None, object], *, context_window: int, vocab_size: int, precision: str,
+                 kv_megabytes: int | None = None, kv_blocks: int | None = None):
+        """kv_blocks (tests) sets the pool's size in blocks instead of kv_megabytes / $RELAY_OPENVINO_KV_MB."""
+        budget = (kv_megabytes or int(os.environ.get(KV_MB_ENV) or DEFAULT_KV_MB)) * 1024 * 1024
+        self._batchers = {name: _Batcher(compiled, budget, name or "base", kv_blocks)
+                          for name, compiled in variants.items()}
         self.context_window = context_window
         self.vocab_size = vocab_size
         self.precision = precision
 
     @classmethod
     def from_model(cls, model, *, source: str = "", adapters: dict[str, str] | None = None,
-                   precision: str | None = None, cache: Path | None = None) -> "OpenVinoBackend":
+                   precision: str | None = None, cache: Path | None = None,
+                   kv_blocks: int | None = None) -> "OpenVinoBackend":
         """Convert (or load from the cache) a transformers GPT-2 and one merged copy per LoRA adapter.
 
         `model` is the plain base model (adapters are merged here from their folders)."""
@@ -264,76 +568,64 @@ class OpenVinoBackend(Backend):
             raise BackendError(f"{PRECISION_ENV} must be one of {', '.join(PRECISIONS)}; got {precision!r}")
         if hasattr(model, "peft_config"):
             raise BackendError("pass the base model without adapters; the openvino backend merges them itself")
+        try:
+            megabytes = int(os.environ.get(KV_MB_ENV) or DEFAULT_KV_MB)
+        except ValueError:
+            megabytes = 0
+        if megabytes < 1:
+            raise BackendError(f"{KV_MB_ENV} must be a whole number of megabytes (default {DEFAULT_KV_MB}); "
+                               f"got {os.environ.get(KV_MB_ENV)!r}")
         _check_supported(model)
         core = ov.Core()
         properties = {"PERFORMANCE_HINT": "LATENCY"}
         if precision == "fp32":  # exact: no bf16 arithmetic, no 8-bit KV cache, no dynamic int8 activations
             properties.update({"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32",
                                "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"})
-        variants = {None: core.compile_model(core.read_model(cached_model_path(model, precision, cache)), "CPU",
-                                             properties)}
+
+        def compiled(weights):
+            return core.compile_model(paged(core.read_model(cached_model_path(weights, precision, cache))), "CPU",
+                                      properties)
+
+        variants = {None: compiled(model)}
         for name, path in (adapters or {}).items():
             from relay.engine import _load_adapters
 
             merged = _load_adapters(copy.deepcopy(model), {name: path}).merge_and_unload()  # checked by the engine
-            variants[name] = core.compile_model(core.read_model(cached_model_path(merged, precision, cache)), "CPU",
-                                                properties)
+            variants[name] = compiled(merged)
             del merged
         config = model.config
         return cls(variants, context_window=int(config.n_positions), vocab_size=int(config.vocab_size),
-                   precision=precision)
+                   precision=precision, kv_megabytes=megabytes, kv_blocks=kv_blocks)
+
+    def stats(self) -> dict:
+        """Steps run and the most sequences one step carried, over every model variant (for tests and benchmarks)."""
+        return {"steps": sum(b.steps for b in self._batchers.values()),
+                "widest_step": max(b.widest for b in self._batchers.values())}
 
     def generate(self, request: GenerationRequest) -> None:
-        import numpy as np
-
-        variant = self._variants.get(request.adapter)
-        if variant is None:
+        batcher = self._batchers.get(request.adapter)
+        if batcher is None:
             raise BackendError(f"adapter {request.adapter!r} was not converted for the openvino backend")
-        prompt, n, limit = request.prompt, request.n, request.settings.max_new_tokens
-        slot, shared = variant.take(prompt)
-        infer = slot.request
+        limit = request.settings.max_new_tokens
+        job = batcher.submit(list(request.prompt), request.n, limit)
         try:
-            # Reuse whole blocks only, and read at least one id (the last one's logits start the continuation).
-            reuse = min(shared, slot.blocks, len(prompt) - 1) // PREFILL_BLOCK * PREFILL_BLOCK
-            _keep_prefix(infer, len(slot.ids), reuse)
-            slot.ids, slot.blocks = list(prompt[:reuse]), reuse
-            request.cached_tokens = reuse
-            one = np.zeros(1, dtype=np.int32)
-            for start in range(reuse, len(prompt), PREFILL_BLOCK):
-                block = prompt[start:start + PREFILL_BLOCK]
-                logits = infer.infer({"input_ids": np.array([block], dtype=np.int64), "beam_idx": one})["logits"]
-                slot.ids += block
-            slot.blocks = len(prompt) // PREFILL_BLOCK * PREFILL_BLOCK
-            if n > 1:
-                logits = np.repeat(logits, n, axis=0)
+            logits = batcher.wait(job, request.cancelled)
+            if logits is None:
+                return
+            request.cached_tokens = job.cached_tokens
             picker = TokenPicker(request)
-            beam = np.zeros(n, dtype=np.int32)  # the first step fans the one read story out into n rows
             for step in range(limit):
                 ids = picker.pick(logits)
                 done = request.on_tokens(ids)
                 if all(done) or step == limit - 1:
                     break
-                logits = infer.infer({"input_ids": np.array(ids, dtype=np.int64)[:, None], "beam_idx": beam})["logits"]
-                beam = np.arange(n, dtype=np.int32)
-                slot.ids.append(ids[0])
-        except BaseException:
-            slot.ids, slot.blocks = [], 0  # the cache may hold anything now
-            infer.reset_state()
-            raise
+                batcher.answer(job, ids)
+                logits = batcher.wait(job, request.cancelled)
+                if logits is None:
+                    return
         finally:
-            variant.give_back(slot)
+            batcher.finish(job)
 
-
-def _keep_prefix(infer, held: int, keep: int) -> None:
-    """Cut the request's KV cache (holding `held` positions) back to its first `keep` positions."""
-    import numpy as np
-    import openvino as ov
-
-    if keep == 0:
-        infer.reset_state()
-        return
-    if keep == held:
-        return
-    for state in infer.query_state():
-        data = state.state.data
-        state.state = ov.Tensor(np.ascontiguousarray(data[:, :, :keep, :]))
+    def close(self) -> None:
+        for batcher in self._batchers.values():
+            batcher.close()
