@@ -9,10 +9,10 @@ with exactly the engine's rules (`TokenPicker`): banned ids, held paragraph ends
 per-request seeds hold as on transformers.
 
 Several writers at once: each model variant has one `_Batcher` thread. Every step it runs, in one call of the
-runtime, the next token of every candidate whose writer has picked one and the next piece of every story
-still being read; the writers' threads pick their ids from their rows of the logits meanwhile. The runtime
-does the ragged batching (one row per sequence, each with its own length and cache blocks); the batcher
-only says who is in the step. A row's logits are bit for bit the same alone, beside others or read in other
+runtime, the next token of every candidate being written and the next piece of every story still being read,
+then picks each candidate's next id under its own request's rules and seed. The runtime does the ragged
+batching (one row per sequence, each with its own length and cache blocks); the batcher only says who is in
+the step. A row's logits are bit for bit the same alone, beside others or read in other
 pieces (checked on the real architecture), so a seed gives the same text however busy the server is.
 
 Kept story caches: the cache is a pool of blocks (`_Pool`). Whole blocks of a prompt, once read, stay in the
@@ -46,14 +46,11 @@ CONVERTER_VERSION = "2"  # bump when _StepGraph or _compress_int8 change, so cac
 PRECISIONS = ("int8", "fp32")
 PRECISION_ENV = "RELAY_OPENVINO_PRECISION"  # int8 (default) | fp32 (exact, for comparisons)
 KV_MB_ENV = "RELAY_OPENVINO_KV_MB"  # the KV cache pool of each model variant, in MB
-DEFAULT_KV_MB = 512  # KoGPT-2 int8: ~22 KB per position, so ~23,000 positions (22 full 1,024-token windows)
+DEFAULT_KV_MB = 256  # KoGPT-2 int8: ~22 KB per position, so ~11,000 positions (11 full 1,024-token windows)
 MAX_BLOCKS = 8192  # a tiny model's blocks are small; no use in more
 # While another writer's candidates are being written, a story is read this many positions per step, so their
 # next tokens come every ~50 ms instead of waiting for the whole story (a multiple of the cache block size).
 PREFILL_CHUNK = 128
-# After a step the batcher waits this long at most for the writers it served to pick their next ids (they pick in
-# their own threads, ~1 ms), so the next step carries all of them instead of the first one to answer.
-STRAGGLER_WAIT_S = 0.05
 
 
 def _step_graph_class():
@@ -313,25 +310,29 @@ class _Row:
 class _Job:
     """One GenerationRequest inside a batcher: n candidates continuing one prompt.
 
-    The writer's thread and the batcher hand over through it: the batcher sets `logits` and `ready`; the writer
-    sets `next_ids` (or `closed`) and notifies the batcher."""
+    After `submit` only the batcher thread works on it (reads the prompt, picks ids, calls the engine back);
+    the writer's thread waits for `finished` and may set `closed` to cancel."""
 
-    def __init__(self, prompt: list[int], n: int, limit: int):
-        self.prompt, self.n, self.limit = prompt, n, limit
+    def __init__(self, request: GenerationRequest, picker: TokenPicker):
+        self.request, self.picker = request, picker
+        self.prompt, self.n, self.limit = list(request.prompt), request.n, request.settings.max_new_tokens
         self.rows: list[_Row] = []  # one reading row until the prompt is read, then n
         self.read = 0  # prompt positions whose keys and values are in the cache
         self.cached_tokens = 0
-        self.next_ids: list[int] | None = None
-        self.logits = None
-        self.answered = True  # False from the moment logits are handed over until next_ids or closed
+        self.written = 0  # steps of ids picked
+        self.next_ids: list[int] | None = None  # the ids to run at the next step
+        self.spare: list[int] = []  # blocks taken for candidates 2..n until the prompt is read
         self.error: BaseException | None = None
         self.closed = False
-        self.spare: list[int] = []  # blocks taken for candidates 2..n until the prompt is read
-        self.ready = threading.Event()
+        self.finished = threading.Event()  # set by the batcher once it has let go of the job
 
 
 class _Batcher:
-    """Runs one compiled model for every writer at once: one thread, one infer request, one block pool."""
+    """Runs one compiled model for every writer at once: one thread, one infer request, one block pool.
+
+    The thread also picks every job's ids (`TokenPicker`) and calls the engine back (`on_tokens`) between
+    steps: ~0.5 ms a candidate, cheaper than handing each step's logits to the writers' threads and waiting
+    for their answers."""
 
     def __init__(self, compiled, budget_bytes: int, name: str, blocks: int | None = None):
         self.compiled = compiled
@@ -348,34 +349,23 @@ class _Batcher:
 
     # -- the writer's side (any thread) --
 
-    def submit(self, prompt: list[int], n: int, limit: int) -> _Job:
-        job = _Job(prompt, n, limit)
+    def run(self, request: GenerationRequest) -> None:
+        """Generate `request` in the batch; returns when it is finished, or at once (after the batcher has let go
+        of it) when `request.cancelled()`."""
+        job = _Job(request, TokenPicker(request))
         with self.cond:
             if self.stopped:
                 raise BackendError("the openvino backend was closed")
             self.waiting.append(job)
             self.cond.notify_all()
-        return job
-
-    def wait(self, job: _Job, cancelled) -> "np.ndarray | None":
-        """The job's next logits [n, vocab]; None once `cancelled()` says so."""
-        while not job.ready.wait(0.05):
-            if cancelled():
-                return None
-        job.ready.clear()
+        while not job.finished.wait(0.05):
+            if request.cancelled():  # e.g. while the story is still waiting or being read
+                with self.cond:
+                    job.closed = True
+                    self.cond.notify_all()
+                job.finished.wait()
         if job.error is not None:
             raise job.error
-        return job.logits
-
-    def answer(self, job: _Job, ids: list[int]) -> None:
-        with self.cond:
-            job.next_ids, job.answered = list(ids), True
-            self.cond.notify_all()
-
-    def finish(self, job: _Job) -> None:
-        with self.cond:
-            job.closed, job.answered = True, True
-            self.cond.notify_all()
 
     def close(self) -> None:
         with self.cond:
@@ -391,8 +381,8 @@ class _Batcher:
                 while True:
                     if self.stopped:
                         for job in list(self.waiting) + self.active:
-                            job.error = BackendError("the openvino backend was closed")
-                            job.ready.set()
+                            job.error = job.error or BackendError("the openvino backend was closed")
+                            job.finished.set()
                         return
                     self._admit()
                     entries = self._step_entries()
@@ -407,16 +397,25 @@ class _Batcher:
                     for job in {id(entry[0]): entry[0] for entry in entries}.values():
                         job.error = BackendError(f"the openvino backend failed: {error}")
                         job.closed = True
-                        job.ready.set()
                 continue
             with self.cond:
                 served = self._deliver(entries, logits)
-                deadline = time.monotonic() + STRAGGLER_WAIT_S
-                while not self.stopped and any(not job.answered for job in served):
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self.cond.wait(remaining)
+            for job, job_logits in served:
+                self._advance(job, job_logits)
+
+    def _advance(self, job: _Job, logits) -> None:
+        """Pick the job's next ids and hand them to the engine; the job ends when every candidate is finished,
+        at max_new_tokens, or on a cancel (on_tokens then says all are finished)."""
+        try:
+            ids = job.picker.pick(logits)
+            done = job.request.on_tokens(ids)
+            job.written += 1
+            if all(done) or job.written >= job.limit:
+                job.closed = True
+            else:
+                job.next_ids = ids
+        except BaseException as error:  # noqa: BLE001  the writer's thread raises it
+            job.error, job.closed = error, True
 
     def _blocks_needed(self, job: _Job, kept: int) -> int:
         size = self.pool.size
@@ -430,10 +429,12 @@ class _Batcher:
             self.active.remove(job)
             for block in [block for row in job.rows for block in row.blocks] + job.spare:
                 self.pool.release(block)
+            job.finished.set()
         while self.waiting:
             job = self.waiting[0]
             if job.closed:
                 self.waiting.popleft()
+                job.finished.set()
                 continue
             size = self.pool.size
             kept = self.pool.kept_prefix(job.prompt, (len(job.prompt) - 1) // size)  # read >= 1 id: its logits
@@ -443,7 +444,7 @@ class _Batcher:
                 job.error = BackendError(
                     f"the story and max_new_tokens need {need + len(kept)} KV cache blocks, more than the openvino "
                     f"backend's pool of {self.pool.count}; raise {KV_MB_ENV} (now {self.pool.count} blocks)")
-                job.ready.set()
+                job.finished.set()
                 continue
             for block in kept:  # held first, so taking fresh blocks cannot give them up
                 self.pool.hold(block)
@@ -455,7 +456,7 @@ class _Batcher:
             total = -(-(len(job.prompt) + job.limit) // size)
             first = _Row(kept + [self.pool.take() for _ in range(total - len(kept))], len(kept) * size)
             job.rows = [first]
-            job.read = job.cached_tokens = first.length
+            job.read = job.request.cached_tokens = first.length
             job.spare = [self.pool.take() for _ in range(need - (total - len(kept)))]  # the other candidates' blocks
             self.active.append(job)
 
@@ -495,8 +496,9 @@ class _Batcher:
         self.widest = max(self.widest, len(entries))
         return np.array(logits)
 
-    def _deliver(self, entries, logits) -> list[_Job]:
-        """Hand each job its rows' logits; a job whose prompt is now read fans out into its n candidates."""
+    def _deliver(self, entries, logits) -> list[tuple[_Job, "np.ndarray"]]:
+        """Book the step: each job's rows' logits [n, vocab]; a job whose prompt is now read fans out into its n
+        candidates."""
         served: dict[int, _Job] = {}
         rows: dict[int, dict[int, "np.ndarray"]] = {}
         size = self.pool.size
@@ -506,22 +508,17 @@ class _Batcher:
             if job.read < len(job.prompt):  # a piece of the prompt was read
                 job.read = job.rows[0].length = past + len(ids)
                 for index in range(past // size, job.read // size):  # whole blocks read as prompt: keep them
-                    if index * size >= job.cached_tokens:
+                    if index * size >= job.request.cached_tokens:
                         self.pool.keep(job.rows[0].blocks[index], job.prompt, index)
                 if job.read == len(job.prompt):
                     self._fan_out(job)
-                    job.logits = np.repeat(row_logits[None], job.n, axis=0)
+                    rows[id(job)] = {index: row_logits for index in range(job.n)}
                     served[id(job)] = job
             else:
                 job.rows[row].length += 1
                 rows.setdefault(id(job), {})[row] = row_logits
                 served[id(job)] = job
-        for key, job in served.items():
-            if key in rows:
-                job.logits = np.stack([rows[key][index] for index in range(job.n)])
-            job.answered = False
-            job.ready.set()
-        return list(served.values())
+        return [(job, np.stack([rows[key][index] for index in range(job.n)])) for key, job in served.items()]
 
     def _fan_out(self, job: _Job) -> None:
         """Candidates 2..n share the read prompt's whole blocks and get a copy of its last, partial one."""
@@ -606,25 +603,7 @@ class OpenVinoBackend(Backend):
         batcher = self._batchers.get(request.adapter)
         if batcher is None:
             raise BackendError(f"adapter {request.adapter!r} was not converted for the openvino backend")
-        limit = request.settings.max_new_tokens
-        job = batcher.submit(list(request.prompt), request.n, limit)
-        try:
-            logits = batcher.wait(job, request.cancelled)
-            if logits is None:
-                return
-            request.cached_tokens = job.cached_tokens
-            picker = TokenPicker(request)
-            for step in range(limit):
-                ids = picker.pick(logits)
-                done = request.on_tokens(ids)
-                if all(done) or step == limit - 1:
-                    break
-                batcher.answer(job, ids)
-                logits = batcher.wait(job, request.cancelled)
-                if logits is None:
-                    return
-        finally:
-            batcher.finish(job)
+        batcher.run(request)
 
     def close(self) -> None:
         for batcher in self._batchers.values():
