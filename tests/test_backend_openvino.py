@@ -200,7 +200,7 @@ def test_the_next_turn_rereads_only_the_new_text_and_writes_what_a_fresh_read_wr
     first.text
     grown = long_story + [first.text or "그녀가 웃었다.", "나는 대답하지 않았다."]
     second = fast.continue_story(grown, s)
-    assert second.meta["cached_prompt_tokens"] >= 64  # whole 64-token blocks of the old story were kept
+    assert second.meta["cached_prompt_tokens"] >= 64  # whole cache blocks of the old story were kept
     assert second.meta["cached_prompt_tokens"] <= first.meta["prompt_tokens"]
     fresh = Engine.from_pretrained(tiny_model_dir, backend="openvino")  # the same cached conversion, no kept KV
     assert fresh.continue_story(grown, s).text == second.text
