@@ -234,3 +234,35 @@ def test_a_conversion_is_cached_and_redone_when_the_adapter_changes(fast, tiny_m
     changed = build_tiny_adapter(tiny_model_dir, tmp_path / "noir-retrained", seed=1)
     second = cached_model_path(merged(changed), "int8", tmp_path)
     assert second.parent.name != first.parent.name and second.is_file()
+
+
+def test_a_failed_step_fails_only_its_turns_and_the_next_turn_works(fast, monkeypatch):
+    batcher = fast.backend._batchers[None]
+    real = batcher._infer
+    calls = []
+
+    def failing_once(entries):
+        calls.append(len(entries))
+        if len(calls) == 1:
+            raise RuntimeError("simulated runtime failure")
+        return real(entries)
+
+    monkeypatch.setattr(batcher, "_infer", failing_once)
+    with pytest.raises(BackendError, match="simulated runtime failure"):
+        fast.continue_story(STORY, SAMPLED.replace(seed=2)).text
+    monkeypatch.setattr(batcher, "_infer", real)
+    assert fast.continue_story(STORY, SAMPLED.replace(seed=2)).text  # the pool's books stayed right
+    assert not batcher.active and not batcher.waiting
+
+
+def test_a_broken_batcher_fails_the_turn_instead_of_hanging(fast, monkeypatch):
+    batcher = fast.backend._batchers[None]
+
+    def broken():
+        raise RuntimeError("simulated bookkeeping bug")
+
+    monkeypatch.setattr(batcher, "_step_entries", broken)
+    with pytest.raises(BackendError, match="simulated bookkeeping bug"):
+        fast.continue_story(STORY, SAMPLED.replace(seed=3)).text
+    monkeypatch.undo()
+    assert fast.continue_story(STORY, SAMPLED.replace(seed=3)).text

@@ -249,10 +249,18 @@ class _Pool:
             tensor = ov.Tensor(port.get_element_type(), [self.count] + [shape[i].get_length() for i in (1, 2, 3)])
             request.set_tensor(port.get_any_name(), tensor)
             self.tensors.append(tensor.data)
-        self.free: list[int] = list(range(self.count))[::-1]
-        self.refs = [0] * self.count
+        self.free: list[int] = []
+        self.refs: list[int] = []
         self.kept: OrderedDict[tuple, int] = OrderedDict()  # the prompt ids up to a block's end -> the block
         self.key_of: dict[int, tuple] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Every block free, nothing kept (after a failure left the books in doubt)."""
+        self.free = list(range(self.count))[::-1]
+        self.refs = [0] * self.count
+        self.kept.clear()
+        self.key_of.clear()
 
     def available(self) -> int:
         return len(self.free) + sum(1 for block in self.kept.values() if self.refs[block] == 0)
@@ -359,6 +367,8 @@ class _Batcher:
             self.waiting.append(job)
             self.cond.notify_all()
         while not job.finished.wait(0.05):
+            if not self.thread.is_alive():
+                raise BackendError("the openvino backend's batcher stopped; restart the app")
             if request.cancelled():  # e.g. while the story is still waiting or being read
                 with self.cond:
                     job.closed = True
@@ -377,31 +387,47 @@ class _Batcher:
 
     def _run(self) -> None:
         while True:
-            with self.cond:
-                while True:
-                    if self.stopped:
-                        for job in list(self.waiting) + self.active:
-                            job.error = job.error or BackendError("the openvino backend was closed")
-                            job.finished.set()
-                        return
-                    self._admit()
-                    entries = self._step_entries()
-                    if entries:
-                        break
-                    self.cond.wait()
             try:
-                logits = self._infer(entries)
-            except Exception as error:  # noqa: BLE001  handed to every writer in the step
-                log.exception("openvino step failed")
+                if not self._step():
+                    return
+            except Exception as error:  # noqa: BLE001  a bug here must not leave writers waiting forever
+                log.exception("the openvino batcher failed; failing the turns in progress")
                 with self.cond:
-                    for job in {id(entry[0]): entry[0] for entry in entries}.values():
+                    for job in list(self.waiting) + self.active:
                         job.error = BackendError(f"the openvino backend failed: {error}")
-                        job.closed = True
-                continue
+                        job.finished.set()
+                    self.waiting.clear()
+                    self.active.clear()
+                    self.pool.reset()
+
+    def _step(self) -> bool:
+        """Run one step for every job with input; False once the batcher is closed."""
+        with self.cond:
+            while True:
+                if self.stopped:
+                    for job in list(self.waiting) + self.active:
+                        job.error = job.error or BackendError("the openvino backend was closed")
+                        job.finished.set()
+                    return False
+                self._admit()
+                entries = self._step_entries()
+                if entries:
+                    break
+                self.cond.wait()
+        try:
+            logits = self._infer(entries)
+        except Exception as error:  # noqa: BLE001  handed to every writer in the step
+            log.exception("openvino step failed")
             with self.cond:
-                served = self._deliver(entries, logits)
-            for job, job_logits in served:
-                self._advance(job, job_logits)
+                for job in {id(entry[0]): entry[0] for entry in entries}.values():
+                    job.error = BackendError(f"the openvino backend failed: {error}")
+                    job.closed = True
+            return True
+        with self.cond:
+            served = self._deliver(entries, logits)
+        for job, job_logits in served:
+            self._advance(job, job_logits)
+        return True
 
     def _advance(self, job: _Job, logits) -> None:
         """Pick the job's next ids and hand them to the engine; the job ends when every candidate is finished,
