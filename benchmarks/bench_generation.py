@@ -1,6 +1,6 @@
 """Generation speed of every backend side by side on the real KoGPT-2 architecture (random weights).
 
-    .venv/bin/python benchmarks/bench_generation.py              # full table (~10 minutes on 2 busy CPU cores)
+    .venv/bin/python benchmarks/bench_generation.py              # full table (~4 minutes quiet, longer busy)
     .venv/bin/python benchmarks/bench_generation.py --repeat 1 --new-tokens 16 --contexts 32   # smoke run
     .venv/bin/python benchmarks/bench_generation.py --backends transformers openvino           # skip the server
 
