@@ -56,9 +56,10 @@ def main() -> None:
             app_processes(args.processes, ["--model", args.model, "--db", f"{tmp}/relay.db"], timeout=900) as urls:
         for url in urls:
             client = Client(url, verbose=False)
-            story = client.predict("측정", "측정", "free", api_name="/create_story")
-            client.predict(story["id"], "밤이 깊었다.", "측정", 0, api_name="/add_paragraph")
-            client.submit(story["id"], "측정", {"max_new_tokens": args.max_new_tokens, "seed": 7}, None,
+            key = client.predict(api_name="/writer_key")
+            story = client.predict("측정", "측정", "free", key, api_name="/create_story")
+            client.predict(story["id"], "밤이 깊었다.", "측정", 0, key, api_name="/add_paragraph")
+            client.submit(story["id"], "측정", {"max_new_tokens": args.max_new_tokens, "seed": 7}, None, key,
                           api_name="/continue_story").result(timeout=900)
         rows = [memory_mb(listener_pid(port_of(url))) for url in urls]
     for i, row in enumerate(rows, 1):
