@@ -266,3 +266,28 @@ def test_a_broken_batcher_fails_the_turn_instead_of_hanging(fast, monkeypatch):
         fast.continue_story(STORY, SAMPLED.replace(seed=3)).text
     monkeypatch.undo()
     assert fast.continue_story(STORY, SAMPLED.replace(seed=3)).text
+
+
+def test_the_picker_penalises_repeats_and_samples_top_k_like_transformers():
+    """TokenPicker's in-place repetition penalty and top-k-only sampling keep transformers' numbers and rules."""
+    import torch
+    from transformers import RepetitionPenaltyLogitsProcessor, TopKLogitsWarper
+
+    from relay.backends.base import GenerationRequest, TokenPicker, _RepetitionPenalty
+
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(3, 500, generator=generator)
+    ids = torch.randint(0, 500, (3, 40), generator=generator)  # with repeats
+    expected = RepetitionPenaltyLogitsProcessor(1.3)(ids, scores.clone())
+    assert torch.equal(_RepetitionPenalty(1.3)(ids, scores.clone()), expected)
+
+    settings = SamplingSettings(temperature=1.0, top_k=5, top_p=1.0, repetition_penalty=1.0,
+                                no_repeat_ngram_size=0, stop_at="length", min_new_tokens=0)
+    request = GenerationRequest(prompt=[1, 2, 3], n=1, settings=settings, seed=4, adapter=None, never_ids=[0],
+                                paragraph_end_ids=[], holds_paragraph_end=lambda row: False,
+                                on_tokens=lambda step: [False], cancelled=lambda: False)
+    picker = TokenPicker(request)
+    logits = torch.randn(1, 500, generator=generator)
+    allowed = set(torch.nonzero(TopKLogitsWarper(5)(None, logits.clone())[0] > -float("inf")).flatten().tolist())
+    drawn = {picker.pick(logits.clone())[0] for _ in range(200)}
+    assert drawn <= allowed and len(drawn) > 1  # only the 5 likeliest ids, and really sampled among them

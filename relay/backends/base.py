@@ -122,6 +122,21 @@ def logits_processors(settings: SamplingSettings, prompt_len: int, request: Gene
     return processors
 
 
+class _RepetitionPenalty:
+    """transformers' RepetitionPenaltyLogitsProcessor (ids already written: positive scores divided by the
+    penalty, negative ones multiplied), done in place: the stock one pads and copies the whole 51,200-wide
+    row twice per step."""
+
+    def __init__(self, penalty: float):
+        self.penalty = penalty
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        score = scores.gather(1, input_ids)
+        return scores.scatter_(1, input_ids, torch.where(score < 0, score * self.penalty, score / self.penalty))
+
+
 class TokenPicker:
     """Chooses each step's ids from logits exactly as the engine's rules say, with its own random generator,
     so a seeded request gives the same text whatever else runs at the same time.
@@ -142,9 +157,7 @@ class TokenPicker:
         start = request.continuation_start if request.continuation_start is not None else len(request.prompt)
         self.rules = logits_processors(settings, start, request, never, ends)
         if settings.repetition_penalty != 1.0:
-            from transformers import RepetitionPenaltyLogitsProcessor
-
-            self.rules.append(RepetitionPenaltyLogitsProcessor(settings.repetition_penalty))
+            self.rules.append(_RepetitionPenalty(settings.repetition_penalty))
         self.top_k = settings.top_k if settings.temperature > 0 else 0
         self.warpers = []  # on the top-k (or whole) scores, in generate's order
         if settings.temperature > 0:
@@ -158,10 +171,11 @@ class TokenPicker:
         self.ids = torch.tensor([request.prompt] * request.n, dtype=torch.long)
 
     def pick(self, logits) -> list[int]:
-        """Next id per row from float logits [n, vocab] (numpy or torch); remembers them for the rules."""
+        """Next id per row from float32 logits [n, vocab] (numpy or torch), which it may change in place;
+        remembers the ids for the rules."""
         import torch
 
-        scores = torch.as_tensor(logits, dtype=torch.float32).clone()
+        scores = torch.as_tensor(logits, dtype=torch.float32)
         for processor in self.rules:
             scores = processor(self.ids, scores)
         if self.settings.temperature > 0:
