@@ -23,6 +23,7 @@ def served(tmp_path_factory, tiny_model_dir):
     server = serve(demo, store, port=free_port(), block=False)
     client = gradio_client.Client(server.url, verbose=False)
     client.keys = {}  # one writer key per name (the store binds a name to one key per story)
+    client.engine = engine
     yield client, store
     client.close()
     server.close()
@@ -120,6 +121,33 @@ def test_the_model_does_not_write_when_it_is_a_humans_turn(served):
     with pytest.raises(AppError, match="(?i)human"):
         _stream(client, story["id"], "서연")
     assert store.timeline(story["id"]) == []
+
+
+def test_model_turns_of_different_stories_run_at_once_in_one_batch(served):
+    """Three writers ask for the model in three stories at the same moment: every turn finishes, and the
+    backend wrote them side by side (far fewer model steps than tokens), not one after another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, _ = served
+    backend = client.engine.backend
+    if not hasattr(backend, "stats"):
+        pytest.skip(f"the {backend.name} backend runs one turn at a time")
+    writers = ["나래", "보람", "한결"]
+    stories = []
+    for name in writers:
+        story = client.predict(f"{name}의 밤", name, "free", _key(client, name), api_name="/create_story")
+        client.predict(story["id"], "밤이 깊었다. 골목에는 아무도 없었다.", name, 0, _key(client, name), api_name="/add_paragraph")
+        stories.append(story["id"])
+    settings = {"max_new_tokens": 200, "min_new_tokens": 0, "stop_at": "length", "trim_incomplete": False}
+    before = backend.stats()["steps"]
+    with ThreadPoolExecutor(len(writers)) as pool:
+        finals = list(pool.map(lambda pair: _stream(client, pair[0], pair[1], {**settings, "seed": 11})[-1],
+                               zip(stories, writers)))
+    steps = backend.stats()["steps"] - before
+    tokens = sum(final["meta"]["output_tokens"] for final in finals)
+    assert all(final["done"] and final["text"] and final["candidate_id"] for final in finals)
+    assert tokens >= 3 * 150
+    assert steps < 0.75 * tokens  # one after another would take one step per token
 
 
 def test_a_second_model_turn_on_the_same_story_is_refused_while_one_runs(served):
