@@ -22,6 +22,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("RELAY_CACHE", tempfile.mkdtemp(prefix="relay-test-cache-"))
 
 
+@pytest.fixture(scope="session")
+def relay_cache() -> Path:
+    """The folder converted models go to for this test run (set above, before any module imports the engine)."""
+    return Path(os.environ["RELAY_CACHE"])
+
+
 @pytest.fixture(autouse=True)
 def relay_db(tmp_path, monkeypatch):
     """Point the story store at a database in this test's temp dir."""

@@ -7,7 +7,6 @@ here are the things only a converted, concurrent, caching backend can get wrong.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -37,18 +36,6 @@ INT8_MIN_AGREEMENT = 0.5
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    folder = tmp_path_factory.getbasetemp() / "relay-cache"
-    old = os.environ.get("RELAY_CACHE")
-    os.environ["RELAY_CACHE"] = str(folder)
-    yield folder
-    if old is None:
-        os.environ.pop("RELAY_CACHE", None)
-    else:
-        os.environ["RELAY_CACHE"] = old
-
-
-@pytest.fixture(scope="module")
 def adapter_dir(tiny_model_dir, tmp_path_factory):
     return build_tiny_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter") / "noir")
 
@@ -67,13 +54,13 @@ def openvino_engine(folder, adapters, precision, kv_blocks=None) -> Engine:
 
 
 @pytest.fixture(scope="module")
-def exact(tiny_model_dir, adapter_dir, cache) -> Engine:
+def exact(tiny_model_dir, adapter_dir, relay_cache) -> Engine:
     """fp32 conversion: must match transformers token for token."""
     return openvino_engine(tiny_model_dir, {"noir": str(adapter_dir)}, "fp32")
 
 
 @pytest.fixture(scope="module")
-def fast(tiny_model_dir, adapter_dir, cache) -> Engine:
+def fast(tiny_model_dir, adapter_dir, relay_cache) -> Engine:
     """The default int8 conversion, through the real from_pretrained path."""
     return Engine.from_pretrained(tiny_model_dir, adapters={"noir": str(adapter_dir)}, backend="openvino")
 
@@ -174,7 +161,7 @@ def test_a_cancelled_writer_leaves_the_others_text_unchanged(fast):
     assert first and len(stream.text) < 200
 
 
-def test_when_the_cache_pool_is_full_writers_wait_their_turn_and_all_finish(tiny_model_dir, cache):
+def test_when_the_cache_pool_is_full_writers_wait_their_turn_and_all_finish(tiny_model_dir, relay_cache):
     # Each of these turns needs 2 blocks of 32 positions (a short story + 30 tokens): 5 blocks hold 2 turns.
     small = openvino_engine(tiny_model_dir, {}, "int8", kv_blocks=5)
     roomy = openvino_engine(tiny_model_dir, {}, "int8")
@@ -186,7 +173,7 @@ def test_when_the_cache_pool_is_full_writers_wait_their_turn_and_all_finish(tiny
     roomy.close()
 
 
-def test_a_story_larger_than_the_cache_pool_gets_a_clear_message(tiny_model_dir, cache):
+def test_a_story_larger_than_the_cache_pool_gets_a_clear_message(tiny_model_dir, relay_cache):
     small = openvino_engine(tiny_model_dir, {}, "int8", kv_blocks=2)
     with pytest.raises(BackendError, match=KV_MB_ENV):
         small.continue_story(STORY * 8, SAMPLED.replace(seed=1)).text
@@ -219,7 +206,7 @@ def test_alternatives_stream_side_by_side_and_join_to_the_same_candidates(fast):
     assert stream.meta["n"] == 3 and stream.meta["backend"] == "openvino"
 
 
-def test_a_conversion_is_cached_and_redone_when_the_adapter_changes(fast, tiny_model_dir, adapter_dir, cache,
+def test_a_conversion_is_cached_and_redone_when_the_adapter_changes(fast, tiny_model_dir, adapter_dir, relay_cache,
                                                                    tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -228,7 +215,7 @@ def test_a_conversion_is_cached_and_redone_when_the_adapter_changes(fast, tiny_m
         return PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(folder)) \
             .merge_and_unload()
 
-    converted = {path.parent for path in cache.glob("openvino/*/model.xml")}
+    converted = {path.parent for path in relay_cache.glob("openvino/*/model.xml")}
     first = cached_model_path(merged(adapter_dir), "int8")  # `fast` converted this adapter already
     assert first.parent in converted
     changed = build_tiny_adapter(tiny_model_dir, tmp_path / "noir-retrained", seed=1)

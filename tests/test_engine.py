@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import importlib.util
-import os
 import shutil
 import threading
 from pathlib import Path
@@ -63,19 +62,6 @@ def settings(**changes) -> SamplingSettings:
 
 
 BACKENDS = ["transformers"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
-
-
-@pytest.fixture(scope="session")
-def relay_cache(tmp_path_factory):
-    """Converted models for this test session (shared by every test module that converts)."""
-    folder = tmp_path_factory.getbasetemp() / "relay-cache"
-    old = os.environ.get("RELAY_CACHE")
-    os.environ["RELAY_CACHE"] = str(folder)
-    yield folder
-    if old is None:
-        os.environ.pop("RELAY_CACHE", None)
-    else:
-        os.environ["RELAY_CACHE"] = old
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
