@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import os
 import queue
@@ -19,12 +18,13 @@ import secrets
 import threading
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any, Iterator
 
+from relay.loading import ModelLoadError, load_adapters, load_message, load_model, load_tokenizer, model_source
 from relay.settings import (PRESET_LABELS, PRESETS, EngineError, SamplingSettings, SettingsError,  # noqa: F401
                             SettingSpec)
-from relay.tiny import KOGPT2_SPECIAL
+
+_load_adapters, _load_transformers = load_adapters, load_model  # their names before relay/loading.py
 
 __all__ = ["Engine", "SamplingSettings", "SettingSpec", "PRESETS", "PRESET_LABELS", "Continuation", "Alternatives",
            "AlternativesStream", "EngineError", "SettingsError", "ModelLoadError", "load_tokenizer", "MAX_ALTERNATIVES",
@@ -56,108 +56,6 @@ _LONE_JAMO = re.compile(r"(?<![\u1100-\u115f\ua960-\ua97f])[\u1161-\u1175]|[\u11
 def _readable(text: str) -> str:
     """Text as people typed it: lone conjoining jamo back to compatibility jamo."""
     return _LONE_JAMO.sub(lambda m: m.group().translate(_JAMO_BACK), text)
-
-
-class ModelLoadError(EngineError):
-    """A model, tokenizer or adapter could not be loaded; the message says what to do."""
-
-
-# ---------------------------------------------------------------- loading
-
-
-def _looks_like_path(name: str) -> bool:
-    """True when `name` is clearly meant as a folder rather than a Hub id like "owner/model"."""
-    return (name.startswith(("/", ".", "~")) or "\\" in name or name.endswith("/") or name.count("/") > 1
-            or Path(name).expanduser().exists())
-
-
-def _is_kogpt2(name: str) -> bool:
-    """KoGPT-2 needs explicit special tokens: the skt/kogpt2 ids, or a folder whose tokenizer config lacks them."""
-    if name.lower().startswith("skt/kogpt2"):
-        return True
-    folder = Path(name).expanduser()
-    if not (folder / "tokenizer.json").is_file():
-        return False
-    config_file = folder / "tokenizer_config.json"
-    if not config_file.is_file():
-        return True
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return True
-    return not (config.get("bos_token") and config.get("eos_token"))
-
-
-def _offline_hint() -> str:
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    return " (HF_HUB_OFFLINE is set)" if offline else ""
-
-
-def load_tokenizer(model_name_or_path: str | os.PathLike):
-    """The tokenizer for a model: KoGPT-2 with its explicit special tokens, anything else via AutoTokenizer."""
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    name = str(model_name_or_path)
-    if _looks_like_path(name) and not Path(name).expanduser().is_dir():
-        raise ModelLoadError(
-            f"모델 폴더가 없습니다: {name} / No model folder at {name}. Pass the folder that holds config.json, "
-            f"the weights and tokenizer.json, or a Hugging Face Hub id such as skt/kogpt2-base-v2.")
-    source = str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
-    try:
-        if _is_kogpt2(name):
-            return PreTrainedTokenizerFast.from_pretrained(source, **KOGPT2_SPECIAL)
-        return AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(_load_message("토크나이저", "tokenizer", name, error)) from error
-
-
-def _load_message(what_ko: str, what_en: str, name: str, error: Exception) -> str:
-    """Explain a failed load in terms of what the person can do about it."""
-    if Path(name).expanduser().is_dir():
-        return (f"{name} 폴더에서 {what_ko}를 읽을 수 없습니다 / The folder {name} does not hold a usable {what_en} "
-                f"(a model folder needs config.json, model.safetensors or pytorch_model.bin, and tokenizer.json). "
-                f"Detail: {error}")
-    return (f"{name}을(를) 불러올 수 없습니다 / Could not load the {what_en} '{name}': the Hugging Face Hub is "
-            f"unreachable or offline{_offline_hint()}, or the id is wrong. Download the model where the internet "
-            f"works (e.g. `huggingface-cli download {name} --local-dir ./models/{name.split('/')[-1]}`) and pass "
-            f"that local folder instead. Detail: {error}")
-
-
-def _load_adapters(model, adapters: dict[str, str]):
-    """Wrap `model` in a PeftModel holding every named LoRA adapter; ModelLoadError names the bad one."""
-    from peft import PeftModel
-
-    for index, (name, source) in enumerate(adapters.items()):
-        source = str(source)
-        local = Path(source).expanduser()
-        if _looks_like_path(source) and not (local / "adapter_config.json").is_file():
-            where = "폴더가 없습니다 / no such folder" if not local.exists() else \
-                "adapter_config.json이 없습니다 / it has no adapter_config.json"
-            raise ModelLoadError(
-                f"어댑터 '{name}'을(를) 불러올 수 없습니다: {source} {where}. Pass the folder that "
-                f"`save_pretrained` wrote for a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors).")
-        path = str(local) if local.is_dir() else source
-        try:
-            if index == 0:
-                model = PeftModel.from_pretrained(model, path, adapter_name=name)
-            else:
-                model.load_adapter(path, adapter_name=name)
-        except RuntimeError as error:  # size mismatch: trained on a model of another shape
-            raise ModelLoadError(
-                f"어댑터 '{name}'은(는) 이 모델과 맞지 않습니다 / Adapter '{name}' ({source}) was made for a "
-                f"different base model: its weight shapes do not match this one. Load it with the base model it "
-                f"was trained on (see base_model_name_or_path in its adapter_config.json), or train it again on "
-                f"this model. Detail: {str(error)[:500]}") from error
-        except (OSError, ValueError, KeyError) as error:
-            if local.is_dir():
-                message = (f"어댑터 '{name}'을(를) 불러올 수 없습니다 / Adapter '{name}' in {source} could not be "
-                           f"loaded: is it a LoRA adapter for this kind of model (GPT-2 layers c_attn, c_proj, "
-                           f"c_fc)? Detail: {error}")
-            else:
-                message = _load_message("어댑터", "adapter", source, error)
-            raise ModelLoadError(message) from error
-    model.eval()
-    return model
 
 
 # ---------------------------------------------------------------- decoding
@@ -512,7 +410,7 @@ class Engine:
                 device = "cuda" if torch.cuda.is_available() else "cpu"
         chosen = _choose_backend(backend, device, inference_url)
         tokenizer = load_tokenizer(name)
-        source = str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
+        source = model_source(name)
         adapters = dict(adapters or {})
         if chosen == "openai":
             from relay.backends.openai import OpenAIBackend
@@ -523,14 +421,14 @@ class Engine:
             try:
                 runtime = OpenAIBackend(inference_url, model=name, source=source, adapters=adapters)
             except (OSError, ValueError) as error:  # the local config.json the window size comes from
-                raise ModelLoadError(_load_message("모델 설정", "model config", name, error)) from error
+                raise ModelLoadError(load_message("모델 설정", "model config", name, error)) from error
             return cls(runtime, tokenizer, model_id=name, adapter_names=list(adapters), device="remote")
         if chosen == "openvino":
             from relay.backends.openvino import OpenVinoBackend
 
-            base = _load_transformers(name, source, {}, "cpu")
+            base = load_model(name, source, {}, "cpu")
             for adapter_name, path in adapters.items():  # the same checks and messages as the transformers backend
-                _load_adapters(copy.deepcopy(base), {adapter_name: path})
+                load_adapters(copy.deepcopy(base), {adapter_name: path})
             from relay.backends.base import BackendError
 
             try:
@@ -540,7 +438,7 @@ class Engine:
             return cls(runtime, tokenizer, model_id=name, adapter_names=list(adapters), device="cpu")
         from relay.backends.transformers import TransformersBackend
 
-        loaded = _load_transformers(name, source, adapters, device)
+        loaded = load_model(name, source, adapters, device)
         return cls(TransformersBackend(loaded, tokenizer, device), tokenizer, model_id=name,
                    adapter_names=list(adapters), device=device)
 
@@ -779,23 +677,6 @@ class Engine:
             channel.queue.put(error)
         finally:
             channel.queue.put(_END)
-
-
-def _load_transformers(name: str, source: str, adapters: dict[str, str], device: str):
-    """The transformers model (fp16 on a GPU, fp32 otherwise) with its PEFT adapters."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    dtype = torch.float16 if device.startswith("cuda") else torch.float32
-    try:
-        loaded = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(_load_message("모델", "model", name, error)) from error
-    loaded.to(device)
-    loaded.eval()
-    if adapters:
-        loaded = _load_adapters(loaded, adapters)
-    return loaded
 
 
 def _decode_each(tokenizer, count: int) -> list[str]:

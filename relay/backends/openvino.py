@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from relay.backends.base import Backend, BackendError, GenerationRequest, TokenPicker, cache_dir
+from relay.loading import load_adapters
 
 log = logging.getLogger(__name__)
 
@@ -609,9 +610,7 @@ class OpenVinoBackend(Backend):
 
         variants = {None: compiled(model)}
         for name, path in (adapters or {}).items():
-            from relay.engine import _load_adapters
-
-            merged = _load_adapters(copy.deepcopy(model), {name: path}).merge_and_unload()  # checked by the engine
+            merged = load_adapters(copy.deepcopy(model), {name: path}).merge_and_unload()  # checked by the engine
             variants[name] = compiled(merged)
             del merged
         config = model.config
