@@ -114,6 +114,63 @@ def test_wikitext_constructs_become_plain_text(wikitext, expected):
     assert strip_wikitext(wikitext) == expected
 
 
+@pytest.mark.parametrize(
+    "wikitext, expected",
+    [
+        pytest.param(
+            "앞 글 {{머리말|제목={{크게|운수}}|저자=[[저자:현진건|현진건]]|설명={{작게|{{가운데|x}}}}}} 뒷 글.",
+            ["앞 글 뒷 글."],
+            id="nested-templates",
+        ),
+        pytest.param("{{틀:가운데|― 끝 ―}}", ["― 끝 ―"], id="text-template-with-namespace"),
+        pytest.param(
+            '본문<ref name="주/1" />은 <ref group="주">{{cite|제목=책|쪽=3}}</ref>이어진다.<ref name="b" />',
+            ["본문은 이어진다."],
+            id="refs-self-closing-and-with-templates",
+        ),
+        pytest.param(
+            '앞 문단.\n\n{| class="wikitable"\n! 차례\n|-\n| [[/1장|첫째 장]] {{작게|}}\n|-\n|\n{|\n| 안쪽 표\n|}\n|}\n'
+            "뒷 문단.\n\n<table><tr><td>HTML 표</td></tr></table>",
+            ["앞 문단.", "뒷 문단."],
+            id="tables",
+        ),
+        pytest.param(
+            "<poem style=\"margin-left:2em\">\n:'''첫''' 줄\n{{가운데|둘째 줄}}\n\n셋째 줄<ref>주석</ref>\n</poem>뒤 글.",
+            ["첫 줄", "둘째 줄", "셋째 줄", "뒤 글."],
+            id="poem",
+        ),
+        pytest.param(
+            "[[w:현진건|현진건]]의 [[운수 좋은 날|소설]]과 [[빈처#一|빈처]], [[/1장]].[[en:A Lucky Day]][[ja:運のよい日]]",
+            ["현진건의 소설과 빈처, 1장."],
+            id="links-interwiki-kept-interlanguage-dropped",
+        ),
+        pytest.param(
+            "[[File:Lucky.jpg|thumb|200px|김 첨지의 [[인력거]]]]그는 달렸다.[[분류:단편소설]][[Category:1924 works|정렬]]\n[[그림:a.png]]",
+            ["그는 달렸다."],
+            id="files-and-categories",
+        ),
+        pytest.param(
+            "'''김 첨지'''는 ''문득'' ''''혼잣말''''을 했다.",
+            ["김 첨지는 문득 '혼잣말'을 했다."],
+            id="bold-italic-and-a-quote-inside-bold",
+        ),
+        pytest.param(
+            "본문<!-- 편집자 주: {{틀|[[링크]]}} -->이 이어진다.\n<!--\n여러 줄\n\n주석\n-->\n다음 줄.",
+            ["본문이 이어진다. 다음 줄."],
+            id="comments-a-comment-line-is-no-paragraph-break",
+        ),
+    ],
+)
+def test_wikitext_is_parsed_not_pattern_matched(wikitext, expected):
+    assert strip_wikitext(wikitext) == expected
+
+
+def test_a_broken_template_does_not_swallow_the_rest_of_the_page():
+    paragraphs = strip_wikitext("첫 문단.\n\n{{가운데|제목}\n\n본문은 남는다.")
+    assert paragraphs[0] == "첫 문단."
+    assert paragraphs[-1] == "본문은 남는다."
+
+
 # ------------------------------------------------------------------ death years
 
 
