@@ -12,17 +12,17 @@ import contextlib
 import copy
 import logging
 import os
-import queue
 import re
 import secrets
 import threading
 import time
-from collections import deque
-from typing import Any, Iterator
+from typing import Any
 
+from relay.decoding import SENTENCE_END, StreamDecoder, Track, hidden_ids, paragraph_end_ids, readable, text_decoder
 from relay.loading import ModelLoadError, load_adapters, load_message, load_model, load_tokenizer, model_source
 from relay.settings import (PRESET_LABELS, PRESETS, EngineError, SamplingSettings, SettingsError,  # noqa: F401
                             SettingSpec)
+from relay.streams import END, Alternatives, AlternativesStream, Channel, Continuation, FifoLock, ManyChannel
 
 _load_adapters, _load_transformers = load_adapters, load_model  # their names before relay/loading.py
 
@@ -36,271 +36,7 @@ from relay.backends.base import CACHE_ENV  # noqa: E402  converted models are ca
 MAX_ALTERNATIVES = 4
 MIN_PROMPT_TOKENS = 32  # the window must leave at least this much story for the model to read
 
-# A sentence ends at . ? ! … 。 (possibly repeated), optionally followed by closing quotes or brackets.
-_SENTENCE_END = r"[.?!…。]+[\"'”’」』)\]]*"
-_CONFIRMED_END = re.compile(_SENTENCE_END + r"(?=\s)")  # followed by a space or newline: surely an end
-_FINAL_END = re.compile(_SENTENCE_END + r"(?=\s|$)")  # at the very end of a finished text, too
-_SENTENCE_START = re.compile(_SENTENCE_END + r"\s+")  # .end() is where the next sentence begins
-# Not shown until more text follows: trailing spaces, half-decoded characters, jamo a next one may join.
-_UNSETTLED_TAIL = re.compile(r"[\s\ufffd\u1100-\u11ff\u3131-\u318e]+$")
-_LINE_BREAKS = re.compile(r"\s*\n\s*")
-_MARKUP_TOKEN = re.compile(r"^<[^<>\s]+>$")  # <unused0>, <d>, <usr>: vocabulary that is not prose
-# KoGPT-2's NFKC normalizer turns compatibility jamo (ㅋㅋ) into conjoining jamo (ᄏᄏ); turn lone ones back.
-# Jamo inside an old-Hangul cluster (initial followed by a vowel) are left alone.
-_JAMO_BACK = str.maketrans(
-    {**{0x1100 + i: c for i, c in enumerate("ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ")},
-     **{0x1161 + i: c for i, c in enumerate("ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ")}})
-_LONE_JAMO = re.compile(r"(?<![\u1100-\u115f\ua960-\ua97f])[\u1161-\u1175]|[\u1100-\u1112](?![\u1160-\u11ff\ud7b0-\ud7ff])")
-
-
-def _readable(text: str) -> str:
-    """Text as people typed it: lone conjoining jamo back to compatibility jamo."""
-    return _LONE_JAMO.sub(lambda m: m.group().translate(_JAMO_BACK), text)
-
-
-# ---------------------------------------------------------------- decoding
-
-
-class StreamDecoder:
-    """Turns one sequence's new token ids into text, append-only and exactly.
-
-    Decoding only the new ids loses the Metaspace space before the first word, so it decodes the prompt's
-    last tokens plus the new ones and keeps the difference. Markup and special tokens are dropped by id
-    (not with skip_special_tokens, which would also delete KoGPT-2's emoticon tokens). Conjoining jamo that
-    the NFKC normalizer made of ㅋㅋ are turned back into the compatibility jamo people type.
-    """
-
-    def __init__(self, tokenizer, prefix_ids: list[int], drop_ids: frozenset[int]):
-        self._decode = _decoder(tokenizer)
-        self._drop = drop_ids
-        self._prefix = [i for i in prefix_ids[-4:] if i not in drop_ids]
-        self._prefix_text = self._decode(self._prefix) if self._prefix else ""
-        self.ids: list[int] = []
-        self.text = ""
-
-    def add(self, token_id: int) -> str:
-        """Append one generated id; returns the whole continuation text so far (raw, not yet cleaned)."""
-        if token_id in self._drop:
-            return self.text
-        self.ids.append(token_id)
-        full = self._decode(self._prefix + self.ids)
-        if full.startswith(self._prefix_text):
-            text = full[len(self._prefix_text):]
-        else:  # a decoder that rewrites earlier text; fall back to the new ids alone
-            text = self._decode(self.ids)
-        self.text = _readable(text)
-        return self.text
-
-
-def _decoder(tokenizer):
-    """A fast `ids -> str` that keeps every token (emoticons included) and never cleans up spaces."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        return lambda ids: backend.decode(ids, skip_special_tokens=False)
-    return lambda ids: tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-
-
-class _Track:
-    """Follows one candidate while it is generated: decodes, cleans, finds where to stop and what is safe to show."""
-
-    def __init__(self, decoder: StreamDecoder, settings: SamplingSettings, eos_id: int | None):
-        self.decoder = decoder
-        self.settings = settings
-        self.eos_id = eos_id
-        self.count = 0  # generated ids, including the one that ended the paragraph
-        self.reason: str | None = None  # "paragraph" | "sentence" once a boundary stopped it
-        self.clean = ""  # cleaned text so far (cut at the boundary once stopped)
-        self._floor = 0  # a sentence stop must end after this offset (min_new_tokens)
-
-    def feed(self, token_id: int) -> bool:
-        """Take the next generated id; True once this candidate has reached its stopping boundary."""
-        if self.reason is not None:
-            return True
-        stop_at = self.settings.stop_at
-        if self.count < self.settings.min_new_tokens:
-            self._floor = len(self.clean)
-        self.count += 1
-        if token_id == self.eos_id and stop_at != "length":
-            self.reason = "paragraph"
-            return True
-        text = self.decoder.add(token_id).lstrip()
-        if stop_at == "length":
-            self.clean = _LINE_BREAKS.sub("\n", text)
-            return False
-        newline = text.find("\n")
-        if newline >= 0:
-            self.clean, self.reason = text[:newline], "paragraph"
-            return True
-        self.clean = text
-        if stop_at == "sentence" and self.count >= self.settings.min_new_tokens:
-            for match in _CONFIRMED_END.finditer(text, self._floor):
-                self.clean, self.reason = text[:match.end()], "sentence"
-                return True
-        return False
-
-    def shown(self) -> str:
-        """The text that can be shown now: settled text only (no half character or trailing space).
-
-        Shown text is streamed token by token even when `trim_incomplete` is on, so a writer watches the
-        paragraph appear word by word; if the turn is then cut by the length limit or a cancel, the final
-        text (`final`) drops the unfinished last sentence and is a prefix of what was shown.
-        """
-        if self.reason is not None:
-            return self.final(self.reason)
-        return _UNSETTLED_TAIL.sub("", self.clean)
-
-    def final(self, reason: str) -> str:
-        """The finished text for a candidate that stopped for `reason`."""
-        text = self.clean.rstrip().rstrip("\ufffd").rstrip()
-        if self.settings.trim_incomplete and reason in ("length", "cancel"):
-            ends = [m.end() for m in _FINAL_END.finditer(text)] + [m.start() for m in re.finditer("\n", text)]
-            if ends:  # with no complete sentence at all, keep what there is rather than nothing
-                text = text[:max(ends)].rstrip()
-        return text
-
-
-# ---------------------------------------------------------------- threading
-
-
-class _FifoLock:
-    """A lock granted in arrival order; a waiter whose cancel event is set leaves the line."""
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._line: deque = deque()
-        self._held = False
-
-    def acquire(self, cancel_events: tuple[threading.Event, ...] = ()) -> bool:
-        """Wait for our turn; False (without the lock) if cancelled while waiting."""
-        ticket = object()
-        with self._cond:
-            self._line.append(ticket)
-            while True:
-                if any(event.is_set() for event in cancel_events):
-                    self._line.remove(ticket)
-                    self._cond.notify_all()
-                    return False
-                if not self._held and self._line[0] is ticket:
-                    break
-                self._cond.wait(timeout=0.05)
-            self._line.popleft()
-            self._held = True
-            return True
-
-    def release(self) -> None:
-        """Hand the lock to the next in line."""
-        with self._cond:
-            self._held = False
-            self._cond.notify_all()
-
-
-_END = object()
-
-
-class _Channel:
-    """What the generating thread and the Continuation share. Holds no reference to the Continuation,
-    so an abandoned Continuation is garbage-collected (and so closed) while generation runs."""
-
-    def __init__(self, cancel: threading.Event | None):
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.closed = threading.Event()
-        self.events = (self.closed,) + ((cancel,) if cancel is not None else ())
-        self.text = ""
-        self.meta: dict[str, Any] = {}
-
-    def cancelled(self) -> bool:
-        return any(event.is_set() for event in self.events)
-
-
-class Continuation(Iterator[str]):
-    """A continuation being written: iterate for text chunks; `.text` and `.meta` once it is finished.
-
-    Reading `.text` or `.meta` early waits for the end. `close()` (also on garbage collection or in a
-    `with` block) stops generation within a token and frees the model for the next writer.
-    """
-
-    def __init__(self, channel: _Channel):
-        self._channel = channel
-        self._finished = False
-
-    def __iter__(self) -> "Continuation":
-        return self
-
-    def __next__(self) -> str:
-        if self._finished:
-            raise StopIteration
-        item = self._channel.queue.get()
-        if item is _END:
-            self._finished = True
-            raise StopIteration
-        if isinstance(item, BaseException):
-            self._finished = True
-            if isinstance(item, EngineError):
-                raise item
-            raise EngineError(f"생성 중 오류 / generation failed: {item!r}") from item
-        return item
-
-    def _drain(self) -> None:
-        for _ in self:
-            pass
-
-    @property
-    def text(self) -> str:
-        """The whole continuation: the joined chunks, less an unfinished last sentence if `trim_incomplete` dropped one."""
-        self._drain()
-        return self._channel.text
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        """What the store keeps: model, adapter, settings (with the seed used), seed, token counts, seconds, stopped_by."""
-        self._drain()
-        return self._channel.meta
-
-    def close(self) -> None:
-        """Stop generating (like cancel) and let the next writer have the model."""
-        self._channel.closed.set()
-
-    def __enter__(self) -> "Continuation":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        self._channel.closed.set()
-
-
-class Alternatives(list):
-    """n candidate continuations (a list of str) with `.meta` describing how they were made."""
-
-    meta: dict[str, Any]
-
-
-class _ManyChannel(_Channel):
-    """A channel for n candidates: the queue carries (index, chunk) pairs."""
-
-    def __init__(self, cancel: threading.Event | None):
-        super().__init__(cancel)
-        self.texts: list[str] = []
-
-
-class AlternativesStream(Continuation):
-    """n candidates being written side by side: iterate for (index, chunk) pairs; `.texts` and `.meta` at the end.
-
-    Like a Continuation, `close()` (or garbage collection) stops all candidates within a token."""
-
-    def __next__(self) -> tuple[int, str]:  # type: ignore[override]
-        return super().__next__()
-
-    @property
-    def texts(self) -> list[str]:
-        """Each candidate's whole text (less an unfinished last sentence when `trim_incomplete` dropped one)."""
-        self._drain()
-        return list(self._channel.texts)
-
-    @property
-    def text(self) -> str:  # type: ignore[override]
-        raise AttributeError("an AlternativesStream has .texts (one per candidate), not .text")
+_SENTENCE_START = re.compile(SENTENCE_END + r"\s+")  # .end() is where the next sentence begins
 
 
 # ---------------------------------------------------------------- the engine
@@ -355,7 +91,7 @@ class Engine:
         self.adapter_names = list(adapter_names)
         self.device = device
         self.context_window = int(backend.context_window)
-        self._lock = _FifoLock()
+        self._lock = FifoLock()
         self._cached_tokens = threading.local()  # what the last generation on this thread reused, for meta
         self._eos_id = tokenizer.eos_token_id
         bos = tokenizer.bos_token_id
@@ -363,14 +99,9 @@ class Engine:
         pad = tokenizer.pad_token_id
         self._pad_id = pad if pad is not None else self._eos_id
         vocab_size = int(backend.vocab_size)
-        specials = set(tokenizer.all_special_ids)
-        markup = {i for i, token in tokenizer.added_tokens_decoder.items() if _MARKUP_TOKEN.match(str(token))}
-        # Never generated (except </s>, which ends a paragraph) and never shown.
-        self._drop_ids = frozenset(i for i in specials | markup | {self._pad_id} if i is not None and i < vocab_size)
+        self._drop_ids = hidden_ids(tokenizer, vocab_size, self._pad_id)
         self._never = sorted(self._drop_ids - {self._eos_id})
-        texts = _decode_each(tokenizer, min(vocab_size, len(tokenizer)))
-        newline_ids = [i for i, text in enumerate(texts) if "\n" in text and i not in self._drop_ids]
-        self._paragraph_end_ids = newline_ids + [i for i in [self._eos_id] if i is not None]
+        self._paragraph_end_ids = paragraph_end_ids(tokenizer, vocab_size, self._drop_ids, self._eos_id)
 
     @property
     def backend_name(self) -> str:
@@ -510,7 +241,7 @@ class Engine:
         ids = self._prompt_ids(paragraphs, settings.max_new_tokens)
         if ids == [self._bos_id] and not any(p.strip() for p in paragraphs):
             return ""
-        return _readable(_decoder(self.tokenizer)(ids))
+        return readable(text_decoder(self.tokenizer)(ids))
 
     # -- generation
 
@@ -529,7 +260,7 @@ class Engine:
                           f"backend cannot honour {name}; leave it at its default ({getattr(defaults, name)!r}) "
                           f"or use the transformers backend.")
 
-    def _acquire(self, channel: _Channel) -> bool:
+    def _acquire(self, channel: Channel) -> bool:
         """Wait for the model: in arrival order for a backend that runs one request at a time, at once otherwise."""
         if self.backend.concurrent:
             return not channel.cancelled()
@@ -540,11 +271,11 @@ class Engine:
             self._lock.release()
 
     def _generate(self, prompt: list[int], settings: SamplingSettings, seed: int, adapter: str | None, n: int,
-                  channel: _Channel, on_step=None) -> list[_Track]:
+                  channel: Channel, on_step=None) -> list[Track]:
         """Run one (batched) generation on the backend; returns the finished tracks."""
         from relay.backends.base import GenerationRequest
 
-        tracks = [_Track(StreamDecoder(self.tokenizer, prompt, self._drop_ids), settings, self._eos_id)
+        tracks = [Track(StreamDecoder(self.tokenizer, prompt, self._drop_ids), settings, self._eos_id)
                   for _ in range(n)]
 
         def on_tokens(ids: list[int]) -> list[bool]:
@@ -586,7 +317,7 @@ class Engine:
         self._check(settings, adapter)
         prompt = self._prompt_ids(paragraphs, settings.max_new_tokens)
         seed = self._seed(settings)
-        channel = _Channel(cancel)
+        channel = Channel(cancel)
         worker = threading.Thread(target=self._stream_worker, args=(channel, prompt, settings, seed, adapter, 1),
                                   name="relay-generate", daemon=True)
         worker.start()
@@ -605,7 +336,7 @@ class Engine:
                                                "candidate is the same; raise the temperature to get alternatives.")
         prompt = self._prompt_ids(paragraphs, settings.max_new_tokens)
         seed = self._seed(settings)
-        channel = _ManyChannel(cancel)
+        channel = ManyChannel(cancel)
         worker = threading.Thread(target=self._stream_worker, args=(channel, prompt, settings, seed, adapter, n),
                                   name="relay-generate", daemon=True)
         worker.start()
@@ -619,13 +350,13 @@ class Engine:
         result.meta = stream.meta
         return result
 
-    def _stream_worker(self, channel: _Channel, prompt, settings, seed, adapter, n: int) -> None:
+    def _stream_worker(self, channel: Channel, prompt, settings, seed, adapter, n: int) -> None:
         """Generate in a worker thread, pushing shown text to the channel; always ends the stream and the lock.
 
         With n == 1 the queue carries text chunks (a Continuation); otherwise (index, chunk) pairs."""
         queued = time.perf_counter()
         emitted = [""] * n
-        single = n == 1 and not isinstance(channel, _ManyChannel)
+        single = n == 1 and not isinstance(channel, ManyChannel)
         try:
             if not self._acquire(channel):
                 channel.meta = self._meta(settings, seed, adapter, prompt, 0, 0.0, time.perf_counter() - queued,
@@ -676,12 +407,5 @@ class Engine:
         except BaseException as error:  # reported to the consumer, who re-raises it as EngineError
             channel.queue.put(error)
         finally:
-            channel.queue.put(_END)
+            channel.queue.put(END)
 
-
-def _decode_each(tokenizer, count: int) -> list[str]:
-    """The text of every single token id (to find the ones that contain a newline)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        return backend.decode_batch([[i] for i in range(count)], skip_special_tokens=False)
-    return [tokenizer.decode([i], skip_special_tokens=False) for i in range(count)]

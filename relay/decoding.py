@@ -1,0 +1,154 @@
+"""Turning generated ids into the text a writer sees, and deciding where a candidate stops.
+
+`StreamDecoder` decodes one sequence's new ids append-only (keeping the space before the first word and
+KoGPT-2's emoticon tokens); `Track` follows one candidate: cleans its text, stops it at a paragraph or
+sentence end, says what is settled enough to show and trims the final text. `hidden_ids` and
+`paragraph_end_ids` read the vocabulary once for the engine: ids never written or shown, ids that end a
+paragraph. The rules are described in docs/engine.md.
+"""
+
+from __future__ import annotations
+
+import re
+
+from relay.settings import SamplingSettings
+
+# A sentence ends at . ? ! … 。 (possibly repeated), optionally followed by closing quotes or brackets.
+SENTENCE_END = r"[.?!…。]+[\"'”’」』)\]]*"
+_CONFIRMED_END = re.compile(SENTENCE_END + r"(?=\s)")  # followed by a space or newline: surely an end
+_FINAL_END = re.compile(SENTENCE_END + r"(?=\s|$)")  # at the very end of a finished text, too
+# Not shown until more text follows: trailing spaces, half-decoded characters, jamo a next one may join.
+_UNSETTLED_TAIL = re.compile(r"[\s\ufffd\u1100-\u11ff\u3131-\u318e]+$")
+_LINE_BREAKS = re.compile(r"\s*\n\s*")
+_MARKUP_TOKEN = re.compile(r"^<[^<>\s]+>$")  # <unused0>, <d>, <usr>: vocabulary that is not prose
+# KoGPT-2's NFKC normalizer turns compatibility jamo (ㅋㅋ) into conjoining jamo (ᄏᄏ); turn lone ones back.
+# Jamo inside an old-Hangul cluster (initial followed by a vowel) are left alone.
+_JAMO_BACK = str.maketrans(
+    {**{0x1100 + i: c for i, c in enumerate("ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ")},
+     **{0x1161 + i: c for i, c in enumerate("ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ")}})
+_LONE_JAMO = re.compile(r"(?<![\u1100-\u115f\ua960-\ua97f])[\u1161-\u1175]|[\u1100-\u1112](?![\u1160-\u11ff\ud7b0-\ud7ff])")
+
+
+def readable(text: str) -> str:
+    """Text as people typed it: lone conjoining jamo back to compatibility jamo."""
+    return _LONE_JAMO.sub(lambda m: m.group().translate(_JAMO_BACK), text)
+
+
+class StreamDecoder:
+    """Turns one sequence's new token ids into text, append-only and exactly.
+
+    Decoding only the new ids loses the Metaspace space before the first word, so it decodes the prompt's
+    last tokens plus the new ones and keeps the difference. Markup and special tokens are dropped by id
+    (not with skip_special_tokens, which would also delete KoGPT-2's emoticon tokens). Conjoining jamo that
+    the NFKC normalizer made of ㅋㅋ are turned back into the compatibility jamo people type.
+    """
+
+    def __init__(self, tokenizer, prefix_ids: list[int], drop_ids: frozenset[int]):
+        self._decode = text_decoder(tokenizer)
+        self._drop = drop_ids
+        self._prefix = [i for i in prefix_ids[-4:] if i not in drop_ids]
+        self._prefix_text = self._decode(self._prefix) if self._prefix else ""
+        self.ids: list[int] = []
+        self.text = ""
+
+    def add(self, token_id: int) -> str:
+        """Append one generated id; returns the whole continuation text so far (raw, not yet cleaned)."""
+        if token_id in self._drop:
+            return self.text
+        self.ids.append(token_id)
+        full = self._decode(self._prefix + self.ids)
+        if full.startswith(self._prefix_text):
+            text = full[len(self._prefix_text):]
+        else:  # a decoder that rewrites earlier text; fall back to the new ids alone
+            text = self._decode(self.ids)
+        self.text = readable(text)
+        return self.text
+
+
+def text_decoder(tokenizer):
+    """A fast `ids -> str` that keeps every token (emoticons included) and never cleans up spaces."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return lambda ids: backend.decode(ids, skip_special_tokens=False)
+    return lambda ids: tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+class Track:
+    """Follows one candidate while it is generated: decodes, cleans, finds where to stop and what is safe to show."""
+
+    def __init__(self, decoder: StreamDecoder, settings: SamplingSettings, eos_id: int | None):
+        self.decoder = decoder
+        self.settings = settings
+        self.eos_id = eos_id
+        self.count = 0  # generated ids, including the one that ended the paragraph
+        self.reason: str | None = None  # "paragraph" | "sentence" once a boundary stopped it
+        self.clean = ""  # cleaned text so far (cut at the boundary once stopped)
+        self._floor = 0  # a sentence stop must end after this offset (min_new_tokens)
+
+    def feed(self, token_id: int) -> bool:
+        """Take the next generated id; True once this candidate has reached its stopping boundary."""
+        if self.reason is not None:
+            return True
+        stop_at = self.settings.stop_at
+        if self.count < self.settings.min_new_tokens:
+            self._floor = len(self.clean)
+        self.count += 1
+        if token_id == self.eos_id and stop_at != "length":
+            self.reason = "paragraph"
+            return True
+        text = self.decoder.add(token_id).lstrip()
+        if stop_at == "length":
+            self.clean = _LINE_BREAKS.sub("\n", text)
+            return False
+        newline = text.find("\n")
+        if newline >= 0:
+            self.clean, self.reason = text[:newline], "paragraph"
+            return True
+        self.clean = text
+        if stop_at == "sentence" and self.count >= self.settings.min_new_tokens:
+            for match in _CONFIRMED_END.finditer(text, self._floor):
+                self.clean, self.reason = text[:match.end()], "sentence"
+                return True
+        return False
+
+    def shown(self) -> str:
+        """The text that can be shown now: settled text only (no half character or trailing space).
+
+        Shown text is streamed token by token even when `trim_incomplete` is on, so a writer watches the
+        paragraph appear word by word; if the turn is then cut by the length limit or a cancel, the final
+        text (`final`) drops the unfinished last sentence and is a prefix of what was shown.
+        """
+        if self.reason is not None:
+            return self.final(self.reason)
+        return _UNSETTLED_TAIL.sub("", self.clean)
+
+    def final(self, reason: str) -> str:
+        """The finished text for a candidate that stopped for `reason`."""
+        text = self.clean.rstrip().rstrip("\ufffd").rstrip()
+        if self.settings.trim_incomplete and reason in ("length", "cancel"):
+            ends = [m.end() for m in _FINAL_END.finditer(text)] + [m.start() for m in re.finditer("\n", text)]
+            if ends:  # with no complete sentence at all, keep what there is rather than nothing
+                text = text[:max(ends)].rstrip()
+        return text
+
+
+def hidden_ids(tokenizer, vocab_size: int, pad_id: int | None) -> frozenset[int]:
+    """Ids never generated (except </s>, which ends a paragraph) and never shown: specials, markup, padding."""
+    specials = set(tokenizer.all_special_ids)
+    markup = {i for i, token in tokenizer.added_tokens_decoder.items() if _MARKUP_TOKEN.match(str(token))}
+    return frozenset(i for i in specials | markup | {pad_id} if i is not None and i < vocab_size)
+
+
+def paragraph_end_ids(tokenizer, vocab_size: int, hidden: frozenset[int], eos_id: int | None) -> list[int]:
+    """Every shown id whose text holds a newline, then </s>: the ids that end a paragraph."""
+    texts = _decode_each(tokenizer, min(vocab_size, len(tokenizer)))
+    newline_ids = [i for i, text in enumerate(texts) if "\n" in text and i not in hidden]
+    return newline_ids + [i for i in [eos_id] if i is not None]
+
+
+def _decode_each(tokenizer, count: int) -> list[str]:
+    """The text of every single token id (to find the ones that contain a newline)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return backend.decode_batch([[i] for i in range(count)], skip_special_tokens=False)
+    return [tokenizer.decode([i], skip_special_tokens=False) for i in range(count)]
