@@ -129,7 +129,7 @@ def _fill(kind: str, store, story_id: int, n: int) -> None:
             )
             conn.execute("UPDATE stories SET paragraph_count = ? WHERE id = ?", (n, story_id))
         return
-    from relay.store_schema import paragraphs, stories
+    from relay.store.schema import paragraphs, stories
 
     with store._write() as conn:
         conn.execute(paragraphs.insert(), rows)

@@ -9,8 +9,8 @@ durable (SQLite: WAL with `synchronous=FULL`). Each story carries a `version` bu
 change to its paragraphs, and a global change token moves with every change of any kind, so the
 live watcher polls one row (SQLite) or listens (PostgreSQL LISTEN/NOTIFY).
 
-Input checks live in `relay.store_validation`, errors in `relay.store_errors`, tables, engine and
-Alembic migrations in `relay.store_schema`; this module re-exports what callers need.
+Input checks live in `relay.store.validation`, errors in `relay.store.errors`, tables, engine and
+Alembic migrations in `relay.store.schema`; this module re-exports what callers need.
 See docs/store.md.
 """
 
@@ -32,7 +32,7 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from relay.store_errors import (
+from relay.store.errors import (
     InvalidInput,
     NameTaken,
     NotAllowed,
@@ -45,7 +45,7 @@ from relay.store_errors import (
     TurnError,
     TurnLost,
 )
-from relay.store_schema import (
+from relay.store.schema import (
     BUSY_TIMEOUT_MS,
     DEFAULT_DB,
     PG_CHANNEL,
@@ -64,7 +64,7 @@ from relay.store_schema import (
     story_names,
     writers,
 )
-from relay.store_validation import (
+from relay.store.validation import (
     KINDS,
     MAX_AUTHOR_CHARS,
     MAX_DRAFT_CHARS,

@@ -366,7 +366,7 @@ def test_on_postgresql_every_commit_notifies_listeners_with_the_new_token(store,
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
     import psycopg
 
-    from relay.store_schema import PG_CHANNEL, libpq_url
+    from relay.store.schema import PG_CHANNEL, libpq_url
 
     with psycopg.connect(libpq_url(db.target), autocommit=True) as listener:
         listener.execute(f"LISTEN {PG_CHANNEL}")

@@ -114,7 +114,7 @@ def test_a_database_upgraded_by_the_sqlite3_code_of_part_one_is_taken_as_it_is(r
     # `_migrations`: the same schema as Alembic's m003, so it is stamped there and upgraded on.
     from alembic import command
 
-    from relay.store_schema import _alembic_config, create_engine
+    from relay.store.schema import _alembic_config, create_engine
 
     engine = create_engine(relay_db)
     with engine.begin() as conn:

@@ -2,7 +2,7 @@
 
 One code path for both backends (SQLAlchemy Core 2): a file path means SQLite (the embedded
 default), a `postgresql://` URL means PostgreSQL through psycopg 3. The schema evolves through
-the Alembic revisions in `relay/store_migrations/versions/` (m001, m002, m003, ...), applied when
+the Alembic revisions in `relay/store/migrations/versions/` (m001, m002, m003, ...), applied when
 a store opens. Databases written before Alembic recorded the same steps in a `_migrations`
 table (`m001_initial`, `m002_ai_turns_and_candidates`, ...); they are stamped at the matching
 revision and upgraded in place.
@@ -17,11 +17,11 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from relay.store_errors import StoryError
+from relay.store.errors import StoryError
 
 DEFAULT_DB = Path("relay-data") / "relay.db"
 BUSY_TIMEOUT_MS = 10_000
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "store_migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Names the pre-Alembic `_migrations` table used for the revisions it applied.
 LEGACY_MIGRATIONS = {
     "m001_initial": "m001",

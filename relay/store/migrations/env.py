@@ -1,6 +1,6 @@
 """Alembic environment: migrations run on the connection (and transaction) the store hands over.
 
-`relay.store_schema.migrate` opens the transaction and takes the migration lock first, so
+`relay.store.schema.migrate` opens the transaction and takes the migration lock first, so
 several processes opening a new database at once apply each revision once.
 """
 

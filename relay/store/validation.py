@@ -19,7 +19,7 @@ import unicodedata
 from datetime import datetime, timezone
 from typing import Any
 
-from relay.store_errors import InvalidInput
+from relay.store.errors import InvalidInput
 
 MAX_TEXT_CHARS = 4000  # one paragraph, in code points
 MAX_AUTHOR_CHARS = 40

@@ -1,0 +1,1 @@
+"""Alembic migrations of the story store (run by relay.store.schema.migrate when a store opens)."""
