@@ -12,16 +12,16 @@ import contextlib
 import copy
 import logging
 import os
-import re
 import secrets
 import threading
 import time
 from typing import Any
 
-from relay.decoding import SENTENCE_END, StreamDecoder, Track, hidden_ids, paragraph_end_ids, readable, text_decoder
+from relay.decoding import StreamDecoder, Track, hidden_ids, paragraph_end_ids, readable, text_decoder
 from relay.loading import ModelLoadError, load_adapters, load_message, load_model, load_tokenizer, model_source
 from relay.settings import (PRESET_LABELS, PRESETS, EngineError, SamplingSettings, SettingsError,  # noqa: F401
                             SettingSpec)
+from relay.prompt import MIN_PROMPT_TOKENS, build_prompt
 from relay.streams import END, Alternatives, AlternativesStream, Channel, Continuation, FifoLock, ManyChannel
 
 _load_adapters, _load_transformers = load_adapters, load_model  # their names before relay/loading.py
@@ -34,9 +34,6 @@ log = logging.getLogger(__name__)
 from relay.backends.base import CACHE_ENV  # noqa: E402  converted models are cached here (default ./relay-data/cache)
 
 MAX_ALTERNATIVES = 4
-MIN_PROMPT_TOKENS = 32  # the window must leave at least this much story for the model to read
-
-_SENTENCE_START = re.compile(SENTENCE_END + r"\s+")  # .end() is where the next sentence begins
 
 
 # ---------------------------------------------------------------- the engine
@@ -190,50 +187,9 @@ class Engine:
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
 
     def _prompt_ids(self, paragraphs: list[str], max_new_tokens: int) -> list[int]:
-        """The most recent story that fits beside `max_new_tokens`, cut at a paragraph, else sentence, else token."""
-        if isinstance(paragraphs, str) or not all(isinstance(p, str) for p in paragraphs):
-            raise SettingsError("paragraphs", "paragraphs must be a list of str")
-        budget = self.context_window - max_new_tokens
-        if budget < MIN_PROMPT_TOKENS:
-            raise SettingsError(
-                "max_new_tokens",
-                f"최대 길이가 모델 창({self.context_window}토큰)에 비해 너무 깁니다 / max_new_tokens={max_new_tokens} "
-                f"leaves no room for the story in this model's {self.context_window}-token window; use at most "
-                f"{self.context_window - MIN_PROMPT_TOKENS}.")
-        lines = [line.strip() for p in paragraphs for line in p.split("\n")]
-        lines = [line for line in lines if line]
-        if not lines:
-            return [self._bos_id]  # an empty story: the model starts a document
-        first = self._fitting_start([line + "\n" for line in lines], budget)
-        while first < len(lines):
-            ids = self._encode("\n".join(lines[first:]) + "\n")
-            if len(ids) <= budget:
-                return ids
-            first += 1  # counting lines one by one differs slightly from the joined text; drop one more
-        last = lines[-1]
-        starts = [0] + [m.end() for m in _SENTENCE_START.finditer(last)]
-        pieces = [last[a:b] for a, b in zip(starts, starts[1:] + [len(last)])]
-        pieces[-1] += "\n"
-        first = self._fitting_start(pieces, budget)
-        while first < len(pieces):
-            ids = self._encode(last[starts[first]:] + "\n")
-            if len(ids) <= budget:
-                return ids
-            first += 1
-        return self._encode(last + "\n")[-budget:]
-
-    def _fitting_start(self, pieces: list[str], budget: int) -> int:
-        """Index of the earliest piece such that pieces[i:] fit in `budget` tokens; tokenizes only from the end."""
-        total, first, chunk = 0, len(pieces), 32
-        while first > 0:
-            batch = pieces[max(0, first - chunk):first]
-            for ids in reversed(self._encode_many(batch)):
-                if total + len(ids) > budget:
-                    return first
-                total += len(ids)
-                first -= 1
-            chunk *= 2
-        return first
+        """The story ids the model reads (relay/prompt.py); the same for generating and for `context_text`."""
+        return build_prompt(self._encode, paragraphs, self.context_window, max_new_tokens, bos_id=self._bos_id,
+                            encode_many=self._encode_many)
 
     def context_text(self, paragraphs: list[str], settings: SamplingSettings) -> str:
         """Exactly the story text the model reads for these settings (after truncation to its window);

@@ -1,0 +1,102 @@
+"""The prompt: which part of the story the model reads, as token ids.
+
+`build_prompt` takes the story's paragraphs and keeps the most recent text that fits in the model's window
+beside `max_new_tokens`: whole lines (paragraphs) first; if even the last one is too long, its last
+sentences; failing that, its last tokens. An empty story is the bos id alone. The engine generates from
+these ids and `Engine.context_text` shows exactly their text, so what a writer sees is what the model reads.
+Plain functions over an `encode(text) -> ids` function; no model or tokenizer object is needed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+from relay.decoding import SENTENCE_END
+from relay.settings import SettingsError
+
+__all__ = ["build_prompt", "story_budget", "fitting_start", "MIN_PROMPT_TOKENS"]
+
+MIN_PROMPT_TOKENS = 32  # the window must leave at least this much story for the model to read
+_SENTENCE_START = re.compile(SENTENCE_END + r"\s+")  # .end() is where the next sentence begins
+
+Encode = Callable[[str], list[int]]
+EncodeMany = Callable[[list[str]], list[list[int]]]
+
+
+def build_prompt(encode: Encode, paragraphs: list[str], window: int, max_new_tokens: int, *, bos_id: int | None,
+                 encode_many: EncodeMany | None = None) -> list[int]:
+    """The most recent story that fits beside `max_new_tokens`, cut at a paragraph, else sentence, else token.
+
+    `encode_many` (a batch of texts at once) is only faster; by default `encode` is called per text."""
+    _check_paragraphs(paragraphs)
+    budget = story_budget(window, max_new_tokens)
+    encode_many = encode_many or (lambda texts: [encode(text) for text in texts])
+    lines = _story_lines(paragraphs)
+    if not lines:
+        return [bos_id]  # an empty story: the model starts a document
+    ids = _latest_that_fits(encode, encode_many, [line + "\n" for line in lines], budget)
+    if ids is None:
+        ids = _latest_that_fits(encode, encode_many, _sentences(lines[-1]), budget)
+    if ids is None:
+        ids = encode(lines[-1] + "\n")[-budget:]
+    return ids
+
+
+def story_budget(window: int, max_new_tokens: int) -> int:
+    """How many tokens of story fit in a `window`-token model beside `max_new_tokens`; SettingsError if too few."""
+    budget = window - max_new_tokens
+    if budget < MIN_PROMPT_TOKENS:
+        raise SettingsError(
+            "max_new_tokens",
+            f"최대 길이가 모델 창({window}토큰)에 비해 너무 깁니다 / max_new_tokens={max_new_tokens} "
+            f"leaves no room for the story in this model's {window}-token window; use at most "
+            f"{window - MIN_PROMPT_TOKENS}.")
+    return budget
+
+
+def fitting_start(encode_many: EncodeMany, pieces: list[str], budget: int) -> int:
+    """Index of the earliest piece such that pieces[i:] fit in `budget` tokens; tokenizes only from the end."""
+    total, first, chunk = 0, len(pieces), 32
+    while first > 0:
+        batch = pieces[max(0, first - chunk):first]
+        for ids in reversed(encode_many(batch)):
+            if total + len(ids) > budget:
+                return first
+            total += len(ids)
+            first -= 1
+        chunk *= 2
+    return first
+
+
+def _check_paragraphs(paragraphs: list[str]) -> None:
+    if isinstance(paragraphs, str) or not all(isinstance(p, str) for p in paragraphs):
+        raise SettingsError("paragraphs", "paragraphs must be a list of str")
+
+
+def _story_lines(paragraphs: list[str]) -> list[str]:
+    """Every non-empty line of the story, stripped: a paragraph with line breaks counts as several."""
+    lines = [line.strip() for p in paragraphs for line in p.split("\n")]
+    return [line for line in lines if line]
+
+
+def _sentences(line: str) -> list[str]:
+    """Cut `line` before each sentence start; the last piece gets the line break."""
+    starts = [0] + [m.end() for m in _SENTENCE_START.finditer(line)]
+    pieces = [line[a:b] for a, b in zip(starts, starts[1:] + [len(line)])]
+    pieces[-1] += "\n"
+    return pieces
+
+
+def _latest_that_fits(encode: Encode, encode_many: EncodeMany, pieces: list[str], budget: int) -> list[int] | None:
+    """The ids of the longest tail of `pieces` (joined) within `budget`, or None when not even the last piece fits.
+
+    Pieces are counted one by one first; the joined text can tokenize slightly differently, so it is checked and
+    one more piece dropped while it is too long."""
+    first = fitting_start(encode_many, pieces, budget)
+    while first < len(pieces):
+        ids = encode("".join(pieces[first:]))
+        if len(ids) <= budget:
+            return ids
+        first += 1
+    return None
