@@ -1,14 +1,20 @@
-"""Turn MediaWiki wikitext into clean paragraphs of prose, and read fields out of templates.
+"""Turn MediaWiki wikitext into clean paragraphs of prose, and read fields and links out of it.
 
 Fiction on Wikisource is mostly plain paragraphs wrapped in a little markup: a header template,
 bold or italic runs, links, `<ref>` notes, `<poem>` blocks, and sometimes tables of contents.
-The stripper keeps the prose and drops everything that is not part of the story's text.
+The page is parsed with mwparserfromhell (a MediaWiki parser: nested templates, refs, tables and
+tags come out as a tree) and the tree is walked, keeping the prose and dropping everything that is
+not part of the story's text.
 """
 
 from __future__ import annotations
 
-import html
+import functools
 import re
+
+import mwparserfromhell
+from mwparserfromhell.nodes import Comment, ExternalLink, Heading, HTMLEntity, Tag, Template, Text, Wikilink
+from mwparserfromhell.wikicode import Wikicode
 
 # Templates whose last positional argument is running text (centred lines, size changes);
 # every other template is dropped with its arguments (headers, licences, navigation boxes).
@@ -16,144 +22,113 @@ TEXT_TEMPLATES = {
     "가운데", "center", "centre", "c", "크게", "larger", "작게", "smaller", "글자 크기", "font-size",
     "오른쪽", "right", "왼쪽", "left", "들여쓰기", "indent", "sc", "small-caps", "윗첨자", "아랫첨자",
 }
+TEMPLATE_NAMESPACES = ("틀:", "template:")
 
-# Link prefixes that are not part of the text: categories, files and interwiki links.
+# Link prefixes that are not part of the text: categories and files.
 DROP_LINK_PREFIXES = {
     "분류", "category", "파일", "file", "그림", "image", "media", "미디어",
 }
+# Interwiki prefixes whose links show inline as their label ([[w:현진건|현진건]] → 현진건); any other
+# language-code-like prefix ([[en:A Lucky Day]]) is an interlanguage link, shown outside the text.
+INLINE_INTERWIKI = {
+    "w", "wikipedia", "위키백과", "wikt", "wiktionary", "위키낱말사전", "s", "wikisource", "위키문헌",
+    "q", "wikiquote", "b", "wikibooks", "n", "wikinews", "v", "wikiversity", "voy", "wikivoyage",
+    "d", "wikidata", "c", "commons", "m", "meta", "mw", "species",
+}
+_LANGUAGE_PREFIX = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]+)*|simple")
 
-_COMMENT = re.compile(r"<!--.*?-->", re.S)
-_REF = re.compile(r"<ref\b[^>/]*/>|<ref\b[^>]*>.*?</ref\s*>", re.S | re.I)
-_DROP_BLOCKS = re.compile(
-    r"<(math|score|gallery|timeline|syntaxhighlight|source|templatedata|graph|references)\b[^>]*>.*?</\1\s*>"
-    r"|<references\b[^>]*/>",
-    re.S | re.I,
-)
-_POEM = re.compile(r"<poem\b[^>]*>(.*?)</poem\s*>", re.S | re.I)
-_BR = re.compile(r"<br\s*/?>", re.I)
-_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*\b[^>]*>")
-_HEADING = re.compile(r"^\s*(={1,6}).*\1\s*$", re.M)
+# Tags whose content is not story text: notes, tables (of contents, layout), formulas, galleries,
+# code, and what only shows when the page is transcluded.
+DROP_TAGS = {
+    "ref", "references", "table", "math", "chem", "score", "gallery", "timeline", "syntaxhighlight",
+    "source", "templatedata", "graph", "mapframe", "maplink", "includeonly",
+}
+# List and definition markers (`*`, `#`, `;`, `:`): the marker goes, the text after it stays.
+_LIST_TAGS = {"li", "dt", "dd"}
+
+_COMMENT = "\x00"  # stands where a comment was, until a line holding only comments is removed
+_COMMENT_LINE = re.compile(r"\n[ \t]*\x00[\x00 \t]*(?=\n)")
+# What the parser leaves as text: unbalanced HTML tags (`</div>` opened in another template),
+# unclosed bold/italic quotes (MediaWiki closes them at the end of the line), magic words.
+_STRAY_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*\b[^>]*>")
+_STRAY_QUOTES = re.compile(r"'{2,}")
 _MAGIC = re.compile(r"__[A-Z]+__")
-_EXTERNAL_LINK = re.compile(r"\[(?:https?:)?//[^\s\]]+(?:\s+([^\]]*))?\]")
-_BARE_URL = re.compile(r"https?://\S+")
-_BOLD_ITALIC = re.compile(r"'{2,5}")
-_LIST_MARKER = re.compile(r"^[*#:;]+\s*", re.M)
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
 _YEAR = re.compile(r"(?<!\d)(\d{3,4})(?!\d)")
 _HAS_LETTER = re.compile(r"\w")
 
 
-def _matching_end(text: str, start: int, open_: str, close: str) -> int:
-    """Index just past the `close` that balances the `open_` at `start`, or len(text) if unbalanced."""
-    depth = 0
-    i = start
-    while i < len(text):
-        if text.startswith(open_, i):
-            depth += 1
-            i += len(open_)
-        elif text.startswith(close, i):
-            depth -= 1
-            i += len(close)
-            if depth == 0:
-                return i
-        else:
-            i += 1
-    return len(text)
+@functools.lru_cache(maxsize=16)
+def _parse(wikitext: str) -> Wikicode:
+    """The parse tree of `wikitext`, kept for the next call: a work page is read for its links, its
+    header template and its text. Never modified by this module."""
+    return mwparserfromhell.parse(wikitext)
 
 
-def split_template_args(body: str) -> list[str]:
-    """Split a template's inner text on top-level `|` (not inside nested templates or links)."""
-    parts, depth, current = [], 0, []
-    i = 0
-    while i < len(body):
-        two = body[i : i + 2]
-        if two in ("{{", "[["):
-            depth += 1
-            current.append(two)
-            i += 2
-        elif two in ("}}", "]]"):
-            depth -= 1
-            current.append(two)
-            i += 2
-        elif body[i] == "|" and depth == 0:
-            parts.append("".join(current))
-            current = []
-            i += 1
-        else:
-            current.append(body[i])
-            i += 1
-    parts.append("".join(current))
-    return parts
+def _template_name(template: Template) -> str:
+    name = str(template.name).strip().replace("_", " ")
+    for namespace in TEMPLATE_NAMESPACES:
+        if name.lower().startswith(namespace):
+            return name[len(namespace) :].strip()
+    return name
 
 
-def iter_templates(text: str):
-    """Yield (name, positional_args, named_args) for each top-level `{{...}}` template in `text`."""
-    i = 0
-    while True:
-        start = text.find("{{", i)
-        if start < 0:
-            return
-        end = _matching_end(text, start, "{{", "}}")
-        parts = split_template_args(text[start + 2 : end - 2])
-        name = parts[0].strip().replace("_", " ")
-        positional, named = [], {}
-        for part in parts[1:]:
-            key, eq, value = part.partition("=")
-            if eq and "{{" not in key and "[[" not in key:
-                named[key.strip()] = value.strip()
-            else:
-                positional.append(part.strip())
-        yield name, positional, named
-        i = end
+def _render_template(template: Template) -> str:
+    if _template_name(template).lower() not in TEXT_TEMPLATES:
+        return ""
+    positional = [p for p in template.params if str(p.name).strip().isdigit()]
+    if not positional:
+        return ""
+    return _render(max(positional, key=lambda p: int(str(p.name))).value)
 
 
-def _replace_templates(text: str) -> str:
-    out, i = [], 0
-    while True:
-        start = text.find("{{", i)
-        if start < 0:
-            out.append(text[i:])
-            return "".join(out)
-        out.append(text[i:start])
-        end = _matching_end(text, start, "{{", "}}")
-        parts = split_template_args(text[start + 2 : end - 2])
-        name = parts[0].strip().replace("_", " ").lower()
-        positional = [p for p in parts[1:] if "=" not in p.split("[[")[0].split("{{")[0]]
-        if name in TEXT_TEMPLATES and positional:
-            out.append(_replace_templates(positional[-1]))
-        i = end
+def _render_link(link: Wikilink) -> str:
+    title = str(link.title).strip()
+    inline = title.startswith(":")  # [[:분류:소설]] links to the category page instead of filing under it
+    title = title.lstrip(":").strip()
+    prefix = title.split(":", 1)[0].strip().lower() if ":" in title else ""
+    interlanguage = prefix not in INLINE_INTERWIKI and _LANGUAGE_PREFIX.fullmatch(prefix)
+    if not inline and (prefix in DROP_LINK_PREFIXES or interlanguage):
+        return ""
+    if link.text is not None:
+        return _render(link.text)
+    return title.strip("/").rsplit("/", 1)[-1] if title.startswith("/") else title
 
 
-def _remove_tables(text: str) -> str:
-    out, i = [], 0
-    while True:
-        start = text.find("{|", i)
-        if start < 0:
-            out.append(text[i:])
-            return "".join(out)
-        out.append(text[i:start])
-        i = _matching_end(text, start, "{|", "|}")
+def _render_tag(tag: Tag) -> str:
+    name = str(tag.tag).strip().lower()
+    if name in DROP_TAGS or name in _LIST_TAGS:
+        return ""
+    if name == "br":
+        return "\n"
+    if name == "hr":
+        return "\n\n"
+    if name == "poem":  # each line of a poem is its own paragraph
+        return "\n\n" + _render(tag.contents).replace("\n", "\n\n") + "\n\n"
+    return _render(tag.contents) if tag.contents is not None else ""
 
 
-def _replace_link(match: re.Match) -> str:
-    inner = match.group(1)
-    target, _, label = inner.partition("|")
-    prefix = target.split(":", 1)[0].strip().lower() if ":" in target else ""
-    if prefix in DROP_LINK_PREFIXES or (prefix and len(prefix) <= 3 and prefix.isascii() and prefix.isalpha()):
-        return ""  # categories, files and interwiki links (en:, ja:, w:) carry no story text
-    if label:
-        return label.split("|")[-1]
-    return target.strip().lstrip("/").rsplit("/", 1)[-1] if target.strip().startswith("/") else target.strip()
-
-
-def _replace_links(text: str) -> str:
-    # Innermost links first, so file captions with nested links collapse cleanly.
-    link = re.compile(r"\[\[([^\[\]]*)\]\]")
-    while True:
-        new = link.sub(_replace_link, text)
-        if new == text:
-            return new
-        text = new
+def _render(code: Wikicode) -> str:
+    out = []
+    for node in code.nodes:
+        if isinstance(node, Text):
+            out.append(_STRAY_QUOTES.sub("", _STRAY_TAG.sub("", _MAGIC.sub("", node.value))))
+        elif isinstance(node, Tag):
+            out.append(_render_tag(node))
+        elif isinstance(node, Wikilink):
+            out.append(_render_link(node))
+        elif isinstance(node, Template):
+            out.append(_render_template(node))
+        elif isinstance(node, ExternalLink):
+            out.append(_render(node.title) if node.brackets and node.title is not None else "")
+        elif isinstance(node, HTMLEntity):
+            out.append(node.normalize())
+        elif isinstance(node, Heading):
+            out.append("\n\n")
+        elif isinstance(node, Comment):
+            out.append(_COMMENT)
+        # Arguments ({{{1}}}) and anything else carry no story text.
+    return "".join(out)
 
 
 def strip_wikitext(wikitext: str) -> list[str]:
@@ -161,26 +136,11 @@ def strip_wikitext(wikitext: str) -> list[str]:
 
     Paragraphs are blank-line separated blocks with their lines joined by a space (as MediaWiki
     renders them); each line of a `<poem>` block is its own paragraph. Headings, tables,
-    templates (except text wrappers such as {{가운데|...}}), references, categories, files and
-    HTML tags are dropped; `[[a|b]]` becomes `b`.
+    templates (except text wrappers such as {{가운데|...}}), references, categories, files,
+    interlanguage links, comments and HTML tags are dropped; `[[a|b]]` becomes `b`.
     """
-    text = wikitext.replace("\r\n", "\n")
-    text = _COMMENT.sub("", text)
-    text = _REF.sub("", text)
-    text = _DROP_BLOCKS.sub("", text)
-    text = _POEM.sub(lambda m: "\n\n" + m.group(1).replace("\n", "\n\n") + "\n\n", text)
-    text = _BR.sub("\n", text)
-    text = _remove_tables(text)
-    text = _replace_templates(text)
-    text = _HEADING.sub("\n", text)
-    text = _MAGIC.sub("", text)
-    text = _replace_links(text)
-    text = _EXTERNAL_LINK.sub(lambda m: m.group(1) or "", text)
-    text = _BARE_URL.sub("", text)
-    text = _TAG.sub("", text)
-    text = _BOLD_ITALIC.sub("", text)
-    text = _LIST_MARKER.sub("", text)
-    text = html.unescape(text)
+    text = _render(_parse(wikitext.replace("\r\n", "\n").replace(_COMMENT, "")))
+    text = _COMMENT_LINE.sub("", text).replace(_COMMENT, "")  # a line of only comments is no line
     paragraphs = []
     for block in re.split(r"\n\s*\n", text):
         lines = [_SPACES.sub(" ", line).strip() for line in block.split("\n")]
@@ -190,6 +150,34 @@ def strip_wikitext(wikitext: str) -> list[str]:
     return paragraphs
 
 
+def split_template_args(body: str) -> list[str]:
+    """Split a template's inner text on top-level `|` (not inside nested templates or links)."""
+    code = mwparserfromhell.parse("{{_|" + body + "}}")
+    if len(code.nodes) != 1 or not isinstance(code.nodes[0], Template):
+        return [body]  # unbalanced braces or brackets: no top-level split
+    return [str(param) for param in code.nodes[0].params]
+
+
+def iter_templates(text: str):
+    """Yield (name, positional_args, named_args) for each `{{...}}` template in `text` that is not
+    inside another template (it may be inside a tag, link or table)."""
+    templates = _parse(text).filter_templates()
+    nested = set()
+    for template in templates:
+        for part in [template.name] + [piece for param in template.params for piece in (param.name, param.value)]:
+            nested.update(id(inner) for inner in part.filter_templates())
+    for template in templates:
+        if id(template) in nested:
+            continue
+        positional, named = [], {}
+        for param in template.params:
+            if param.showkey:
+                named[str(param.name).strip()] = str(param.value).strip()
+            else:
+                positional.append(str(param.value).strip())
+        yield str(template.name).strip().replace("_", " "), positional, named
+
+
 def first_year(value: str) -> int | None:
     """The first 3-4 digit year in a field value such as '1943년 4월 25일' or '{{사망일|1943|4|25}}'."""
     match = _YEAR.search(value or "")
@@ -197,10 +185,11 @@ def first_year(value: str) -> int | None:
 
 
 def wiki_links(wikitext: str) -> list[str]:
-    """Targets of the `[[...]]` links in `wikitext`, in order, without labels or section anchors."""
+    """Targets of the `[[...]]` links in `wikitext` (also inside templates and tags, not in comments),
+    in order, without labels or section anchors."""
     targets = []
-    for inner in re.findall(r"\[\[([^\[\]|]+)(?:\|[^\[\]]*)?\]\]", wikitext):
-        target = inner.split("#", 1)[0].strip().replace("_", " ")
+    for link in _parse(wikitext).filter_wikilinks():
+        target = str(link.title).split("#", 1)[0].strip().replace("_", " ")
         if target:
             targets.append(target)
     return targets
