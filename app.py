@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from relay.engine import BACKEND_CHOICES, BACKEND_ENV, INFERENCE_URL_ENV, ModelLoadError
+from relay.limits import Rates, check_trusted_proxies
 from relay.story_store import StoryError, StoryStore, is_postgres_url
 from relay.ui.demo import build_demo  # noqa: F401  (the entry point tests and scripts import from here)
 from relay.ui.server import serve
@@ -176,10 +177,20 @@ def release_dead_turns(store: StoryStore) -> int:
         raise StartupError(f"Cannot free the model turns left by a stopped server: {_one_line(e)}. {DB_HINT}") from None
 
 
+def check_limit_settings() -> None:
+    """StartupError naming a RELAY_LIMIT_* or RELAY_TRUSTED_PROXIES value that cannot be read."""
+    try:
+        Rates.from_env()
+        check_trusted_proxies()
+    except ValueError as e:
+        raise StartupError(f"{e} (README \"Limits\")") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # e.g. which backend "auto" chose, and why
     try:
+        check_limit_settings()
         store = open_store(args.db)  # first: a bad --db fails in a second, not after loading the model
         freed = release_dead_turns(store)
         if freed:

@@ -34,6 +34,14 @@ has its own counters, so the effective limit is N times higher. `RELAY_LIMITS_ST
 `limits` storage URI (e.g. `redis://host:6379`) to share the rate counters between processes;
 model slots are always per process (they count jobs this process runs).
 
+* **Fair model time**: at most `model_jobs` model jobs run at once in the process; the others wait,
+  let in round-robin by address (relay/fairness.py), so a flood from many addresses delays another
+  writer by about one job, not by the flood. `model_slot()` takes the writer's slots, then waits
+  for the gate.
+
+Every number is a setting: `Rates.from_env()` reads `RELAY_LIMIT_*` variables (ENV_NAMES; a pair
+is written `per_key/per_address`, e.g. `RELAY_LIMIT_PARAGRAPHS=10/60`), today's values the defaults.
+
 `writer_id` is the public id of the writer key (store.writer_id(key)) or any stable string; pass
 "" when there is none (the address limit still applies). `ip` is the client address
 (`client_ip(request)`).
@@ -42,13 +50,16 @@ model slots are always per process (they count jobs this process runs).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import math
 import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+from relay.fairness import FairGate, GateFull
 
 from limits import parse
 from limits.storage import storage_from_string
@@ -63,6 +74,10 @@ WRITER_KEYS_PER_HOUR = (60, 60)  # keys issued by /writer_key to one address (ea
 CANDIDATES_PER_MINUTE = (16, 48)  # generated texts: alternatives count each candidate, a lab run each column
 MODEL_SLOTS = (2, 4)  # model jobs waiting or running at once, per writer key and per address
 MAX_CONTEXT_CHARS = 8_000  # lab context / API text; KoGPT-2 reads ~1,024 tokens (~2,500 Korean characters)
+MODEL_JOBS = 8  # model jobs running at once in one process (the OpenVINO backend batches them); more wait, fairly
+MODEL_WAITING = 64  # model jobs waiting for the gate at once; more are refused at once ("the model is busy")
+MODEL_WAIT_S = 120  # the longest a model job waits for the gate before it is refused
+LIVE_TABS_PER_ADDRESS = 200  # live streams (open tabs) one client address may hold in one process
 STORAGE_ENV = "RELAY_LIMITS_STORAGE"  # a `limits` storage URI; default memory:// (per process)
 TRUSTED_PROXIES_ENV = "RELAY_TRUSTED_PROXIES"  # reverse proxies that append X-Forwarded-For (1 on a Space)
 
@@ -98,13 +113,51 @@ class Rates:
     writer_key: tuple[int, int] = WRITER_KEYS_PER_HOUR
     model_slots: tuple[int, int] = MODEL_SLOTS
     max_context_chars: int = MAX_CONTEXT_CHARS
+    model_jobs: int = MODEL_JOBS
+    model_waiting: int = MODEL_WAITING
+    model_wait_s: int = MODEL_WAIT_S
+    live_tabs_per_address: int = LIVE_TABS_PER_ADDRESS
+
+    @classmethod
+    def from_env(cls, environ=None) -> "Rates":
+        """Today's limits, each replaced by its RELAY_LIMIT_* variable when set; ValueError names a bad one."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_NAMES[f.name])
+            if raw is not None and raw.strip():
+                values[f.name] = _parse_setting(ENV_NAMES[f.name], raw, pair=isinstance(f.default, tuple))
+        return cls(**values)
+
+
+# The environment variable of each limit (README "Limits"); pairs are "per_key/per_address".
+ENV_NAMES = {
+    "paragraph": "RELAY_LIMIT_PARAGRAPHS", "story": "RELAY_LIMIT_STORIES", "model_turn": "RELAY_LIMIT_MODEL_REQUESTS",
+    "candidates": "RELAY_LIMIT_CANDIDATES", "writer_key": "RELAY_LIMIT_WRITER_KEYS",
+    "model_slots": "RELAY_LIMIT_MODEL_SLOTS", "max_context_chars": "RELAY_LIMIT_CONTEXT_CHARS",
+    "model_jobs": "RELAY_LIMIT_MODEL_JOBS", "model_waiting": "RELAY_LIMIT_MODEL_WAITING",
+    "model_wait_s": "RELAY_LIMIT_MODEL_WAIT_S", "live_tabs_per_address": "RELAY_LIMIT_LIVE_TABS",
+}
+
+
+def _parse_setting(name: str, raw: str, *, pair: bool):
+    """"6/30" -> (6, 30) for a pair, "8000" -> 8000 otherwise; every number a whole number of 1 or more."""
+    parts = raw.strip().split("/")
+    try:
+        numbers = tuple(int(p) for p in parts)
+    except ValueError:
+        numbers = ()
+    if len(numbers) != (2 if pair else 1) or min(numbers) < 1:
+        shape = "PER_KEY/PER_ADDRESS, e.g. 6/30" if pair else "a whole number, e.g. 8"
+        raise ValueError(f"{name}={raw!r} is not a valid limit: write {shape} (whole numbers of 1 or more).")
+    return numbers if pair else numbers[0]
 
 
 class Limits:
     """Rate limits, model slots and size caps for one server process (thread-safe)."""
 
     def __init__(self, rates: Rates | None = None, storage_uri: str | None = None):
-        self.rates = rates or Rates()
+        self.rates = rates or Rates.from_env()
         uri = storage_uri or os.environ.get(STORAGE_ENV) or "memory://"
         self._limiter = MovingWindowRateLimiter(storage_from_string(uri))
         self._items = {}
@@ -113,6 +166,7 @@ class Limits:
             self._items[action] = (parse(f"{per_key}/{period}"), parse(f"{per_ip}/{period}"))
         self._lock = threading.Lock()
         self._slots: Counter[str] = Counter()
+        self.gate = FairGate(self.rates.model_jobs, self.rates.model_waiting, self.rates.model_wait_s)
 
     def check(self, action: str, writer_id: str | None, ip: str | None, *, cost: int = 1) -> None:
         """Count one `action` (cost times) for this writer and address; LimitExceeded if either is over.
@@ -156,10 +210,21 @@ class Limits:
 
     @contextlib.contextmanager
     def model_slot(self, writer_id: str | None, ip: str | None) -> Iterator[None]:
-        """Hold one of this writer's and this address's model slots for the duration of the block."""
+        """Hold one of this writer's and this address's model slots, then a turn of the model, for the block.
+
+        Waits (fairly, by address) while the process runs its most model jobs; LimitExceeded
+        ("model_busy") when too many wait already or the wait is too long.
+        """
         token = self.take_model_slot(writer_id, ip)
         try:
-            yield
+            try:
+                ticket = self.gate.acquire(ip or "unknown")
+            except GateFull:
+                raise LimitExceeded("model_busy", 5, self.rates.model_jobs) from None
+            try:
+                yield
+            finally:
+                self.gate.release(ticket)
         finally:
             self.free_model_slot(token)
 
@@ -182,28 +247,69 @@ class Limits:
 
 
 def client_ip(request) -> str:
-    """The client's address from a gr.Request.
+    """The client's address from a gr.Request (or a Starlette request).
 
-    Behind reverse proxies (a Space) every request comes from the proxy, so the address is taken from
-    X-Forwarded-For: the entry added by the nearest of TRUSTED_PROXIES_ENV proxies (default 1 on a
-    Space, 0 elsewhere). Entries further left are whatever the client sent and are never trusted.
+    The connection's address, unless the operator names the reverse proxies in front of the server
+    (RELAY_TRUSTED_PROXIES): then the X-Forwarded-For entry the nearest trusted proxy added. Either a
+    count of proxies that always stand in front ("1": a Space, one nginx), or the proxies' addresses
+    and networks ("127.0.0.1,10.0.0.0/8"): X-Forwarded-For is then read only on connections from
+    them, right to left, skipping the listed proxies. Entries further left are whatever the client
+    sent and are never trusted.
     """
-    headers = getattr(request, "headers", None) or {}
-    hops = trusted_proxies()
-    forwarded = [part.strip() for part in (headers.get("x-forwarded-for") or "").split(",") if part.strip()]
-    if hops and forwarded:
-        return forwarded[-min(hops, len(forwarded))]
     client = getattr(request, "client", None)
     host = getattr(client, "host", None)
-    return str(host) if host else "unknown"
+    peer = str(host) if host else "unknown"
+    headers = getattr(request, "headers", None) or {}
+    forwarded = [part.strip() for part in (headers.get("x-forwarded-for") or "").split(",") if part.strip()]
+    hops, networks = trusted_proxies_setting()
+    if hops and forwarded:
+        return forwarded[-min(hops, len(forwarded))]
+    if networks and forwarded and _in(peer, networks):
+        for address in reversed(forwarded):
+            if not _in(address, networks):
+                return address
+        return forwarded[0]
+    return peer
 
 
 def trusted_proxies() -> int:
-    """How many reverse proxies in front of the server add to X-Forwarded-For."""
+    """How many reverse proxies always stand in front of the server (0 when they are named by address)."""
+    return trusted_proxies_setting()[0]
+
+
+def trusted_proxies_setting() -> tuple[int, tuple]:
+    """(count of proxies, networks of proxies) from RELAY_TRUSTED_PROXIES; default 1 on a Space, else none."""
     raw = os.environ.get(TRUSTED_PROXIES_ENV)
-    if raw is None:
-        return 1 if os.environ.get("SPACE_ID") else 0
+    if raw is None or not raw.strip():
+        return (1 if os.environ.get("SPACE_ID") else 0), ()
+    raw = raw.strip()
+    if raw.isdigit():
+        return int(raw), ()
+    networks = []
+    for part in raw.split(","):
+        try:
+            networks.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError:
+            continue  # a bad entry trusts nothing (app.py refuses it at startup)
+    return 0, tuple(networks)
+
+
+def check_trusted_proxies() -> None:
+    """ValueError naming RELAY_TRUSTED_PROXIES when it is neither a count nor a list of addresses/networks."""
+    raw = (os.environ.get(TRUSTED_PROXIES_ENV) or "").strip()
+    if not raw or raw.isdigit():
+        return
+    for part in raw.split(","):
+        try:
+            ipaddress.ip_network(part.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"{TRUSTED_PROXIES_ENV}={raw!r}: {part.strip()!r} is not an address or network; "
+                             "write a count of proxies (1) or their addresses (127.0.0.1,10.0.0.0/8).") from None
+
+
+def _in(address: str, networks: tuple) -> bool:
     try:
-        return max(0, int(raw))
+        ip = ipaddress.ip_address(address)
     except ValueError:
-        return 0
+        return False
+    return any(ip in net for net in networks if net.version == ip.version)

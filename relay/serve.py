@@ -246,7 +246,7 @@ def main(argv=None) -> int:
     engine = Engine.from_pretrained(model, adapters=args.adapters or None, backend=args.backend)
     print(f"serving {engine.model_id} on the {engine.backend_name} backend at http://{args.host}:{args.port}/v1",
           flush=True)
-    uvicorn.run(build_app(engine), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(build_app(engine), host=args.host, port=args.port, log_level="warning", proxy_headers=False)
     return 0
 
 

@@ -7,6 +7,7 @@ a hostile client would send.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -368,3 +369,105 @@ def test_a_browser_keeps_its_key_a_tampered_one_is_replaced_and_a_signed_in_acco
     key, name = page_writer(store, first, account)
     assert name == "민지" and key != first and page_writer(store, replaced, account) == (key, "민지")
     assert (tmp_path / "relay-secret").exists()  # the secret lives beside the database
+
+
+# -- client addresses, request bodies, live streams (issue 20) --------------------------------
+
+@pytest.fixture
+def strict_server(tmp_path, tiny_model_dir, monkeypatch):
+    """A fresh app whose per-address limits are small (set by environment, as an operator would)."""
+    import app
+    from relay.engine import Engine
+    from relay.story_store import StoryStore
+    from relay.ui.server import free_port, serve
+
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.setenv("RELAY_LIMIT_PARAGRAPHS", "100/3")  # 3 paragraphs a minute per address
+    monkeypatch.setenv("RELAY_LIMIT_LIVE_TABS", "2")
+
+    def start():
+        engine = Engine.from_pretrained(model=str(tiny_model_dir))
+        store = StoryStore(tmp_path / f"relay-{uuid.uuid4().hex}.db")
+        server = serve(app.build_demo(engine, store, tiny=True), store, port=free_port(), block=False)
+        started.append(server)
+        return server.url, store
+
+    started = []
+    yield start
+    for server in started:
+        server.close()
+
+
+def add_from(url, forged_address: str, story_id: int) -> bool:
+    """One paragraph by a new writer whose requests claim to come from `forged_address`; True if stored."""
+    client = gradio_client.Client(url, verbose=False, headers={"X-Forwarded-For": forged_address})
+    try:
+        key = new_key(client)
+        client.predict(story_id, f"{forged_address}의 문단.", f"w{uuid.uuid4().hex[:6]}", None, key,
+                       api_name="/add_paragraph")
+        return True
+    except AppError as e:
+        assert "too fast" in str(e) or "너무 빨리" in str(e)
+        return False
+    finally:
+        client.close()
+
+
+def test_a_forged_x_forwarded_for_on_a_local_connection_does_not_escape_the_address_limit(strict_server, monkeypatch):
+    monkeypatch.delenv("RELAY_TRUSTED_PROXIES", raising=False)
+    url, store = strict_server()
+    story = store.create_story("주소 제한", "host", "free")
+    stored = [add_from(url, f"10.66.0.{i}", story.id) for i in range(5)]
+    assert stored == [True, True, True, False, False]  # five "addresses", one real one: its limit holds
+    assert len(store.timeline(story.id)) == 3
+
+
+def test_a_proxy_the_operator_names_passes_on_the_client_address(strict_server, monkeypatch):
+    monkeypatch.setenv("RELAY_TRUSTED_PROXIES", "127.0.0.1")  # e.g. nginx or a tunnel on this host
+    url, store = strict_server()
+    story = store.create_story("프록시 뒤", "host", "free")
+    assert [add_from(url, f"10.66.0.{i}", story.id) for i in range(5)] == [True] * 5
+    assert [add_from(url, "10.66.0.1", story.id) for _ in range(3)] == [True, True, False]  # 3 a minute from .1
+
+
+def test_request_bodies_over_the_cap_are_refused_before_they_are_read(served):
+    import socket
+    from urllib.parse import urlsplit
+
+    from relay.ui.http_guards import MAX_BODY_BYTES
+
+    _, _, url, _ = served
+    big = requests.post(url + "gradio_api/call/timeline", data=b"x" * (MAX_BODY_BYTES + 1), timeout=30,
+                        headers={"Accept-Language": "ko-KR", "Content-Type": "application/json"})
+    assert big.status_code == 413 and "요청이 너무 큽니다" in big.json()["error"]
+    chunked = requests.post(url + "gradio_api/call/timeline", data=iter([b"x" * 65536] * 20), timeout=30)
+    assert chunked.status_code == 413 and "too large" in chunked.json()["error"]
+    # A declared 100 MB body is refused from its headers alone: the answer comes with nothing sent.
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(b"POST /gradio_api/call/timeline HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 104857600\r\n\r\n")
+        assert sock.recv(200).startswith(b"HTTP/1.1 413")
+    assert requests.post(url + "gradio_api/call/timeline", json={"data": [1]}, timeout=30).status_code == 200
+
+
+def test_one_address_cannot_hold_more_live_streams_than_its_share(strict_server):
+    url, store = strict_server()
+    story = store.create_story("탭", "host", "free")
+    live = f"{url}relay/live?story={story.id}&lang=ko"
+    first, second = (requests.get(live, stream=True, timeout=10) for _ in range(2))
+    try:
+        third = requests.get(live, stream=True, timeout=10)
+        assert (first.status_code, second.status_code, third.status_code) == (200, 200, 429)
+        third.close()
+    finally:
+        first.close()
+        second.close()
+    deadline = time.monotonic() + 10
+    while True:  # closed tabs give their share back
+        again = requests.get(live, stream=True, timeout=10)
+        again.close()
+        if again.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert again.status_code == 200

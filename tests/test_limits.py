@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
 
 from relay.limits import (CANDIDATES_PER_MINUTE, MAX_CONTEXT_CHARS, MODEL_SLOTS, MODEL_TURNS_PER_MINUTE,
-                          PARAGRAPHS_PER_MINUTE, STORIES_PER_HOUR, WRITER_KEYS_PER_HOUR, LimitExceeded, Limits, Rates, client_ip)
+                          PARAGRAPHS_PER_MINUTE, STORIES_PER_HOUR, WRITER_KEYS_PER_HOUR, LimitExceeded, Limits, Rates,
+                          check_trusted_proxies, client_ip)
+from relay.fairness import FairGate, GateFull
 from relay.ui import limit_text
 from relay.ui.common import toast_text
 
@@ -134,7 +137,8 @@ def test_limits_can_share_a_storage_named_by_uri(monkeypatch):
 def test_every_limit_has_a_korean_and_an_english_message():
     for key, (ko, en) in limit_text.TEXT.items():
         assert ko and en and ko != en, key
-    for action in ("paragraph", "story", "model_turn", "candidates", "writer_key", "model_slots", "context"):
+    for action in ("paragraph", "story", "model_turn", "candidates", "writer_key", "model_slots", "model_busy",
+                   "context"):
         assert f"limit_{action}" in limit_text.TEXT
 
 
@@ -156,3 +160,117 @@ def test_toast_text_escapes_every_value_but_keeps_numbers_formattable():
     assert "3.5초" in toast_text("ko", "last_seed", seed=1, tokens=2, seconds=3.5, stopped="<i>")
     assert "&lt;i&gt;" in toast_text("ko", "last_seed", seed=1, tokens=2, seconds=3.5, stopped="<i>")
     assert "&lt;b&gt;" in toast_text("en", "name_taken", name="<b>alice</b>")
+
+
+# -- fair model time (relay/fairness.py) ------------------------------------------------------
+
+def _wait_until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+class _Jobs:
+    """Model jobs on a FairGate, each in its own thread; the test ends them one at a time, oldest first."""
+
+    def __init__(self, gate):
+        self.gate, self.granted, self.running, self.threads = gate, [], [], []
+        self._lock = threading.Lock()
+
+    def start(self, address):
+        def job():
+            ticket = self.gate.acquire(address)
+            with self._lock:
+                self.granted.append(ticket)
+                self.running.append(ticket)
+        self.threads.append(threading.Thread(target=job))
+        self.threads[-1].start()
+
+    def end_oldest(self):
+        with self._lock:
+            ticket = self.running.pop(0)
+        self.gate.release(ticket)
+
+    def drain(self):
+        while any(t.is_alive() for t in self.threads) or self.running:
+            if self.running:
+                self.end_oldest()
+            time.sleep(0.002)
+
+
+def test_a_writer_arriving_during_a_flood_from_ten_addresses_runs_after_one_job_ends():
+    gate = FairGate(capacity=2, max_waiting=100, wait_s=30)
+    jobs = _Jobs(gate)
+    for _ in range(4):  # ten addresses, four jobs each
+        for i in range(10):
+            jobs.start(f"flood-{i}")
+    _wait_until(lambda: len(jobs.granted) == 2 and gate.stats()["waiting"] == 38)
+    while len(jobs.granted) < 20:  # the flood runs for a while: every address is served twice
+        jobs.end_oldest()
+        _wait_until(lambda n=len(jobs.granted): len(jobs.granted) == n + 1)
+    jobs.start("victim")
+    _wait_until(lambda: gate.stats()["waiting"] == 21)
+    jobs.end_oldest()  # one running job ends: the victim goes next, ahead of 20 waiting flood jobs
+    _wait_until(lambda: len(jobs.granted) == 21)
+    assert jobs.granted[-1] == "victim"
+    jobs.drain()
+    assert len(jobs.granted) == 41 and gate.stats() == {"running": 0, "waiting": 0}
+
+
+def test_waiting_addresses_take_turns_and_the_least_recently_served_goes_first():
+    gate = FairGate(capacity=1, max_waiting=100, wait_s=30)
+    jobs = _Jobs(gate)
+    for n, address in enumerate(["a", "a", "a", "a", "b", "c"]):
+        jobs.start(address)
+        _wait_until(lambda n=n: len(jobs.granted) + gate.stats()["waiting"] == n + 1)
+    for n in range(2, 7):
+        jobs.end_oldest()
+        _wait_until(lambda n=n: len(jobs.granted) == n)
+    assert jobs.granted == ["a", "b", "c", "a", "a", "a"]
+    jobs.drain()
+
+
+def test_too_many_waiting_jobs_or_a_long_wait_are_refused_with_the_busy_message():
+    limits = Limits(Rates(model_slots=(5, 5), model_jobs=1, model_waiting=1, model_wait_s=1))
+    with limits.model_slot("w1", "1.1.1.1"):
+        waiter = threading.Thread(target=lambda: pytest.raises(GateFull, limits.gate.acquire, "2.2.2.2"))
+        waiter.start()
+        _wait_until(lambda: limits.gate.stats()["waiting"] == 1)
+        with pytest.raises(LimitExceeded) as refused:  # a second waiter: refused at once
+            with limits.model_slot("w3", "3.3.3.3"):
+                pass
+        assert refused.value.action == "model_busy"
+        assert "AI" in limit_text.limit_message("ko", refused.value)
+        waiter.join(5)
+    with limits.model_slot("w1", "1.1.1.1"):  # everything was given back
+        assert limits.gate.stats() == {"running": 1, "waiting": 0}
+
+
+# -- limits as settings --------------------------------------------------------------------------
+
+def test_every_limit_is_a_setting_with_todays_value_as_default():
+    assert Rates.from_env({}) == Rates()
+    rates = Rates.from_env({"RELAY_LIMIT_PARAGRAPHS": "10/60", "RELAY_LIMIT_MODEL_JOBS": "4",
+                            "RELAY_LIMIT_CONTEXT_CHARS": " 9000 "})
+    assert rates.paragraph == (10, 60) and rates.model_jobs == 4 and rates.max_context_chars == 9000
+    assert rates.story == STORIES_PER_HOUR
+    for bad in ("10", "a/b", "0/5", "5/5/5", "-1/3"):
+        with pytest.raises(ValueError, match="RELAY_LIMIT_PARAGRAPHS"):
+            Rates.from_env({"RELAY_LIMIT_PARAGRAPHS": bad})
+    with pytest.raises(ValueError, match="RELAY_LIMIT_MODEL_JOBS"):
+        Rates.from_env({"RELAY_LIMIT_MODEL_JOBS": "4/4"})
+
+
+def test_a_named_proxy_is_trusted_only_for_connections_that_come_from_it(monkeypatch):
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.setenv("RELAY_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8")
+    via_proxy = SimpleNamespace(headers={"x-forwarded-for": "6.6.6.6, 1.2.3.4, 10.1.1.1"},
+                                client=SimpleNamespace(host="127.0.0.1"))
+    assert client_ip(via_proxy) == "1.2.3.4"  # right to left, past the proxies we named
+    direct = SimpleNamespace(headers={"x-forwarded-for": "1.2.3.4"}, client=SimpleNamespace(host="203.0.113.9"))
+    assert client_ip(direct) == "203.0.113.9"  # not from a named proxy: its header is the client's own words
+    monkeypatch.setenv("RELAY_TRUSTED_PROXIES", "nginx.local")
+    with pytest.raises(ValueError, match="RELAY_TRUSTED_PROXIES"):
+        check_trusted_proxies()
+    assert client_ip(direct) == "203.0.113.9"

@@ -96,11 +96,22 @@ def runs(tmp_path_factory, broken_models, dead_lease_db) -> dict[str, subprocess
         # A model that fails to load: startup frees dead turns first, so the run ends (exit 2) right after.
         "dead_lease": ["--model", str(tmp / "no-model"), "--db", str(dead_lease_db[0])],
     }
+    settings_cases = {  # limits are operator settings: a value that cannot be read stops the start
+        "bad_limit": {"RELAY_LIMIT_PARAGRAPHS": "lots"},
+        "bad_proxies": {"RELAY_TRUSTED_PROXIES": "nginx.internal"},
+    }
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {name: pool.submit(run_app, *args) for name, args in cases.items()}
+        futures.update({name: pool.submit(run_app, "--model", "tiny", "--db", db, env=env)
+                        for name, env in settings_cases.items()})
         results = {name: f.result() for name, f in futures.items()}
     results["paths"] = SimpleNamespace(tmp=tmp, blocker=blocker, damaged=damaged, port=port)
     return results
+
+
+def test_a_limit_setting_that_cannot_be_read_exits_2_and_names_the_variable(runs):
+    assert_refused(runs["bad_limit"], "RELAY_LIMIT_PARAGRAPHS", "6/30")
+    assert_refused(runs["bad_proxies"], "RELAY_TRUSTED_PROXIES", "127.0.0.1")
 
 
 def test_a_missing_model_folder_exits_2_and_names_the_folder(runs):

@@ -33,6 +33,10 @@ TEXT: dict[str, tuple[str, str]] = {
         "이미 AI 작업 {limit}개가 기다리거나 실행 중입니다. 하나가 끝난 뒤에 다시 시도하세요.",
         "You already have {limit} model jobs waiting or running. Try again when one has finished.",
     ),
+    "limit_model_busy": (
+        "지금 AI가 많은 작업을 처리하고 있습니다 (동시에 {limit}개). 잠시 뒤에 다시 시도하세요.",
+        "The model is busy with many jobs right now ({limit} at once). Try again in a moment.",
+    ),
     "limit_context": (
         "맥락이 너무 깁니다 ({length:,}자, 최대 {limit:,}자). 앞부분을 줄이세요. 모델은 어차피 마지막 약 2,500자만 읽습니다.",
         "The context is too long ({length:,} characters, at most {limit:,}). Shorten its beginning; the model reads only about the last 2,500 characters anyway.",

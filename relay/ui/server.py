@@ -20,9 +20,10 @@ from pathlib import Path
 
 import gradio as gr
 import uvicorn
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from relay.limits import Rates, client_ip
 from relay.live import MAX_SUBSCRIBERS, LiveHub
 from relay.story_store import NotFound, StoryStore
 from relay.ui.common import CACHE_CLEANUP, MAX_UPLOAD_SIZE, STATE_SESSION_CAPACITY
@@ -30,6 +31,7 @@ from relay.ui.controls import make_i18n
 from relay.ui.demo import story_parts
 from relay.ui.history import CSS as HISTORY_CSS
 from relay.ui.history import head_scripts
+from relay.ui.http_guards import BodyCap, StreamsPerAddress
 from relay.ui.render import CSS
 from relay.ui_text import say
 
@@ -59,15 +61,21 @@ def build_app(demo: gr.Blocks, store: StoryStore, **gradio_options) -> tuple[Fas
     """The FastAPI app: `/relay/live` (the story stream) and the Gradio page at `/`."""
     hub = LiveHub(store, lambda story_id, lang: story_parts(store, story_id, lang))
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    streams = StreamsPerAddress(Rates.from_env().live_tabs_per_address)  # README "Limits"
 
     @app.get("/relay/live")
-    async def live(story: str = Query(...), lang: str = Query("ko")):
+    async def live(request: Request, story: str = Query(...), lang: str = Query("ko")):
         """Server-Sent Events: the story's live state, then its changes as they happen."""
         if not story.isdigit() or not 0 < int(story) < 2**63:
             return JSONResponse({"error": "story must be a positive whole number"}, status_code=400)
         if hub.subscriber_count() >= MAX_SUBSCRIBERS:
             return JSONResponse({"error": "too many open tabs on this server; reload in a moment"}, status_code=503)
-        return StreamingResponse(_guarded(hub, int(story), lang), media_type="text/event-stream",
+        address = client_ip(request)
+        if not streams.take(address):
+            return JSONResponse({"error": f"too many open tabs from your address (at most {streams.cap}); "
+                                          "close some tabs"}, status_code=429)
+        return StreamingResponse(_guarded(hub, int(story), lang, lambda: streams.give_back(address)),
+                                 media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     demo.max_threads = MAX_THREADS  # before queue(): it sizes the queue's job slots and the thread limiter from it
@@ -80,10 +88,11 @@ def build_app(demo: gr.Blocks, store: StoryStore, **gradio_options) -> tuple[Fas
     gradio_options["head"] = f"<script>{LIVE_JS}</script>" + head_scripts() + gradio_options.get("head", "")
     app = gr.mount_gradio_app(app, demo, path="/", i18n=make_i18n(), css=CSS + HISTORY_CSS, max_file_size=MAX_UPLOAD_SIZE,
                               **gradio_options)
+    app.add_middleware(BodyCap)  # every route, Gradio's included: large bodies are refused before they are read
     return app, hub
 
 
-async def _guarded(hub: LiveHub, story_id: int, lang: str):
+async def _guarded(hub: LiveHub, story_id: int, lang: str, closed):
     """The hub's stream, with an unknown story turned into one error event instead of a broken stream."""
     try:
         async for chunk in hub.stream(story_id, lang):
@@ -91,6 +100,8 @@ async def _guarded(hub: LiveHub, story_id: int, lang: str):
     except NotFound:
         message = say(lang if lang in ("ko", "en") else "ko", "story_not_found", story=story_id)
         yield f"data: {json.dumps({'kind': 'error', 'message': message}, ensure_ascii=False)}\n\n"
+    finally:
+        closed()
 
 
 def _calm_idle_queue(demo: gr.Blocks) -> None:
@@ -111,8 +122,10 @@ def serve(demo: gr.Blocks, store: StoryStore, host: str = "127.0.0.1", port: int
           **gradio_options) -> Server:
     """Serve the page on host:port; with block=False, return once it answers (tests, benchmarks)."""
     app, hub = build_app(demo, store, **gradio_options)
+    # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from any local connection as the
+    # client's address; relay.limits.client_ip reads it only from the proxies the operator names.
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_keep_alive=30,
-                            timeout_graceful_shutdown=2)
+                            timeout_graceful_shutdown=2, proxy_headers=False)
     server = uvicorn.Server(config)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     if block:
