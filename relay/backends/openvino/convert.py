@@ -1,0 +1,199 @@
+"""Conversion: a transformers GPT-2 becomes the OpenVINO graph the backend runs, cached on disk.
+
+`_StepGraph` is GPT-2's forward with the KV cache as state and logits only at each sequence's last
+position; `convert` traces it to a stateful OpenVINO model and (unless precision="fp32") `_compress_int8`
+stores its weight matrices as int8 with per-channel scales. That model is what is cached, under
+$RELAY_CACHE/openvino/<`weights_digest`: the weights, the shape and CONVERTER_VERSION> (`cached_model_path`),
+so a changed model or adapter is converted again and an unchanged one loads in seconds. At load time `paged`
+applies OpenVINO's own paged-attention transformation, which turns the cache into a pool of blocks (pool.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import threading
+from pathlib import Path
+
+from relay.backends.base import BackendError, cache_dir
+
+log = logging.getLogger(__name__)
+
+CONVERTER_VERSION = "2"  # bump when _StepGraph or _compress_int8 change, so cached graphs are rebuilt
+PRECISIONS = ("int8", "fp32")
+PRECISION_ENV = "RELAY_OPENVINO_PRECISION"  # int8 (default) | fp32 (exact, for comparisons)
+
+
+def _step_graph_class():
+    import torch
+
+    class _StepGraph(torch.nn.Module):
+        """GPT-2's forward with the KV cache as inputs and outputs and explicit positions; logits only for the
+        positions in `logits_indices` (each sequence's last one), so reading a story does not pay the 51,200-wide
+        output layer per token.
+
+        The cache follows the pattern OpenVINO's paged-attention transformation recognises (and that its CPU
+        plugin fuses): ReadValue -> Gather(beam_idx) -> Concat -> scaled_dot_product_attention. The
+        transformation replaces it with PagedAttention over a block pool and removes beam_idx and the mask."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+            config = model.config
+            self.heads, self.head_size = config.n_head, config.n_embd // config.n_head
+
+        def forward(self, input_ids, position_ids, beam_idx, logits_indices, *past):
+            body = self.model.transformer
+            batch, length = input_ids.shape
+            past_length = past[0].shape[2]
+            x = body.wte(input_ids) + body.wpe(position_ids)
+            allowed = torch.arange(past_length + length)[None, :] <= (torch.arange(length)[:, None] + past_length)
+            mask = torch.where(allowed, 0.0, -float("inf"))
+            presents = []
+            for index, block in enumerate(body.h):
+                q, k, v = block.attn.c_attn(block.ln_1(x)).split(self.heads * self.head_size, dim=2)
+                q, k, v = [t.view(batch, length, self.heads, self.head_size).transpose(1, 2) for t in (q, k, v)]
+                k = torch.cat([past[2 * index].index_select(0, beam_idx), k], dim=2)
+                v = torch.cat([past[2 * index + 1].index_select(0, beam_idx), v], dim=2)
+                presents += [k, v]
+                attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+                x = x + block.attn.c_proj(attended.transpose(1, 2).reshape(batch, length, self.heads * self.head_size))
+                x = x + block.mlp.c_proj(block.mlp.act(block.mlp.c_fc(block.ln_2(x))))
+            x = x.reshape(-1, x.shape[-1]).index_select(0, logits_indices)
+            return (self.model.lm_head(body.ln_f(x)), *presents)
+
+    return _StepGraph
+
+
+def _check_supported(model) -> None:
+    config = model.config
+    if getattr(config, "model_type", None) != "gpt2" or getattr(config, "scale_attn_by_inverse_layer_idx", False) \
+            or getattr(config, "reorder_and_upcast_attn", False) or not getattr(config, "scale_attn_weights", True):
+        raise BackendError(
+            f"openvino 백엔드는 GPT-2(KoGPT-2) 모델만 변환합니다 / the openvino backend converts GPT-2 models "
+            f"(KoGPT-2) only; this is {getattr(config, 'model_type', '?')}. Use --backend transformers.")
+
+
+def convert(model, precision: str = "int8"):
+    """A stateful OpenVINO model of a (merged, plain) transformers GPT-2, int8 weights unless precision="fp32".
+
+    This is what is cached on disk; `paged(model)` turns it into the graph that runs."""
+    import numpy as np
+    import openvino as ov
+    import torch
+    from openvino import opset13 as ops
+    from openvino._offline_transformations import apply_make_stateful_transformation
+
+    _check_supported(model)
+    config = model.config
+    heads, head_size, layers = config.n_head, config.n_embd // config.n_head, config.n_layer
+    graph = _step_graph_class()(model.float().eval())
+    example = (torch.ones(1, 3, dtype=torch.long), torch.arange(3)[None], torch.zeros(1, dtype=torch.int32),
+               torch.tensor([2])) + tuple(torch.zeros(1, heads, 2, head_size) for _ in range(2 * layers))
+    shapes = [(ov.PartialShape([-1, -1]), ov.Type.i64), (ov.PartialShape([-1, -1]), ov.Type.i64),
+              (ov.PartialShape([-1]), ov.Type.i32), (ov.PartialShape([-1]), ov.Type.i64)] + [
+        (ov.PartialShape([-1, heads, -1, head_size]), ov.Type.f32)] * (2 * layers)
+    with torch.no_grad():
+        converted = ov.convert_model(graph, example_input=example, input=shapes)
+    names = ["input_ids", "position_ids", "beam_idx", "logits_indices"] + [f"past.{i}" for i in range(2 * layers)]
+    for port, name in zip(converted.inputs, names):
+        port.get_tensor().set_names({name})
+    for port, name in zip(converted.outputs, ["logits"] + [f"present.{i}" for i in range(2 * layers)]):
+        port.get_tensor().set_names({name})
+    if precision == "int8":
+        _compress_int8(converted)
+    apply_make_stateful_transformation(converted, {f"past.{i}": f"present.{i}" for i in range(2 * layers)})
+    # Each cache starts empty with the batch of input_ids: the paged-attention transformation looks for a
+    # ReadValue with an initializer, as exporters write it.
+    batch = ops.gather(ops.shape_of(converted.input("input_ids"), output_type="i64"), ops.constant([0]),
+                       ops.constant(0))
+    for op in converted.get_ops():
+        if op.get_type_name() == "ReadValue":
+            empty = [batch] + [ops.constant(np.array([heads, 0, head_size][i:i + 1], dtype=np.int64))
+                               for i in range(3)]
+            op.set_arguments([ops.broadcast(ops.constant(np.float32(0)), ops.concat(empty, axis=0))])
+    converted.validate_nodes_and_infer_types()
+    return converted
+
+
+def paged(model):
+    """The converted model with PagedAttention over a block pool (OpenVINO's own transformation, in place).
+
+    Its inputs: input_ids and position_ids of every new position of every sequence, one after another;
+    logits_indices (where each sequence's last new position is); past_lens, subsequence_begins,
+    block_indices, block_indices_begins, max_context_len (which sequence holds which cache blocks); and
+    key_cache.i / value_cache.i, the pool, whose layout and precision the CPU plugin chooses at compile time."""
+    from openvino._offline_transformations import paged_attention_transformation
+
+    paged_attention_transformation(model)
+    names = {port.get_any_name() for port in model.inputs}
+    if "key_cache.0" not in names or "beam_idx" in names:
+        raise BackendError("OpenVINO's paged-attention transformation did not recognise the converted graph; "
+                           "this openvino version is not supported (see requirements.txt), or use --backend "
+                           "transformers")
+    return model
+
+
+def _compress_int8(model) -> int:
+    """Store every matrix multiplied by activations as int8 with one fp32 scale per output channel (symmetric).
+
+    The CPU plugin recognises Constant(i8) -> Convert -> Multiply(scale) as compressed weights and multiplies
+    straight from int8, which halves and halves again the bytes read per token (decoding is memory-bound)."""
+    import numpy as np
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    count = 0
+    for node in model.get_ordered_ops():
+        if node.get_type_name() != "MatMul":
+            continue
+        source = node.input_value(1).get_node()
+        if source.get_type_name() != "Constant":
+            continue
+        weight = source.get_data()
+        if weight.ndim != 2 or weight.dtype != np.float32 or weight.size < 4096:
+            continue
+        reduce_axis = 1 if node.get_attributes()["transpose_b"] else 0  # the input (summed-over) dimension
+        scale = np.abs(weight).max(axis=reduce_axis, keepdims=True) / 127.0
+        scale[scale == 0] = 1.0
+        quantized = np.clip(np.round(weight / scale), -127, 127).astype(np.int8)
+        weights = ops.multiply(ops.convert(ops.constant(quantized), ov.Type.f32),
+                               ops.constant(scale.astype(np.float32)))
+        node.input(1).replace_source_output(weights.output(0))
+        count += 1
+    return count
+
+
+def weights_digest(model, precision: str) -> str:
+    """A hash of the weights (after merging an adapter), the shape and the converter: the cache key."""
+    digest = hashlib.sha256(f"{CONVERTER_VERSION}:{precision}:{model.config.to_json_string()}".encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().contiguous().cpu().float().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+def cached_model_path(model, precision: str, cache: Path | None = None) -> Path:
+    """Convert `model` unless an identical conversion is cached; returns the cached .xml path."""
+    import openvino as ov
+
+    folder = (cache or cache_dir()) / "openvino" / weights_digest(model, precision)
+    xml = folder / "model.xml"
+    if xml.is_file() and (folder / "model.bin").is_file():
+        return xml
+    log.info("converting the model to OpenVINO %s (once; cached in %s)", precision, folder)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}-{threading.get_ident()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        ov.save_model(convert(model, precision), tmp / "model.xml", compress_to_fp16=False)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process converted it meanwhile: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return xml

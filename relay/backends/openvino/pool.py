@@ -1,0 +1,99 @@
+"""The KV cache: one pool of blocks per compiled model, and who holds which block.
+
+The paged graph reads every sequence's keys and values from fixed-size blocks of one pool (key_cache.i /
+value_cache.i), bound once to the model's infer request. A candidate holds the blocks of its positions;
+candidates of one request share the blocks of their common prompt. Kept story caches: whole blocks of a
+prompt, once read, stay in the pool keyed by the ids they hold up to their end, until the space is needed,
+so a new turn of the same story starts from them and reads only the new text.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+KV_MB_ENV = "RELAY_OPENVINO_KV_MB"  # the KV cache pool of each model variant, in MB
+DEFAULT_KV_MB = 256  # KoGPT-2 int8: ~22 KB per position, so ~11,000 positions (11 full 1,024-token windows)
+MAX_BLOCKS = 8192  # a tiny model's blocks are small; no use in more
+
+
+class _Pool:
+    """The KV cache blocks of one compiled model, bound once to its infer request, and who holds which block.
+
+    Only the batcher thread touches a pool. A block is free, held by candidates (refs > 0), or kept: a whole
+    block of a story's prompt that was read, findable by the ids it holds up to its end, reused by the next turn
+    and given up (oldest first) when space is needed."""
+
+    def __init__(self, compiled, request, budget_bytes: int, count: int | None = None):
+        import openvino as ov
+
+        ports = [port for port in compiled.inputs if port.get_any_name().startswith(("key_cache.", "value_cache."))]
+        block_bytes = 0
+        for port in ports:
+            shape = port.get_partial_shape()
+            block_bytes += port.get_element_type().size * int(np.prod([shape[i].get_length() for i in (1, 2, 3)]))
+        self.count = count or max(8, min(MAX_BLOCKS, budget_bytes // block_bytes))
+        self.size = compiled.input("value_cache.0").get_partial_shape()[2].get_length()  # positions per block
+        self.tensors = []
+        for port in ports:
+            shape = port.get_partial_shape()
+            tensor = ov.Tensor(port.get_element_type(), [self.count] + [shape[i].get_length() for i in (1, 2, 3)])
+            request.set_tensor(port.get_any_name(), tensor)
+            self.tensors.append(tensor.data)
+        self.free: list[int] = []
+        self.refs: list[int] = []
+        self.kept: OrderedDict[tuple, int] = OrderedDict()  # the prompt ids up to a block's end -> the block
+        self.key_of: dict[int, tuple] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Every block free, nothing kept (after a failure left the books in doubt)."""
+        self.free = list(range(self.count))[::-1]
+        self.refs = [0] * self.count
+        self.kept.clear()
+        self.key_of.clear()
+
+    def available(self) -> int:
+        return len(self.free) + sum(1 for block in self.kept.values() if self.refs[block] == 0)
+
+    def take(self) -> int:
+        if not self.free:  # give up the oldest kept block nobody holds
+            key = next(key for key, block in self.kept.items() if self.refs[block] == 0)
+            self.free.append(self.kept.pop(key))
+            del self.key_of[self.free[-1]]
+        block = self.free.pop()
+        self.refs[block] = 1
+        return block
+
+    def hold(self, block: int) -> None:
+        self.refs[block] += 1
+        key = self.key_of.get(block)
+        if key is not None:
+            self.kept.move_to_end(key)
+
+    def release(self, block: int) -> None:
+        self.refs[block] -= 1
+        if self.refs[block] == 0 and block not in self.key_of:
+            self.free.append(block)
+
+    def kept_prefix(self, prompt: list[int], limit: int) -> list[int]:
+        """The kept blocks holding the first whole blocks of `prompt`, at most `limit` blocks."""
+        blocks = []
+        for index in range(limit):
+            block = self.kept.get(tuple(prompt[:(index + 1) * self.size]))
+            if block is None:
+                break
+            blocks.append(block)
+        return blocks
+
+    def keep(self, block: int, prompt: list[int], index: int) -> None:
+        """Remember that `block` holds whole block number `index` of `prompt`, read as a prompt."""
+        key = tuple(prompt[:(index + 1) * self.size])
+        if key not in self.kept and block not in self.key_of:
+            self.kept[key] = block
+            self.key_of[block] = key
+
+    def copy(self, source: int, target: int) -> None:
+        for data in self.tensors:
+            data[target] = data[source]
