@@ -1,0 +1,258 @@
+"""The model's turn on the writing desk: write a suggestion (or 2-4 side by side), stop it, flip between
+the turn's suggestions (swipes), pick one, accept or discard it, keep its turn alive while it is edited,
+reuse its seed; and the desk's boxes for a turn (`show_desk`), which the page load and a new story fill too.
+
+A turn's suggestions as this browser tab sees them are its `view`: {"ids": candidate ids, "index": the
+one shown, "expected_head": the paragraph it follows, "seen_text": the text last shown, "alts": the ids
+written side by side}. Every handler returns the desk's DESK_SLOTS outputs in the order the page wires
+them: preview, view, swipe info, previous, next, seed line, touch timer, accept button.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import gradio as gr
+
+from relay.limits import LimitExceeded, client_ip
+from relay.settings import SamplingSettings, SettingsError
+from relay.story_store import NotAllowed, NotFound, StaleHeadError, StoryError, TurnLost, writer_id_of
+from relay.ui.common import _need_name, _need_story, ui_error
+from relay.ui.controls import settings_from_values
+from relay.ui.messages import info, user_error, warn
+from relay.ui.render import _esc, seed_line
+from relay.ui.story_services import StoryServices
+from relay.ui_text import say
+
+SHOW_EVERY_S = 0.08  # streamed text reaches the browser at most this often (a paint per token is wasted work)
+DISCARD_WAIT_S = 2.0  # a discarded generation stops within a token; wait at most this long for it
+TOUCH_EVERY_S = 60  # while a suggestion is being edited, its turn's idle timer is refreshed this often
+DESK_SLOTS = 8  # the desk's outputs (see the module docstring)
+MAX_ALTERNATIVES = 4  # side-by-side columns the page lays out
+
+
+def empty_desk() -> tuple:
+    """The desk with no suggestion: an empty box, nothing to flip, the idle timer off."""
+    return ("", None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.Timer(active=False),
+            gr.Button(interactive=True))
+
+
+def writing_desk(text: str) -> tuple:
+    """The desk while a suggestion is half written: nothing to flip and nothing to accept until it ends."""
+    return (text, None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.skip(),
+            gr.Button(interactive=False))
+
+
+def show_desk(store, lang: str, view: dict | None, text: str | None = None, meta: dict | None = None) -> tuple:
+    """The desk showing `view`'s current suggestion (read from `store` unless its `text` and `meta` are given)."""
+    if not view or not view.get("ids"):
+        return empty_desk()
+    ids, i = view["ids"], view["index"]
+    if text is None:
+        candidate = store.get_candidate(ids[i])
+        text, meta = candidate.text, candidate.meta
+    swipe = say(lang, "swipe_of", i=i + 1, n=len(ids)) if len(ids) > 1 else ""
+    view = {**view, "seen_text": text}
+    return (text, view, swipe, gr.Button(interactive=i > 0), gr.Button(interactive=i < len(ids) - 1),
+            seed_line(meta, lang) if meta else "", gr.Timer(active=True), gr.Button(interactive=True))
+
+
+def my_turn_view(store, story_id: int, name: str, key: str | None) -> dict | None:
+    """The suggestions waiting in this writer's model turn on the story (after a reload or in a second tab)."""
+    turn = store.ai_turn(story_id)
+    if turn is None or not turn.candidates or turn.status != "pending":
+        return None
+    if turn.holder_id is not None and (not key or writer_id_of(key) != turn.holder_id):
+        return None
+    if turn.holder_id is None and turn.holder != name:
+        return None
+    head = store.head(story_id)
+    return {"ids": [c.id for c in turn.candidates], "index": len(turn.candidates) - 1,
+            "expected_head": head.id if head else 0}
+
+
+class Desk:
+    """The desk's handlers over the page's services; each is wired to one button (or the touch timer)."""
+
+    def __init__(self, services: StoryServices):
+        self.services = services
+
+    def _show(self, lang: str, view: dict | None, text: str | None = None, meta: dict | None = None) -> tuple:
+        return show_desk(self.services.store, lang, view, text, meta)
+
+    def _turn_inputs(self, story_id, name, values, lang) -> tuple[int, str, SamplingSettings]:
+        """The open story, the writer and validated settings for a model turn, or a message why not."""
+        sid = _need_story(story_id, lang)
+        name = _need_name(name, lang)
+        try:
+            return sid, name, settings_from_values(self.services.names, values, self.services.setting_range)
+        except SettingsError as e:
+            raise user_error(lang, e) from None
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def may_start(self, request: gr.Request, story_id, name, key, lang):
+        """Refuse at once a model turn that could not run (wrong turn, someone else's turn, over a limit)."""
+        sid = _need_story(story_id, lang)
+        name = _need_name(name, lang)
+        try:
+            self.services.limits.check("model_turn", self.services.store.writer_id(key), client_ip(request))
+        except LimitExceeded as e:
+            raise ui_error(lang, e) from None
+        self.services.ai_turn.check_ai_may_write(sid, name, lang, writer_key=key)
+
+    def generate(self, request: gr.Request, story_id, name, key, view, adapter_name, lang, *values):
+        """Write one suggestion, streamed into the box; it joins the turn's earlier ones as the last swipe."""
+        sid, name, settings = self._turn_inputs(story_id, name, values, lang)
+        store, stops = self.services.store, self.services.stops
+        session = request.session_hash or ""
+        stop = stops.fresh(session)
+        ids = list(view["ids"]) if view and view.get("ids") else []
+        shown = 0.0
+        with contextlib.ExitStack() as held:
+            held.callback(stops.done, session, stop)
+            try:  # at most a few model jobs per writer and per address, waiting or running
+                held.enter_context(self.services.limits.model_slot(store.writer_id(key), client_ip(request)))
+            except LimitExceeded as e:
+                raise ui_error(lang, e) from None
+            for text, done in self.services.ai_turn.stream(sid, name, settings, adapter_name or None, stop, lang,
+                                                           writer_key=key):
+                if done is None:
+                    # Nothing to accept until the text is finished and kept as a suggestion.
+                    if time.monotonic() - shown < SHOW_EVERY_S:
+                        continue
+                    shown = time.monotonic()
+                    yield writing_desk(text)
+                else:
+                    ids.append(done["candidate_id"])
+                    new_view = {"ids": ids, "index": len(ids) - 1, "expected_head": done["expected_head"]}
+                    yield self._show(lang, new_view, text, done["meta"])
+
+    def alternatives(self, request: gr.Request, story_id, name, key, view, n, adapter_name, lang, *values):
+        """2-4 suggestions stream side by side, each a column; all become swipes of the turn.
+
+        Outputs: the desk, then the columns' row, their MAX_ALTERNATIVES boxes and their pick buttons.
+        """
+        sid, name, settings = self._turn_inputs(story_id, name, values, lang)
+        store, stops, limits = self.services.store, self.services.stops, self.services.limits
+        wid, ip, n = store.writer_id(key), client_ip(request), int(n)
+        session = request.session_hash or ""
+        stop = stops.fresh(session)
+        labels = [say(lang, "candidate_n", n=i + 1) for i in range(MAX_ALTERNATIVES)]
+        picks_hidden = [gr.Button(visible=False)] * MAX_ALTERNATIVES
+        shown = 0.0
+        with contextlib.ExitStack() as held:
+            held.callback(stops.done, session, stop)
+            try:
+                limits.check("candidates", wid, ip, cost=n)
+                held.enter_context(limits.model_slot(wid, ip))
+            except LimitExceeded as e:
+                raise ui_error(lang, e) from None
+            for texts, done in self.services.ai_turn.alternatives(sid, name, settings, n, adapter_name or None, lang,
+                                                                  writer_key=key, stop=stop):
+                boxes = [gr.Textbox(value=texts[i], visible=True, label=labels[i]) if i < len(texts)
+                         else gr.Textbox(value="", visible=False) for i in range(MAX_ALTERNATIVES)]
+                if done is None:
+                    if time.monotonic() - shown < SHOW_EVERY_S:
+                        continue  # coalesce: a browser cannot paint every token of four columns
+                    shown = time.monotonic()
+                    yield (*writing_desk(texts[0]), gr.Row(visible=True), *boxes, *picks_hidden)
+                    continue
+                new_ids = done["candidate_ids"]
+                ids = (list(view["ids"]) if view and view.get("ids") else []) + new_ids
+                new_view = {"ids": ids, "index": len(ids) - len(new_ids), "expected_head": done["expected_head"],
+                            "alts": new_ids}
+                picks = [gr.Button(visible=i < len(texts)) for i in range(MAX_ALTERNATIVES)]
+                yield (*self._show(lang, new_view, texts[0], done["meta"]), gr.Row(visible=True), *boxes, *picks)
+
+    def stop_generation(self, request: gr.Request):
+        self.services.stops.cancel(request.session_hash or "", "stop")
+
+    # -- choosing among the turn's suggestions ------------------------------------------------------
+
+    def pick(self, i: int, view, lang):
+        """Show the i-th of the suggestions written side by side."""
+        if not view or i >= len(view.get("alts", [])) or view["alts"][i] not in view["ids"]:
+            return [gr.skip()] * DESK_SLOTS
+        return self._show(lang, {**view, "index": view["ids"].index(view["alts"][i])})
+
+    def flip(self, step: int, view, lang):
+        """Show the suggestion `step` places before (-1) or after (+1) the one shown, stopping at either end."""
+        if not view or not view.get("ids"):
+            return empty_desk()
+        index = min(max(view["index"] + step, 0), len(view["ids"]) - 1)
+        return self._show(lang, {**view, "index": index})
+
+    def sync_turn(self, story_id, name, key, lang):
+        """Load the suggestions waiting in this writer's turn (the page script asks, e.g. in a second tab)."""
+        if story_id is None:
+            return [gr.skip()] * DESK_SLOTS
+        return self._show(lang, my_turn_view(self.services.store, story_id, (name or "").strip(), key))
+
+    # -- ending the turn ----------------------------------------------------------------------------
+
+    def accept(self, story_id, view, text, name, key, lang):
+        """Keep the suggestion shown (as edited in the box) as the story's next paragraph."""
+        _need_story(story_id, lang)
+        name = _need_name(name, lang)
+        if not view or not view.get("ids"):
+            raise user_error(lang, say(lang, "no_candidate"))
+        if not (text or "").strip():
+            raise user_error(lang, say(lang, "empty_candidate"))
+        store = self.services.store
+        turn = store.ai_turn(story_id)
+        if turn is not None and turn.status == "writing":
+            # A new suggestion is being written: what the box shows is half of it, not the one to accept.
+            raise user_error(lang, say(lang, "still_writing"))
+        candidate_id = view["ids"][view["index"]]
+        try:
+            store.accept_candidate(candidate_id, name, text=text, expected_head=view["expected_head"], writer_key=key)
+        except StaleHeadError as e:
+            # Read the new paragraph, then accept again: this time after it.
+            warn(lang, say(lang, "stale_moved"))
+            return [gr.skip(), {**view, "expected_head": e.head.id if e.head else 0}] + [gr.skip()] * (DESK_SLOTS - 2)
+        except TurnLost as e:
+            warn(lang, say(lang, "turn_lost", holder=_esc(e.holder)))
+            return empty_desk()
+        except StoryError as e:
+            raise user_error(lang, e, action="accept") from None
+        info(lang, say(lang, "accepted"))
+        return empty_desk()
+
+    def discard(self, request: gr.Request, story_id, name, key, lang):
+        """Stop a suggestion being written and throw away this writer's turn; the box is cleared."""
+        session = request.session_hash or ""
+        stops = self.services.stops
+        stops.cancel(session, "discard")
+        # Let a running generation end first, so none of its text reaches the box after it is cleared.
+        stops.wait_stopped(session, DISCARD_WAIT_S)
+        if story_id is not None and (name or "").strip():
+            try:
+                self.services.store.discard_ai_turn(story_id, name.strip(), writer_key=key)
+            except (NotFound, NotAllowed):
+                pass  # nothing of this writer's to throw away: the box is simply cleared
+        return empty_desk()
+
+    def touch(self, story_id, name, key, view, text):
+        """While the writer edits a suggestion, keep its turn from timing out; an untouched one still times out.
+
+        Outputs: the touch timer, the view.
+        """
+        if story_id is None or not view:
+            return gr.Timer(active=False), gr.skip()
+        if view.get("seen_text") == text:
+            return gr.skip(), gr.skip()  # no edit since the last tick: idle
+        try:
+            self.services.store.touch_ai_turn(story_id, (name or "").strip(), self.services.ai_turn.idle_s,
+                                              writer_key=key)
+        except StoryError:
+            return gr.Timer(active=False), gr.skip()
+        return gr.skip(), {**view, "seen_text": text}
+
+    def reuse_seed(self, view):
+        """The seed of the suggestion shown, for the settings' seed box ("" when it had none)."""
+        if not view or not view.get("ids"):
+            return gr.skip()
+        seed = self.services.store.get_candidate(view["ids"][view["index"]]).meta.get("seed")
+        return "" if seed is None else str(seed)
