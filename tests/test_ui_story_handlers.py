@@ -1,0 +1,128 @@
+"""The story tab's handlers called directly, without building the page: a real store, the tiny model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+
+from relay.limits import Limits
+from relay.settings import SamplingSettings
+from relay.turns import AITurn, Stops
+from relay.ui.composer import Composer
+from relay.ui.controls import setting_limits, settings_to_values
+from relay.ui.desk import Desk
+from relay.ui.export import Export
+from relay.ui.page_load import PageLoad
+from relay.ui.story_list import StoryList
+from relay.ui.story_services import StoryServices
+
+NAMES = tuple(s.name for s in SamplingSettings.specs())
+SHORT = settings_to_values(NAMES, SamplingSettings(min_new_tokens=4, max_new_tokens=12))  # controls: a short one
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    from relay.engine import Engine
+
+    return Engine.from_pretrained(model=str(tiny_model_dir))
+
+
+@pytest.fixture
+def services(engine, tmp_path) -> StoryServices:
+    from relay.story_store import StoryStore
+
+    store = StoryStore(tmp_path / "relay.db")
+    return StoryServices(engine=engine, store=store, ai_turn=AITurn(engine, store, escape_names=True), stops=Stops(),
+                         limits=Limits(), names=NAMES, defaults=SamplingSettings(), setting_range=setting_limits(engine))
+
+
+def browser(tab="tab-1", story=None):
+    """What a handler reads of a gr.Request: the tab's session, the address, the language, the query."""
+    return SimpleNamespace(session_hash=tab, client=SimpleNamespace(host="127.0.0.1"),
+                           headers={"accept-language": "ko-KR,ko"},
+                           query_params={} if story is None else {"story": str(story)})
+
+
+def new_story(services, name="민지", rule="alternate"):
+    key = services.store.new_writer_key()
+    outputs = StoryList(services).create(browser(), "비 오는 밤", rule, name, key, "ko", *SHORT)
+    return outputs[3], key  # the story the page opens
+
+
+def last(outputs):
+    *_, final = outputs
+    return final
+
+
+def test_a_new_story_opens_and_shows_in_the_list(services):
+    story_id, _ = new_story(services)
+    listing = StoryList(services).refresh_list("ko")
+    assert "비 오는 밤" in listing
+    assert services.store.get_story(story_id).title == "비 오는 밤"
+
+
+def test_an_added_paragraph_is_stored_under_the_writers_key_and_the_composer_empties(services):
+    story_id, key = new_story(services)
+    left = Composer(services).add(browser(), story_id, "창밖으로 비가 내렸다.", "민지", key, "ko", 0, "draft-1")
+    assert left == ""
+    [paragraph] = services.store.timeline(story_id)
+    assert paragraph.text == "창밖으로 비가 내렸다." and paragraph.author == "민지"
+    assert paragraph.writer_id == services.store.writer_id(key)
+
+
+def test_adding_out_of_turn_says_so_in_korean_and_stores_nothing(services):
+    story_id, key = new_story(services)
+    composer = Composer(services)
+    composer.add(browser(), story_id, "첫 문단.", "민지", key, "ko", 0, "draft-1")
+    head = services.store.timeline(story_id)[-1].id
+    with pytest.raises(gr.Error) as refused:
+        composer.add(browser(), story_id, "차례가 아닌 문단.", "민지", key, "ko", head, "draft-2")
+    assert "지금은 AI 차례입니다" in refused.value.message
+    assert [p.text for p in services.store.timeline(story_id)] == ["첫 문단."]
+
+
+def test_swipes_flip_between_the_turns_suggestions_and_stop_at_either_end(services):
+    story_id, key = new_story(services)
+    Composer(services).add(browser(), story_id, "첫 문단.", "민지", key, "ko", 0, "draft-1")
+    desk = Desk(services)
+    first = last(desk.generate(browser(), story_id, "민지", key, None, "", "ko", *SHORT))
+    second = last(desk.generate(browser(), story_id, "민지", key, first[1], "", "ko", *SHORT))
+    view = second[1]
+    assert len(view["ids"]) == 2 and second[2] == "후보 2/2"
+
+    back = desk.flip(-1, view, "ko")
+    assert back[0] == services.store.get_candidate(view["ids"][0]).text and back[2] == "후보 1/2"
+    assert desk.flip(-1, back[1], "ko")[2] == "후보 1/2"  # the first stays first
+    ahead = desk.flip(+1, back[1], "ko")
+    assert ahead[0] == second[0] and ahead[2] == "후보 2/2"
+
+
+def test_the_suggestion_shown_is_accepted_as_edited(services):
+    story_id, key = new_story(services)
+    Composer(services).add(browser(), story_id, "첫 문단.", "민지", key, "ko", 0, "draft-1")
+    desk = Desk(services)
+    shown = last(desk.generate(browser(), story_id, "민지", key, None, "", "ko", *SHORT))
+    cleared = desk.accept(story_id, shown[1], "민지가 고친 AI 문단.", "민지", key, "ko")
+    assert cleared[0] == "" and cleared[1] is None
+    assert [p.text for p in services.store.timeline(story_id)] == ["첫 문단.", "민지가 고친 AI 문단."]
+
+
+def test_a_reload_on_the_storys_address_opens_it_with_the_waiting_suggestion(services):
+    story_id, key = new_story(services)
+    Composer(services).add(browser(), story_id, "첫 문단.", "민지", key, "ko", 0, "draft-1")
+    shown = last(Desk(services).generate(browser(), story_id, "민지", key, None, "", "ko", *SHORT))
+    outputs = PageLoad(services).on_load("민지", key, browser(tab="tab-2", story=story_id))
+    lang, name, kept_key, _, _, _, opened = outputs[:7]
+    assert (lang, name, kept_key, opened) == ("ko", "민지", key, story_id)
+    assert outputs[-8] == shown[0]  # the desk's box holds the suggestion again
+
+
+def test_an_export_is_a_file_with_the_story_text(services):
+    story_id, key = new_story(services)
+    Composer(services).add(browser(), story_id, "창밖으로 비가 내렸다.", "민지", key, "ko", 0, "draft-1")
+    path = Path(Export(services).export(story_id, "txt", "ko"))
+    assert path.suffix == ".txt"
+    assert "창밖으로 비가 내렸다." in path.read_text(encoding="utf-8")
