@@ -46,14 +46,23 @@ def browser(tab="tab-1", story=None):
                            query_params={} if story is None else {"story": str(story)})
 
 
-def new_story(services, name="민지", rule="alternate"):
+def new_story(services):
+    """민지's new story, where a human and the model take turns; and 민지's writer key."""
     key = services.store.new_writer_key()
-    outputs = StoryList(services).create(browser(), "비 오는 밤", rule, name, key, "ko", *SHORT)
+    outputs = StoryList(services).create(browser(), "비 오는 밤", "alternate", "민지", key, "ko", *SHORT)
     return outputs[3], key  # the story the page opens
 
 
-def last(outputs):
-    *_, final = outputs
+def story_for_the_model(services):
+    """A story with its first paragraph written: the model's turn, for 민지."""
+    story_id, key = new_story(services)
+    Composer(services).add(browser(), story_id, "첫 문단.", "민지", key, "ko", 0, "draft-1")
+    return story_id, key
+
+
+def suggest(services, story_id, key, view=None):
+    """The desk once the model has written a suggestion (after the turn's earlier ones in `view`)."""
+    *_, final = Desk(services).generate(browser(), story_id, "민지", key, view, "", "ko", *SHORT)
     return final
 
 
@@ -74,23 +83,19 @@ def test_an_added_paragraph_is_stored_under_the_writers_key_and_the_composer_emp
 
 
 def test_adding_out_of_turn_says_so_in_korean_and_stores_nothing(services):
-    story_id, key = new_story(services)
-    composer = Composer(services)
-    composer.add(browser(), story_id, "첫 문단.", "민지", key, "ko", 0, "draft-1")
+    story_id, key = story_for_the_model(services)
     head = services.store.timeline(story_id)[-1].id
     with pytest.raises(gr.Error) as refused:
-        composer.add(browser(), story_id, "차례가 아닌 문단.", "민지", key, "ko", head, "draft-2")
+        Composer(services).add(browser(), story_id, "차례가 아닌 문단.", "민지", key, "ko", head, "draft-2")
     assert "지금은 AI 차례입니다" in refused.value.message
     assert [p.text for p in services.store.timeline(story_id)] == ["첫 문단."]
 
 
 def test_swipes_flip_between_the_turns_suggestions_and_stop_at_either_end(services):
-    story_id, key = new_story(services)
-    Composer(services).add(browser(), story_id, "첫 문단.", "민지", key, "ko", 0, "draft-1")
-    desk = Desk(services)
-    first = last(desk.generate(browser(), story_id, "민지", key, None, "", "ko", *SHORT))
-    second = last(desk.generate(browser(), story_id, "민지", key, first[1], "", "ko", *SHORT))
-    view = second[1]
+    story_id, key = story_for_the_model(services)
+    first = suggest(services, story_id, key)
+    second = suggest(services, story_id, key, view=first[1])  # "regenerate": a second swipe
+    view, desk = second[1], Desk(services)
     assert len(view["ids"]) == 2 and second[2] == "후보 2/2"
 
     back = desk.flip(-1, view, "ko")
@@ -101,19 +106,16 @@ def test_swipes_flip_between_the_turns_suggestions_and_stop_at_either_end(servic
 
 
 def test_the_suggestion_shown_is_accepted_as_edited(services):
-    story_id, key = new_story(services)
-    Composer(services).add(browser(), story_id, "첫 문단.", "민지", key, "ko", 0, "draft-1")
-    desk = Desk(services)
-    shown = last(desk.generate(browser(), story_id, "민지", key, None, "", "ko", *SHORT))
-    cleared = desk.accept(story_id, shown[1], "민지가 고친 AI 문단.", "민지", key, "ko")
+    story_id, key = story_for_the_model(services)
+    shown = suggest(services, story_id, key)
+    cleared = Desk(services).accept(story_id, shown[1], "민지가 고친 AI 문단.", "민지", key, "ko")
     assert cleared[0] == "" and cleared[1] is None
     assert [p.text for p in services.store.timeline(story_id)] == ["첫 문단.", "민지가 고친 AI 문단."]
 
 
 def test_a_reload_on_the_storys_address_opens_it_with_the_waiting_suggestion(services):
-    story_id, key = new_story(services)
-    Composer(services).add(browser(), story_id, "첫 문단.", "민지", key, "ko", 0, "draft-1")
-    shown = last(Desk(services).generate(browser(), story_id, "민지", key, None, "", "ko", *SHORT))
+    story_id, key = story_for_the_model(services)
+    shown = suggest(services, story_id, key)
     outputs = PageLoad(services).on_load("민지", key, browser(tab="tab-2", story=story_id))
     lang, name, kept_key, _, _, _, opened = outputs[:7]
     assert (lang, name, kept_key, opened) == ("ko", "민지", key, story_id)
