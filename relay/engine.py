@@ -2,8 +2,11 @@
 
 `Engine.from_pretrained(...)` loads a model on a backend (relay/backends/: transformers, openvino, openai);
 `continue_story(...)` streams one continuation, `alternatives(...)` returns several and
-`stream_alternatives(...)` streams them side by side. Context, decoding, stopping and threading rules are
-explained in docs/engine.md. torch and transformers are imported lazily so importing this module is cheap.
+`stream_alternatives(...)` streams them side by side. The Engine ties together the rooms next door:
+relay/loading.py (model, tokenizer, adapters), relay/prompt.py (which story the model reads),
+relay/decoding.py (ids to shown text, where to stop) and relay/streams.py (Continuation and its channel).
+Everything importable from here before that split still is. The rules are explained in docs/engine.md.
+torch and transformers are imported lazily so importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import threading
 import time
 from typing import Any
 
+from relay.backends.base import CACHE_ENV  # noqa: F401  converted models are cached here (./relay-data/cache)
 from relay.decoding import StreamDecoder, Track, hidden_ids, paragraph_end_ids, readable, text_decoder
 from relay.loading import ModelLoadError, load_adapters, load_message, load_model, load_tokenizer, model_source
+from relay.prompt import MIN_PROMPT_TOKENS, build_prompt
 from relay.settings import (PRESET_LABELS, PRESETS, EngineError, SamplingSettings, SettingsError,  # noqa: F401
                             SettingSpec)
-from relay.prompt import MIN_PROMPT_TOKENS, build_prompt
-from relay.streams import END, Alternatives, AlternativesStream, Channel, Continuation, FifoLock, ManyChannel
+from relay.streams import (END, Alternatives, AlternativesStream, Channel, Continuation, Emitter, FifoLock,
+                           ManyChannel)
 
 _load_adapters, _load_transformers = load_adapters, load_model  # their names before relay/loading.py
 
@@ -31,13 +36,8 @@ __all__ = ["Engine", "SamplingSettings", "SettingSpec", "PRESETS", "PRESET_LABEL
            "BACKEND_CHOICES", "BACKEND_ENV", "INFERENCE_URL_ENV", "CACHE_ENV"]
 
 log = logging.getLogger(__name__)
-from relay.backends.base import CACHE_ENV  # noqa: E402  converted models are cached here (default ./relay-data/cache)
 
 MAX_ALTERNATIVES = 4
-
-
-# ---------------------------------------------------------------- the engine
-
 BACKEND_CHOICES = ("auto", "transformers", "openvino", "openai")
 BACKEND_ENV = "RELAY_BACKEND"  # transformers | openvino | openai | auto
 INFERENCE_URL_ENV = "RELAY_INFERENCE_URL"  # the OpenAI-compatible server for backend "openai"
@@ -65,6 +65,45 @@ def _choose_backend(backend: str, device: str, inference_url: str | None) -> str
     log.info("backend auto -> openvino: CPU device and the openvino package imports (int8 weights, several times "
              "faster than transformers fp32)")
     return "openvino"
+
+
+def _resolve_device(device: str) -> str:
+    """"auto" is CUDA when torch sees a GPU, else the CPU; anything else is kept."""
+    if device != "auto":
+        return device
+    device = "cpu"
+    with contextlib.suppress(ImportError):
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _openai_runtime(name: str, source: str, adapters: dict[str, str], inference_url: str | None):
+    """The remote backend; the window size comes from the local config.json."""
+    from relay.backends.openai import OpenAIBackend
+
+    if not inference_url:
+        raise ModelLoadError("백엔드 openai에는 서버 주소가 필요합니다 / backend openai needs --inference-url "
+                             "(or RELAY_INFERENCE_URL), e.g. http://gpu-box:8000/v1")
+    try:
+        return OpenAIBackend(inference_url, model=name, source=source, adapters=adapters)
+    except (OSError, ValueError) as error:  # the local config.json the window size comes from
+        raise ModelLoadError(load_message("모델 설정", "model config", name, error)) from error
+
+
+def _openvino_runtime(name: str, source: str, adapters: dict[str, str]):
+    """The int8 CPU backend: adapters are checked like on transformers, then merged and converted."""
+    from relay.backends.base import BackendError
+    from relay.backends.openvino import OpenVinoBackend
+
+    base = load_model(name, source, {}, "cpu")
+    for adapter_name, path in adapters.items():  # the same checks and messages as the transformers backend
+        load_adapters(copy.deepcopy(base), {adapter_name: path})
+    try:
+        return OpenVinoBackend.from_model(base, source=source, adapters=adapters)
+    except BackendError as error:  # a model it cannot convert: say so at startup, like any load error
+        raise ModelLoadError(str(error)) from error
 
 
 class Engine:
@@ -130,45 +169,20 @@ class Engine:
         $RELAY_CACHE), "openai" (a remote OpenAI-compatible server at `inference_url`), or "auto".
         """
         name = str(model)
-        if device == "auto":
-            device = "cpu"
-            with contextlib.suppress(ImportError):
-                import torch
-
-                device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = _resolve_device(device)
         chosen = _choose_backend(backend, device, inference_url)
         tokenizer = load_tokenizer(name)
         source = model_source(name)
         adapters = dict(adapters or {})
         if chosen == "openai":
-            from relay.backends.openai import OpenAIBackend
+            runtime, device = _openai_runtime(name, source, adapters, inference_url), "remote"
+        elif chosen == "openvino":
+            runtime, device = _openvino_runtime(name, source, adapters), "cpu"
+        else:
+            from relay.backends.transformers import TransformersBackend
 
-            if not inference_url:
-                raise ModelLoadError("백엔드 openai에는 서버 주소가 필요합니다 / backend openai needs --inference-url "
-                                     "(or RELAY_INFERENCE_URL), e.g. http://gpu-box:8000/v1")
-            try:
-                runtime = OpenAIBackend(inference_url, model=name, source=source, adapters=adapters)
-            except (OSError, ValueError) as error:  # the local config.json the window size comes from
-                raise ModelLoadError(load_message("모델 설정", "model config", name, error)) from error
-            return cls(runtime, tokenizer, model_id=name, adapter_names=list(adapters), device="remote")
-        if chosen == "openvino":
-            from relay.backends.openvino import OpenVinoBackend
-
-            base = load_model(name, source, {}, "cpu")
-            for adapter_name, path in adapters.items():  # the same checks and messages as the transformers backend
-                load_adapters(copy.deepcopy(base), {adapter_name: path})
-            from relay.backends.base import BackendError
-
-            try:
-                runtime = OpenVinoBackend.from_model(base, source=source, adapters=adapters)
-            except BackendError as error:  # a model it cannot convert: say so at startup, like any load error
-                raise ModelLoadError(str(error)) from error
-            return cls(runtime, tokenizer, model_id=name, adapter_names=list(adapters), device="cpu")
-        from relay.backends.transformers import TransformersBackend
-
-        loaded = load_model(name, source, adapters, device)
-        return cls(TransformersBackend(loaded, tokenizer, device), tokenizer, model_id=name,
-                   adapter_names=list(adapters), device=device)
+            runtime = TransformersBackend(load_model(name, source, adapters, device), tokenizer, device)
+        return cls(runtime, tokenizer, model_id=name, adapter_names=list(adapters), device=device)
 
     def close(self) -> None:
         """Free the backend's threads and connections."""
@@ -274,9 +288,7 @@ class Engine:
         prompt = self._prompt_ids(paragraphs, settings.max_new_tokens)
         seed = self._seed(settings)
         channel = Channel(cancel)
-        worker = threading.Thread(target=self._stream_worker, args=(channel, prompt, settings, seed, adapter, 1),
-                                  name="relay-generate", daemon=True)
-        worker.start()
+        self._start(channel, prompt, settings, seed, adapter, 1)
         return Continuation(channel)
 
     def stream_alternatives(self, paragraphs: list[str], settings: SamplingSettings, n: int,
@@ -293,9 +305,7 @@ class Engine:
         prompt = self._prompt_ids(paragraphs, settings.max_new_tokens)
         seed = self._seed(settings)
         channel = ManyChannel(cancel)
-        worker = threading.Thread(target=self._stream_worker, args=(channel, prompt, settings, seed, adapter, n),
-                                  name="relay-generate", daemon=True)
-        worker.start()
+        self._start(channel, prompt, settings, seed, adapter, n)
         return AlternativesStream(channel)
 
     def alternatives(self, paragraphs: list[str], settings: SamplingSettings, n: int, adapter: str | None = None,
@@ -306,12 +316,17 @@ class Engine:
         result.meta = stream.meta
         return result
 
+    def _start(self, channel: Channel, prompt: list[int], settings: SamplingSettings, seed: int,
+               adapter: str | None, n: int) -> None:
+        worker = threading.Thread(target=self._stream_worker, args=(channel, prompt, settings, seed, adapter, n),
+                                  name="relay-generate", daemon=True)
+        worker.start()
+
     def _stream_worker(self, channel: Channel, prompt, settings, seed, adapter, n: int) -> None:
         """Generate in a worker thread, pushing shown text to the channel; always ends the stream and the lock.
 
         With n == 1 the queue carries text chunks (a Continuation); otherwise (index, chunk) pairs."""
         queued = time.perf_counter()
-        emitted = [""] * n
         single = n == 1 and not isinstance(channel, ManyChannel)
         try:
             if not self._acquire(channel):
@@ -322,42 +337,7 @@ class Engine:
                     channel.texts = []
                 return
             try:
-                started = time.perf_counter()
-
-                def push(tracks):
-                    for index, track in enumerate(tracks):
-                        shown = track.shown()
-                        if len(shown) > len(emitted[index]) and shown.startswith(emitted[index]):
-                            chunk = shown[len(emitted[index]):]
-                            channel.queue.put(chunk if single else (index, chunk))
-                            emitted[index] = shown
-
-                tracks = self._generate(prompt, settings, seed, adapter, n, channel, on_step=push)
-                seconds = time.perf_counter() - started
-                candidates = []
-                for index, track in enumerate(tracks):
-                    reason = track.reason or ("cancel" if channel.cancelled() else "length")
-                    final = track.final(reason)
-                    rest = final[len(emitted[index]):] if final.startswith(emitted[index]) else ""
-                    if rest:
-                        channel.queue.put(rest if single else (index, rest))
-                    # A trimmed ending makes `final` shorter than what was streamed: `.text` is what counts.
-                    text = final if len(final) < len(emitted[index]) else emitted[index] + rest
-                    candidates.append({"text": text, "output_tokens": track.count, "stopped_by": reason})
-                if single:
-                    channel.text = candidates[0]["text"]
-                    channel.meta = self._meta(settings, seed, adapter, prompt, tracks[0].count, seconds,
-                                              started - queued, candidates[0]["stopped_by"])
-                else:
-                    # Why the batch ended: a cancel, else the length limit, else the slowest candidate's boundary.
-                    reasons = [c["stopped_by"] for c in candidates]
-                    ended_by = next((r for r in ("cancel", "length") if r in reasons),
-                                    max(candidates, key=lambda c: c["output_tokens"])["stopped_by"])
-                    channel.texts = [c["text"] for c in candidates]
-                    channel.meta = {
-                        **self._meta(settings, seed, adapter, prompt, sum(c["output_tokens"] for c in candidates),
-                                     seconds, started - queued, ended_by),
-                        "n": n, "candidates": [{k: c[k] for k in ("output_tokens", "stopped_by")} for c in candidates]}
+                self._write(channel, Emitter(channel, n, single), prompt, settings, seed, adapter, queued)
             finally:
                 self._release()
         except BaseException as error:  # reported to the consumer, who re-raises it as EngineError
@@ -365,3 +345,35 @@ class Engine:
         finally:
             channel.queue.put(END)
 
+    def _write(self, channel: Channel, emitter: Emitter, prompt, settings, seed, adapter, queued: float) -> None:
+        """With the model held: generate, streaming what each candidate shows; then set the texts and meta."""
+        started = time.perf_counter()
+
+        def push(tracks):
+            for index, track in enumerate(tracks):
+                emitter.show(index, track.shown())
+
+        n = len(emitter.sent)
+        tracks = self._generate(prompt, settings, seed, adapter, n, channel, on_step=push)
+        seconds = time.perf_counter() - started
+        candidates = []
+        for index, track in enumerate(tracks):
+            reason = track.reason or ("cancel" if channel.cancelled() else "length")
+            text = emitter.finish(index, track.final(reason))
+            candidates.append({"text": text, "output_tokens": track.count, "stopped_by": reason})
+        if emitter.single:
+            channel.text = candidates[0]["text"]
+            channel.meta = self._meta(settings, seed, adapter, prompt, tracks[0].count, seconds, started - queued,
+                                      candidates[0]["stopped_by"])
+            return
+        channel.texts = [c["text"] for c in candidates]
+        channel.meta = {**self._meta(settings, seed, adapter, prompt, sum(c["output_tokens"] for c in candidates),
+                                     seconds, started - queued, _batch_end_reason(candidates)),
+                        "n": n, "candidates": [{k: c[k] for k in ("output_tokens", "stopped_by")} for c in candidates]}
+
+
+def _batch_end_reason(candidates: list[dict[str, Any]]) -> str:
+    """Why a batch ended: a cancel, else the length limit, else the slowest candidate's boundary."""
+    reasons = [c["stopped_by"] for c in candidates]
+    return next((r for r in ("cancel", "length") if r in reasons),
+                max(candidates, key=lambda c: c["output_tokens"])["stopped_by"])

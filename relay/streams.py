@@ -2,8 +2,9 @@
 
 The engine's worker thread writes into a `Channel` (a queue of text chunks, or of (index, chunk) pairs in a
 `ManyChannel`, ended by `END` or by the error to raise); the caller reads it through a `Continuation` or an
-`AlternativesStream`, whose `close()` (or garbage collection) cancels generation. `FifoLock` gives a backend
-that runs one request at a time to writers in arrival order.
+`AlternativesStream`, whose `close()` (or garbage collection) cancels generation. `Emitter` is the worker's
+side: it sends each candidate's newly shown text as a chunk and completes it with the final text. `FifoLock`
+gives a backend that runs one request at a time to writers in arrival order.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any, Iterator
 
 from relay.settings import EngineError
 
-__all__ = ["Continuation", "Alternatives", "AlternativesStream", "Channel", "ManyChannel", "FifoLock", "END"]
+__all__ = ["Continuation", "Alternatives", "AlternativesStream", "Channel", "ManyChannel", "Emitter", "FifoLock",
+           "END"]
 
 
 class FifoLock:
@@ -66,6 +68,37 @@ class Channel:
 
     def cancelled(self) -> bool:
         return any(event.is_set() for event in self.events)
+
+
+class Emitter:
+    """The worker's side of a channel: what has been sent of each candidate, and sending the rest.
+
+    With `single` the queue carries text chunks (a Continuation); otherwise (index, chunk) pairs."""
+
+    def __init__(self, channel: Channel, n: int, single: bool):
+        self.channel = channel
+        self.single = single
+        self.sent = [""] * n
+
+    def show(self, index: int, shown: str) -> None:
+        """Send what `shown` adds to candidate `index`'s text so far (nothing if it does not extend it)."""
+        sent = self.sent[index]
+        if len(shown) > len(sent) and shown.startswith(sent):
+            self._put(index, shown[len(sent):])
+            self.sent[index] = shown
+
+    def finish(self, index: int, final: str) -> str:
+        """Send the rest of candidate `index`'s final text; returns its whole text.
+
+        A trimmed ending makes `final` shorter than what was streamed: then `final` is what counts."""
+        sent = self.sent[index]
+        rest = final[len(sent):] if final.startswith(sent) else ""
+        if rest:
+            self._put(index, rest)
+        return final if len(final) < len(sent) else sent + rest
+
+    def _put(self, index: int, chunk: str) -> None:
+        self.channel.queue.put(chunk if self.single else (index, chunk))
 
 
 class Continuation(Iterator[str]):
