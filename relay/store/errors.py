@@ -2,9 +2,16 @@
 
 The UI translates by class, so there is one class per situation it must phrase differently, with
 the attributes it needs (e.g. `TurnBusy.holder`). Re-exported by `relay.story_store`.
+`db_error` says what a database failure means, as one of these.
 """
 
 from __future__ import annotations
+
+import sqlite3
+
+from sqlalchemy import exc as sa_exc
+
+BUSY_MESSAGE = "The story store is busy with other writers; please try again in a moment."
 
 
 class StoryError(Exception):
@@ -86,3 +93,42 @@ class StoreBusy(StoryError):
 
 class StoreUnavailable(StoryError):
     """The database cannot be written (read-only, disk full, I/O error) or reached; nothing was written."""
+
+
+_SQLITE_UNAVAILABLE = {
+    getattr(sqlite3, name) for name in ("SQLITE_READONLY", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN")
+}
+
+
+def db_error(exc: sa_exc.DBAPIError | sqlite3.Error) -> StoryError:
+    """The StoryError a database failure means for a person."""
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        primary = code & 0xFF
+        if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return StoreBusy(BUSY_MESSAGE)
+        if primary in _SQLITE_UNAVAILABLE:
+            return StoreUnavailable(_unavailable_message(primary, orig))
+        return StoryError(f"The story store failed: {orig}")
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    if sqlstate in ("55P03", "40P01", "40001"):  # lock not available, deadlock, serialization failure
+        return StoreBusy(BUSY_MESSAGE)
+    if sqlstate.startswith("08") or sqlstate in ("53100", "25006") or isinstance(exc, sa_exc.OperationalError):
+        return StoreUnavailable(
+            "The story database cannot be reached or written now, so nothing was saved; check that the"
+            f" PostgreSQL server is running and the URL is right. ({str(orig).strip()})"
+        )
+    return StoryError(f"The story store failed: {orig}")
+
+
+def _unavailable_message(code: int, orig: Exception) -> str:
+    if code == sqlite3.SQLITE_READONLY:
+        return ("The story database is read-only now, so nothing can be saved; ask the operator to make the"
+                " database file and its folder writable.")
+    if code == sqlite3.SQLITE_FULL:
+        return "The disk holding the story database is full, so nothing was saved; ask the operator to free space."
+    if code == sqlite3.SQLITE_CANTOPEN:
+        return ("The story database file cannot be opened; check that the path exists and that its folder is"
+                " writable.")
+    return f"The story database could not be read or written (a disk error), so nothing was saved. ({orig})"

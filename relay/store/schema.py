@@ -142,6 +142,14 @@ def default_db_path() -> Path:
     return Path(env) if env else DEFAULT_DB
 
 
+def default_db_target() -> str | Path:
+    """What StoryStore() opens: $RELAY_DB (a path or a postgresql:// URL), else ./relay-data/relay.db."""
+    env = os.environ.get("RELAY_DB", "").strip()
+    if is_postgres_url(env):
+        return env
+    return default_db_path()
+
+
 def is_postgres_url(target: object) -> bool:
     """True for a `postgresql://` (or `postgres://`, `postgresql+psycopg://`) URL."""
     return isinstance(target, str) and target.split("://", 1)[0] in ("postgresql", "postgres", "postgresql+psycopg")
