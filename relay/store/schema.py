@@ -52,6 +52,7 @@ stories = sa.Table(
     sa.Column("change_seq", sa.BigInteger, nullable=False),
     sa.Column("ai_turn_id", sa.Text),
     sa.Column("creator_id", sa.Text),
+    sa.Column("origin", sa.Text),  # JSON: where an imported story came from (m006); NULL otherwise
 )
 paragraphs = sa.Table(
     "paragraphs", metadata,

@@ -26,6 +26,7 @@ MAX_AUTHOR_CHARS = 40
 MAX_TITLE_CHARS = 100
 MAX_JSON_CHARS = 20_000  # settings or meta, serialized
 MAX_DRAFT_CHARS = MAX_TEXT_CHARS * 4  # the model's text so far may run past one paragraph's limit
+MAX_PARAGRAPHS_PER_STORY = 5000  # live paragraphs a story may hold (writes and imports); a long novel is ~2,000
 MAX_ID = 2**63 - 1  # the largest id a database column holds
 TURN_RULES = ("alternate", "free")
 KINDS = ("human", "ai")
