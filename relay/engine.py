@@ -22,7 +22,8 @@ from typing import Any
 
 from relay.backends.base import CACHE_ENV  # noqa: F401  converted models are cached here (./relay-data/cache)
 from relay.decoding import StreamDecoder, Track, hidden_ids, paragraph_end_ids, readable, text_decoder
-from relay.loading import ModelLoadError, load_adapters, load_message, load_model, load_tokenizer, model_source
+from relay.loading import (ModelLoadError, load_adapters, load_message, load_model, load_tokenizer, looks_like_path,
+                           model_source)
 from relay.prompt import MIN_PROMPT_TOKENS, build_prompt
 from relay.settings import (PRESET_LABELS, PRESETS, EngineError, SamplingSettings, SettingsError,  # noqa: F401
                             SettingSpec)
@@ -270,7 +271,8 @@ class Engine:
 
     def _meta(self, settings: SamplingSettings, seed: int, adapter: str | None, prompt: list[int], output_tokens: int,
               seconds: float, waited: float, stopped_by: str) -> dict[str, Any]:
-        return {"model": self.model_id, "adapter": adapter, "settings": settings.replace(seed=seed).to_dict(),
+        return {"model": public_model_name(self.model_id), "adapter": adapter,
+                "settings": settings.replace(seed=seed).to_dict(),
                 "seed": seed, "prompt_tokens": len(prompt), "output_tokens": output_tokens,
                 "seconds": round(seconds, 3), "wait_seconds": round(waited, 3), "stopped_by": stopped_by,
                 "backend": self.backend_name, "cached_prompt_tokens": getattr(self._cached_tokens, "value", 0),
@@ -377,3 +379,11 @@ def _batch_end_reason(candidates: list[dict[str, Any]]) -> str:
     reasons = [c["stopped_by"] for c in candidates]
     return next((r for r in ("cancel", "length") if r in reasons),
                 max(candidates, key=lambda c: c["output_tokens"])["stopped_by"])
+
+
+LOCAL_MODEL = "local model"  # what stories and exports say of a model loaded from a server folder
+
+
+def public_model_name(model_id: str) -> str:
+    """The model's name as stories and exports show it: a Hub id as it is, never a server path."""
+    return LOCAL_MODEL if looks_like_path(str(model_id)) else str(model_id)

@@ -1,6 +1,6 @@
 """Loading a model from disk or the Hub: the tokenizer, the transformers model and its LoRA adapters.
 
-A name is a Hugging Face Hub id ("skt/kogpt2-base-v2") or a local folder; `_looks_like_path` tells which.
+A name is a Hugging Face Hub id ("skt/kogpt2-base-v2") or a local folder; `looks_like_path` tells which.
 Every failure becomes a `ModelLoadError` whose message (Korean / English) says what to do about it. The
 engine and the backends (the openvino backend merges adapters itself) both load through here.
 torch, transformers and peft are imported inside the functions, so importing this module is cheap.
@@ -22,7 +22,7 @@ class ModelLoadError(EngineError):
     """A model, tokenizer or adapter could not be loaded; the message says what to do."""
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
     """True when `name` is clearly meant as a folder rather than a Hub id like "owner/model"."""
     return (name.startswith(("/", ".", "~")) or "\\" in name or name.endswith("/") or name.count("/") > 1
             or Path(name).expanduser().exists())
@@ -76,7 +76,7 @@ def load_tokenizer(model_name_or_path: str | os.PathLike):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     name = str(model_name_or_path)
-    if _looks_like_path(name) and not Path(name).expanduser().is_dir():
+    if looks_like_path(name) and not Path(name).expanduser().is_dir():
         raise ModelLoadError(
             f"모델 폴더가 없습니다: {name} / No model folder at {name}. Pass the folder that holds config.json, "
             f"the weights and tokenizer.json, or a Hugging Face Hub id such as skt/kogpt2-base-v2.")
@@ -133,7 +133,7 @@ def load_adapters(model, adapters: dict[str, str]):
 
 def _check_adapter_folder(name: str, source: str, local: Path) -> None:
     """A folder meant as an adapter must exist and hold adapter_config.json."""
-    if not _looks_like_path(source) or (local / "adapter_config.json").is_file():
+    if not looks_like_path(source) or (local / "adapter_config.json").is_file():
         return
     where = "폴더가 없습니다 / no such folder" if not local.exists() else \
         "adapter_config.json이 없습니다 / it has no adapter_config.json"

@@ -26,9 +26,11 @@ from relay.store.errors import (
     StoreBusy,
     StoreUnavailable,
     StoryError,
+    StoryFull,
     TurnBusy,
     TurnError,
     TurnLost,
+    UnknownWriterKey,
 )
 from relay.store.exchange import EXPORT_FORMAT_NAME, EXPORT_FORMAT_VERSION, EXPORT_FORMATS
 from relay.store.facade import StoryStore
@@ -52,8 +54,8 @@ from relay.store.validation import (
 
 __all__ = [
     "StoryStore", "Story", "Paragraph", "Candidate", "AITurnState", "ParagraphVersion",
-    "StoryError", "InvalidInput", "NotFound", "StaleHeadError", "TurnError", "NotAllowed", "TurnBusy",
-    "TurnLost", "StoreBusy", "StoreUnavailable", "NameTaken",
+    "StoryError", "StoryFull", "InvalidInput", "NotFound", "StaleHeadError", "TurnError", "NotAllowed", "TurnBusy",
+    "TurnLost", "StoreBusy", "StoreUnavailable", "NameTaken", "UnknownWriterKey",
     "validate_text", "validate_author", "validate_title", "writer_id_of", "current_process_name",
     "default_db_path", "MAX_TEXT_CHARS", "MAX_AUTHOR_CHARS", "MAX_TITLE_CHARS", "MAX_JSON_CHARS",
     "MAX_DRAFT_CHARS", "CANDIDATE_MAX_AGE_S", "TURN_RULES", "KINDS", "DEFAULT_DB", "BUSY_TIMEOUT_MS",

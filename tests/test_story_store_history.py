@@ -26,7 +26,7 @@ def store():
 
 @pytest.fixture
 def keys(store):
-    return {name: store.new_writer_key() for name in ("alice", "bob")}
+    return {name: store.new_writer_key() for name in ("alice", "bob", "carol")}
 
 
 # --- editing ---------------------------------------------------------------------------------------
@@ -146,7 +146,7 @@ def test_json_export_carries_versions_and_hidden_flags_and_imports_back(store, k
     store.edit_paragraph(s.id, p.id, "나중", "민수", writer_key=keys["alice"])
     spam = store.add_paragraph(s.id, "광고", "스팸", writer_key=keys["bob"])
     store.hide_paragraph(s.id, spam.id, writer_key=keys["alice"])
-    data = json.loads(store.export(s.id, "json"))
+    data = json.loads(store.export(s.id, "json", writer_key=keys["alice"]))  # the creator's export
     assert data["version"] == 2
     first, second = data["paragraphs"]
     assert [(v["version"], v["text"]) for v in first["versions"]] == [(1, "처음"), (2, "나중")]
@@ -154,9 +154,42 @@ def test_json_export_carries_versions_and_hidden_flags_and_imports_back(store, k
     copy = store.import_json(data)
     (restored,) = store.timeline(copy.id)
     assert [v.text for v in store.paragraph_versions(restored.id)] == ["처음", "나중"]
-    again = json.loads(store.export(copy.id, "json"))
+    again = json.loads(store.export(copy.id, "json"))  # the copy has no creator: nobody's export shows hidden text
     strip = lambda d: [{k: v for k, v in p.items() if k != "id"} for p in d["paragraphs"]]  # noqa: E731
-    assert strip(again) == strip(data)
+    assert strip(again) == strip(data)[:1]
+
+
+def test_hidden_paragraphs_are_left_out_of_every_export_but_the_creators(store, keys):
+    s = store.create_story("숨김", "민수", turn_rule="free", writer_key=keys["alice"])
+    store.add_paragraph(s.id, "보이는 글", "민수", writer_key=keys["alice"])
+    phone = store.add_paragraph(s.id, "내 번호는 010-1234-5678", "준호", writer_key=keys["bob"])
+    store.hide_paragraph(s.id, phone.id, writer_key=keys["alice"])
+    for fmt in ("json", "md", "txt"):
+        for reader in (None, keys["bob"], keys["carol"]):
+            assert "010-1234-5678" not in store.export(s.id, fmt, writer_key=reader)
+    assert "010-1234-5678" in store.export(s.id, "json", writer_key=keys["alice"])
+
+
+def test_the_creator_can_purge_a_hidden_paragraph_or_an_earlier_version_for_good(store, keys, db):
+    s = store.create_story("지우기", "민수", turn_rule="free", writer_key=keys["alice"])
+    kept = store.add_paragraph(s.id, "첫 글", "민수", writer_key=keys["alice"])
+    store.edit_paragraph(s.id, kept.id, "고친 글", "민수", writer_key=keys["alice"])
+    phone = store.add_paragraph(s.id, "010-1234-5678", "준호", writer_key=keys["bob"])
+    with pytest.raises(NotAllowed):
+        store.purge(s.id, phone.id, writer_key=keys["bob"])
+    with pytest.raises(InvalidInput, match="hide it first"):
+        store.purge(s.id, phone.id, writer_key=keys["alice"])
+    with pytest.raises(InvalidInput, match="earlier version"):
+        store.purge(s.id, kept.id, 2, writer_key=keys["alice"])
+    store.hide_paragraph(s.id, phone.id, writer_key=keys["alice"])
+    store.purge(s.id, phone.id, writer_key=keys["alice"])
+    store.purge(s.id, kept.id, 1, writer_key=keys["alice"])
+    everything = store.export(s.id, "json", writer_key=keys["alice"])
+    assert "010-1234-5678" not in everything and "첫 글" not in everything and "고친 글" in everything
+    assert not db.execute("SELECT id FROM paragraphs WHERE text LIKE '%010-1234%'")
+    assert not db.execute("SELECT paragraph_id FROM paragraph_versions WHERE text = '첫 글'")
+    assert [p.text for p in store.timeline(s.id)] == ["고친 글"]
+    assert store.import_json(everything).paragraph_count == 1  # a purged export still imports
 
 
 def test_a_version_1_export_still_imports(store):

@@ -20,6 +20,7 @@ from relay.story_store import (
     StoreUnavailable,
     StoryError,
     StoryStore,
+    UnknownWriterKey,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,10 +66,33 @@ def test_a_malformed_key_is_refused_with_a_message(store, story, bad):
     assert store.timeline(story.id) == []
 
 
-def test_an_unknown_well_formed_key_is_registered_on_first_use(store, story):
-    key = "k" * 40
-    p = store.add_paragraph(story.id, "처음 쓰는 글", "준호", writer_key=key)
-    assert p.writer_id == store.writer_id(key)
+def test_a_well_formed_key_the_site_never_issued_is_refused_and_nothing_is_written(store, story):
+    made_up = "k" * 40  # right shape, but nobody issued it: it would escape every per-key limit and block
+    with pytest.raises(UnknownWriterKey, match="/writer_key"):
+        store.add_paragraph(story.id, "처음 쓰는 글", "준호", writer_key=made_up)
+    assert store.timeline(story.id) == [] and not store.writer_key_issued(made_up)
+    account_key = "a" * 43  # a signed-in account's key is derived by the server, then registered
+    store.register_writer_key(account_key)
+    assert store.add_paragraph(story.id, "계정으로 쓴 글", "준호", writer_key=account_key).writer_id == store.writer_id(
+        account_key)
+
+
+@pytest.mark.parametrize("twin", ["민지\u200b", "민지\u2060", "민\u00ad지", "\ufeff민지"])
+def test_a_name_with_invisible_characters_is_refused(store, story, keys, twin):
+    with pytest.raises(InvalidInput, match="invisible"):
+        store.add_paragraph(story.id, "글", twin, writer_key=keys["bob"])
+    assert store.timeline(story.id) == []
+
+
+@pytest.mark.parametrize("twin", ["\u1106\u1175\u11ab\u110c\u1175", "민 지", "ＭＩＮＪＩ", "minji"])
+def test_a_look_alike_of_a_name_another_writer_holds_is_refused(store, story, keys, twin):
+    holder = "Minji" if twin.isascii() or twin.startswith("Ｍ") else "민지"
+    store.add_paragraph(story.id, "먼저 쓴 글", holder, writer_key=keys["alice"])
+    with pytest.raises(NameTaken) as taken:
+        store.add_paragraph(story.id, "흉내 낸 글", twin, writer_key=keys["bob"])
+    assert taken.value.name == holder
+    assert [p.author for p in store.timeline(story.id)] == [holder]
+    assert store.add_paragraph(story.id, "내 이름으로", twin, writer_key=keys["alice"]).author  # its holder may
 
 
 # --- names bound to keys ---------------------------------------------------------------------------
@@ -153,7 +177,7 @@ def test_a_malformed_client_id_is_refused(store, story, bad):
 # --- moderation -----------------------------------------------------------------------------------
 
 
-def test_the_creator_hides_a_paragraph_which_leaves_the_timeline_but_not_the_export(store, story, keys):
+def test_the_creator_hides_a_paragraph_which_leaves_the_timeline_but_not_the_creators_export(store, story, keys):
     a = store.add_paragraph(story.id, "좋은 글", "민수", writer_key=keys["alice"])
     spam = store.add_paragraph(story.id, "광고 <a href=//x>", "스팸", writer_key=keys["bob"])
     c = store.add_paragraph(story.id, "이어지는 글", "민수", writer_key=keys["alice"])
@@ -165,7 +189,8 @@ def test_the_creator_hides_a_paragraph_which_leaves_the_timeline_but_not_the_exp
     assert [p.id for p in store.timeline(story.id)] == [a.id, c.id]
     assert store.get_story(story.id).paragraph_count == 2
     assert "광고" not in store.export(story.id, "txt") and "광고" not in store.export(story.id, "md")
-    data = json.loads(store.export(story.id, "json"))
+    assert "광고" not in store.export(story.id, "json")  # nor anyone's JSON but the creator's
+    data = json.loads(store.export(story.id, "json", writer_key=keys["alice"]))
     assert [(p["text"], p["hidden"]) for p in data["paragraphs"]] == [
         ("좋은 글", False), ("광고 <a href=//x>", True), ("이어지는 글", False)
     ]

@@ -181,7 +181,7 @@ def test_a_candidate_older_than_the_limit_is_refused_at_accept(store, story, db)
 
 
 def test_keyed_turns_belong_to_the_key_not_the_name(store, story):
-    alice, mallory = store_key("alice"), store_key("mallory")
+    alice, mallory = store.new_writer_key(), store.new_writer_key()
     store.claim_ai_turn(story.id, "민수", writer_key=alice)
     cid = store.add_candidate(story.id, "민수", "진짜", {}, writer_key=alice)
     assert store.ai_turn(story.id).holder_id is not None
@@ -194,10 +194,6 @@ def test_keyed_turns_belong_to_the_key_not_the_name(store, story):
     with pytest.raises(NotAllowed):
         store.discard_ai_turn(story.id, "민수")
     assert store.accept_candidate(cid, "민수", writer_key=alice).text == "진짜"
-
-
-def store_key(seed: str) -> str:
-    return (seed * 32)[:32]
 
 
 # --- the change feed ------------------------------------------------------------------------------

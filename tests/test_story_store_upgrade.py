@@ -132,7 +132,7 @@ def test_a_database_upgraded_by_the_sqlite3_code_of_part_one_is_taken_as_it_is(r
     with StoryStore(relay_db) as store:
         (story,) = store.list_stories()
         assert story.title == "이미 새 것"
-        assert store.add_paragraph(story.id, "이어서", "민수", writer_key="k" * 32).writer_id is not None
+        assert store.add_paragraph(story.id, "이어서", "민수", writer_key=store.new_writer_key()).writer_id is not None
 
 
 _OLD_RELAY_SCRIPT = r"""

@@ -37,12 +37,20 @@ class StaleHeadError(StoryError):
         return (type(self), (str(self), self.head))
 
 
+class StoryFull(StoryError):
+    """The story holds the most paragraphs a story may (MAX_PARAGRAPHS_PER_STORY); fork or continue it anew."""
+
+
 class TurnError(StoryError):
     """The story's turn rule does not allow this kind of paragraph now."""
 
 
 class NotAllowed(StoryError):
     """This person may not do that, e.g. undo someone else's paragraph or reuse a candidate."""
+
+
+class UnknownWriterKey(InvalidInput):
+    """A well-formed writer key that this site never issued (made up, or from another site)."""
 
 
 class NameTaken(NotAllowed):

@@ -2,11 +2,15 @@
 
 `read_story` gathers what an export needs inside a read transaction; `render` formats it
 afterwards. `parse_export` validates a JSON export completely before anything is written;
-`import_story` then writes it as a new story inside a write transaction.
+`import_story` then writes it as a new story inside a write transaction: either exactly as
+exported (a restore), or, for a writer importing a file (`as_importer`), as that writer's story:
+they become its creator, the file's writer ids are dropped (its writers' names stay, as text), and
+the story's `origin` says who imported it, when, and what the file called the story and its writers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
@@ -20,6 +24,7 @@ from relay.store.records import PARAGRAPH_COLUMNS, Paragraph, ParagraphVersion, 
 from relay.store.schema import paragraph_versions, paragraphs, stories
 from relay.store.timeline import fetch_story
 from relay.store.validation import (
+    MAX_PARAGRAPHS_PER_STORY,
     _dump_json_object,
     _now,
     _validate_kind,
@@ -71,10 +76,30 @@ def _history(conn: sa.Connection, story_id: int) -> dict[int, list[dict]]:
 
 def render(fmt: str, story: Story, all_paragraphs: list[Paragraph], history: dict[int, list[dict]]) -> str:
     """The export in `fmt`: JSON keeps every paragraph; txt and md only those a reader sees."""
+    all_paragraphs = [_without_server_paths(p) for p in all_paragraphs]
     if fmt == "json":
         return _export_json(story, all_paragraphs, history)
     live = [p for p in all_paragraphs if not p.deleted and not p.hidden]
     return _export_md(story, live) if fmt == "md" else _export_txt(story, live)
+
+
+# A Hub id ("skt/kogpt2-base-v2"); any other model name in a paragraph's meta was a server folder.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+LOCAL_MODEL = "local model"
+
+
+def _without_server_paths(p: Paragraph) -> Paragraph:
+    """The paragraph with its model named publicly: an export never shows where the server keeps its files."""
+    model = p.meta.get("model")
+    if model is None or (isinstance(model, str) and _HUB_ID.fullmatch(model)):
+        return p
+    return dataclasses.replace(p, meta={**p.meta, "model": LOCAL_MODEL})
+
+
+def without_hidden(paragraphs_: list[Paragraph], history: dict[int, list[dict]]):
+    """What a reader who is not the story's creator may export: no hidden paragraph, nor its versions."""
+    kept = [p for p in paragraphs_ if not p.hidden]
+    return kept, {pid: v for pid, v in history.items() if pid in {p.id for p in kept}}
 
 
 def _export_txt(story: Story, paragraphs: list[Paragraph]) -> str:
@@ -141,6 +166,7 @@ def _export_json(story: Story, paragraphs: list[Paragraph], history: dict[int, l
             "settings": story.settings,
             "forked_from": list(story.forked_from) if story.forked_from else None,
             "last_activity": story.last_activity,
+            **({"origin": story.origin} if story.origin else {}),
         },
         "paragraphs": [
             {**{k: v for k, v in p.to_dict().items() if k != "story_id"}, "versions": history.get(p.id, [])}
@@ -154,14 +180,15 @@ def _export_json(story: Story, paragraphs: list[Paragraph], history: dict[int, l
 
 
 def import_story(conn: sa.Connection, parsed: tuple[tuple, list[tuple]], now: str) -> Story:
-    """Write a parsed export (see parse_export) as a new story; return it."""
+    """Write a parsed export (see parse_export, as_importer) as a new story; return it."""
     story_row, paragraph_rows = parsed
-    title, created_by, created_at, turn_rule, settings, forked_story, forked_paragraph, count = story_row
+    title, created_by, created_at, turn_rule, settings, forked_story, forked_paragraph, origin, count, *claimed = story_row
+    creator_id = claimed[0] if claimed else None
     new_id = conn.execute(
         stories.insert().values(
             title=title, created_by=created_by, created_at=created_at, turn_rule=turn_rule, settings=settings,
             forked_from_story=forked_story, forked_from_paragraph=forked_paragraph, paragraph_count=count,
-            last_activity=now, version=0, change_seq=0,
+            last_activity=now, version=0, change_seq=0, creator_id=creator_id, origin=origin,
         ).returning(stories.c.id)
     ).scalar_one()
     values = [dict(zip(_IMPORTED_COLUMNS, row[:-1]), story_id=new_id) for row in paragraph_rows]
@@ -175,6 +202,19 @@ def import_story(conn: sa.Connection, parsed: tuple[tuple, list[tuple]], now: st
                 insert_version(conn, pid, version)
     bump(conn, new_id)
     return story_from_row(fetch_story(conn, new_id))
+
+
+def as_importer(parsed: tuple[tuple, list[tuple]], importer: str, importer_id: str, now: str) -> tuple:
+    """A parsed export made into `importer`'s own story: their name and id as its creator, no writer or
+    editor ids from the file (ids are the server's to give), and the file's own names kept in `origin`."""
+    story_row, paragraph_rows = parsed
+    title, created_by, created_at, turn_rule, settings, _forked_story, _forked_paragraph, _origin, count = story_row
+    writers = list(dict.fromkeys([created_by, *(row[1] for row in paragraph_rows)]))
+    origin = json.dumps({"imported_by": importer, "imported_at": now, "title": title, "created_by": created_by,
+                         "created_at": created_at, "writers": writers}, ensure_ascii=False)
+    rows = [(*row[:8], None, row[9], [dataclasses.replace(v, editor_id=None) for v in row[10]])
+            for row in paragraph_rows]
+    return (title, importer, now, turn_rule, settings, None, None, origin, count, importer_id), rows
 
 
 def parse_export(data: Any) -> tuple[tuple, list[tuple]]:
@@ -199,6 +239,9 @@ def parse_export(data: Any) -> tuple[tuple, list[tuple]]:
             live_seqs.append(row[0])
             visible += not p.get("hidden", False)
         rows.append(row)
+    if len(live_seqs) > MAX_PARAGRAPHS_PER_STORY or len(rows) > 2 * MAX_PARAGRAPHS_PER_STORY:
+        raise InvalidInput(f"The export has {len(live_seqs):,} paragraphs; a story holds at most "
+                           f"{MAX_PARAGRAPHS_PER_STORY:,}.")
     if sorted(live_seqs) != list(range(1, len(live_seqs) + 1)):
         raise InvalidInput("The export's paragraphs are not numbered 1, 2, 3… without gaps or repeats.")
     return (*story_row, visible), rows
@@ -241,6 +284,7 @@ def _story_row(story: dict) -> tuple:
         _dump_json_object(story.get("settings", {}), "Settings"),
         forked[0] if forked else None,
         forked[1] if forked else None,
+        _dump_json_object(story["origin"], "Origin") if story.get("origin") is not None else None,
     )
 
 

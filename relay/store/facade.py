@@ -25,6 +25,7 @@ from relay.store.errors import BUSY_MESSAGE, InvalidInput, NotFound, StoreBusy, 
 from relay.store.records import AITurnState, Candidate, Paragraph, ParagraphVersion, Story
 from relay.store.schema import create_engine, default_db_target, is_postgres_url, migrate
 from relay.store.validation import (
+    MAX_PARAGRAPHS_PER_STORY,
     _dump_json_object,
     _now,
     _optional_writer_id,
@@ -194,6 +195,32 @@ class StoryStore:
         with self._read() as conn:
             return timeline.timeline(conn, story_id)
 
+    def timeline_page(self, story_id: int, limit: int, *, before: int | None = None) -> tuple[list[Paragraph], bool]:
+        """A window of the timeline: its newest `limit` paragraphs (those with seq < `before`, if given),
+        in seq order, and whether older ones remain.
+
+        What a page shows of a long story and what "older paragraphs" pages read: an indexed range
+        read of `limit` rows, never the whole story. `limit` is 1 to MAX_PARAGRAPHS_PER_STORY.
+        """
+        story_id = _validate_id(story_id, "story_id")
+        limit = _validate_id(limit, "limit")
+        if not 1 <= limit <= MAX_PARAGRAPHS_PER_STORY:
+            raise InvalidInput(f"limit must be from 1 to {MAX_PARAGRAPHS_PER_STORY}.")
+        if before is not None:
+            before = _validate_id(before, "before")
+            if before < 1:
+                raise InvalidInput("before must be a paragraph number (seq), 1 or more.")
+        with self._read() as conn:
+            return timeline.timeline_page(conn, story_id, limit, before)
+
+    def paragraph(self, story_id: int, paragraph_id: int) -> Paragraph:
+        """Paragraph `paragraph_id` of story `story_id`, undone or hidden ones too (see its flags); NotFound if
+        the story has no such paragraph. One row, where `timeline()` would read the whole story."""
+        story_id = _validate_id(story_id, "story_id")
+        paragraph_id = _validate_id(paragraph_id, "paragraph_id")
+        with self._read() as conn:
+            return timeline.fetch_paragraph(conn, story_id, paragraph_id)
+
     # paragraph history
 
     def undo_last(
@@ -260,6 +287,20 @@ class StoryStore:
             writers.register(conn, key)
         return key
 
+    def register_writer_key(self, key: str) -> str:
+        """Accept a key the server derived itself (a signed-in account's, relay.identity); returns its public id."""
+        with self._write() as conn:
+            return writers.register(conn, key)
+
+    def writer_key_issued(self, key: object) -> bool:
+        """Whether `key` is a well-formed key this site issued (a made-up or tampered key is not)."""
+        try:
+            with self._read() as conn:
+                writers.issued(conn, key)
+        except InvalidInput:
+            return False
+        return True
+
     def writer_id(self, key: str) -> str:
         """The public id of a writer key (first 16 hex digits of its SHA-256); InvalidInput if malformed."""
         return writer_id_of(key)
@@ -271,6 +312,15 @@ class StoryStore:
         wid = writer_id_of(writer_key)
         with self._write() as conn:
             return moderation.hide_paragraph(conn, story_id, paragraph_id, wid)
+
+    def purge(self, story_id: int, paragraph_id: int, version: int | None = None, *, writer_key: str) -> None:
+        """Erase for good a hidden paragraph's text (and its versions), or one earlier version (creator only)."""
+        story_id = _validate_id(story_id, "story_id")
+        paragraph_id = _validate_id(paragraph_id, "paragraph_id")
+        version = None if version is None else _validate_id(version, "version")
+        wid = writer_id_of(writer_key)
+        with self._write() as conn:
+            moderation.purge(conn, story_id, paragraph_id, version, wid)
 
     def block_writer(self, story_id: int, writer_id: str, *, writer_key: str) -> None:
         """Refuse every further write of `writer_id` (a public writer id) to this story (creator only)."""
@@ -468,24 +518,43 @@ class StoryStore:
 
     # export and import
 
-    def export(self, story_id: int, fmt: str) -> str:
-        """The story as "txt" (plain novel), "md" (with writers and AI marks) or "json" (everything)."""
+    def export(self, story_id: int, fmt: str, *, writer_key: str | None = None) -> str:
+        """The story as "txt" (plain novel), "md" (with writers and AI marks) or "json" (everything).
+
+        Hidden paragraphs are in the JSON export only for the story's creator (`writer_key`); model
+        names never show a server folder.
+        """
         story_id = _validate_id(story_id, "story_id")
         if fmt not in exchange.EXPORT_FORMATS:
             raise InvalidInput(f"Unknown export format {fmt!r}: use one of {', '.join(exchange.EXPORT_FORMATS)}.")
+        viewer = writer_id_of(writer_key) if writer_key is not None else None
         with self._read() as conn:
             story, paragraphs, versions = exchange.read_story(conn, story_id, with_history=fmt == "json")
+        if viewer is None or viewer != story.creator_id:
+            paragraphs, versions = exchange.without_hidden(paragraphs, versions)
         return exchange.render(fmt, story, paragraphs, versions)
 
-    def import_json(self, data: str | bytes | dict) -> Story:
-        """Restore a JSON export as a new story (new ids, everything else exactly as exported).
+    def import_json(self, data: str | bytes | dict, importer: str | None = None, *,
+                    writer_key: str | None = None) -> Story:
+        """A JSON export as a new story. Malformed input raises InvalidInput and writes nothing.
 
-        Malformed input raises InvalidInput and writes nothing.
+        Without a key (a restore) everything is kept exactly as exported, with new ids. With the
+        importing writer's key and name (the page and the API), the story is theirs: they are its
+        creator, the file's writer ids are dropped (its names stay, as text) and `story.origin` says
+        who imported it, when, and what the file called the story and its writers.
         """
         parsed = exchange.parse_export(data)
         now = _now()
+        if writer_key is not None:
+            importer = validate_author(importer)
+            writer_id_of(writer_key)  # malformed keys fail before the transaction
         with self._write() as conn:
-            return exchange.import_story(conn, parsed, now)
+            if writer_key is None:
+                return exchange.import_story(conn, parsed, now)
+            wid = writers.issued(conn, writer_key)
+            story = exchange.import_story(conn, exchange.as_importer(parsed, importer, wid, now), now)
+            writers.admit(conn, story.id, importer, writer_key)
+            return story
 
 
 def _sqlite_file(target: object) -> Path:

@@ -37,6 +37,7 @@ class Story(_Record):
     last_activity: str = ""
     version: int = 0
     creator_id: str | None = None  # the public writer id of its creator (None: created without a key)
+    origin: dict | None = None  # an imported story: {"imported_by", "imported_at", "title", "created_by", "writers"}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (forked_from becomes a two-item list or None)."""
@@ -112,7 +113,7 @@ class AITurnState(_Record):
 STORY_COLUMNS = (
     stories.c.id, stories.c.title, stories.c.created_by, stories.c.created_at, stories.c.turn_rule,
     stories.c.settings, stories.c.forked_from_story, stories.c.forked_from_paragraph, stories.c.paragraph_count,
-    stories.c.last_activity, stories.c.version, stories.c.creator_id,
+    stories.c.last_activity, stories.c.version, stories.c.creator_id, stories.c.origin,
 )
 PARAGRAPH_COLUMNS = (
     paragraphs.c.id, paragraphs.c.story_id, paragraphs.c.seq, paragraphs.c.author, paragraphs.c.kind,
@@ -133,7 +134,7 @@ def story_from_row(row) -> Story:
         id=row["id"], title=row["title"], created_by=row["created_by"], created_at=row["created_at"],
         turn_rule=row["turn_rule"], settings=json.loads(row["settings"]), forked_from=forked,
         paragraph_count=row["paragraph_count"], last_activity=row["last_activity"], version=row["version"],
-        creator_id=row["creator_id"],
+        creator_id=row["creator_id"], origin=json.loads(row["origin"]) if row["origin"] else None,
     )
 
 

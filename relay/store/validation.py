@@ -56,8 +56,34 @@ def validate_text(text: Any) -> str:
 
 
 def validate_author(name: Any) -> str:
-    """Return a writer's display name with surrounding whitespace stripped, or raise InvalidInput."""
-    return _validate_line(name, "The name", MAX_AUTHOR_CHARS)
+    """A writer's display name in its canonical form (NFC, stripped), or InvalidInput.
+
+    Names must look like what they are: invisible and format characters (zero-width spaces, word
+    joiners, soft hyphens, direction marks) are refused, so "민지" and "민지\u200b" cannot be two names.
+    """
+    if isinstance(name, str):
+        name = unicodedata.normalize("NFC", name)
+    name = _validate_line(name, "The name", MAX_AUTHOR_CHARS)
+    hidden = next((ch for ch in name if _invisible(ch)), None)
+    if hidden is not None:
+        raise InvalidInput(f"The name contains an invisible character (U+{ord(hidden):04X}); type the name without it.")
+    return name
+
+
+def name_skeleton(name: str) -> str:
+    """What a name looks like: compatibility forms folded, case folded, white space collapsed.
+
+    Two names with one skeleton ("Minji" and "ｍｉｎｊｉ", "민 지" and "민지") read as the same
+    writer; the store refuses the second one in a story (relay/store/writers.py).
+    """
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(ch for ch in folded if not ch.isspace() and not _invisible(ch))
+
+
+def _invisible(ch: str) -> bool:
+    """Format characters (Cf: zero-width, joiners, soft hyphen, direction marks), variation selectors, fillers."""
+    return (unicodedata.category(ch) == "Cf" or "\ufe00" <= ch <= "\ufe0f" or "\U000e0100" <= ch <= "\U000e01ef"
+            or ch in "\u115f\u1160\u3164\uffa0\u034f")
 
 
 def validate_title(title: Any) -> str:

@@ -1,8 +1,10 @@
 """Writers: their keys, the names they write under, and who may act on what.
 
-A writer key is registered on first use (only its SHA-256 is stored); `admit` checks, inside a
-write, that a keyed writer is not blocked from the story and binds their display name to their
-key there. `wrote` and `check_creator` answer "may this caller undo/edit this paragraph" and
+A writer key is registered when the site issues it (only its SHA-256 is stored): `register` for
+keys from /writer_key, the page, or a signed-in account. `admit` checks, inside a write, that the
+key was issued, that its writer is not blocked from the story, and binds their display name to
+their key there; a name that looks like one another key holds in the story (same skeleton:
+relay.store.validation.name_skeleton) is refused like the name itself. `wrote` and `check_creator` answer "may this caller undo/edit this paragraph" and
 "is this caller the story's creator".
 """
 
@@ -10,10 +12,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from relay.store.errors import InvalidInput, NameTaken, NotAllowed
+from relay.store.errors import InvalidInput, NameTaken, NotAllowed, UnknownWriterKey
 from relay.store.records import Paragraph
 from relay.store.schema import blocked_writers, story_names, writers
-from relay.store.validation import _now, key_sha256, writer_id_of
+from relay.store.validation import _now, key_sha256, name_skeleton, writer_id_of
 
 
 def register(conn: sa.Connection, key: str) -> str:
@@ -33,6 +35,15 @@ def register(conn: sa.Connection, key: str) -> str:
     return wid
 
 
+def issued(conn: sa.Connection, key: str) -> str:
+    """The public id of a key this site issued; UnknownWriterKey for any other well-formed key."""
+    wid = writer_id_of(key)
+    known = conn.execute(sa.select(writers.c.key_sha256).where(writers.c.id == wid)).scalar()
+    if known != key_sha256(key):
+        raise UnknownWriterKey("This writer key was not issued by this site; get a new one from /writer_key.")
+    return wid
+
+
 def admit(conn: sa.Connection, story_id: int, author: str, key: str | None) -> str | None:
     """Check a keyed writer may write to this story under `author`, binding the name on first use.
 
@@ -41,17 +52,32 @@ def admit(conn: sa.Connection, story_id: int, author: str, key: str | None) -> s
     """
     if key is None:
         return None
-    wid = register(conn, key)
+    wid = issued(conn, key)
     if is_blocked(conn, story_id, wid):
         raise NotAllowed("The story's creator has blocked you from writing in this story.")
     owner = conn.execute(
         sa.select(story_names.c.writer_id).where(story_names.c.story_id == story_id, story_names.c.name == author)
     ).scalar()
     if owner is None:
+        twin = _look_alike(conn, story_id, author, wid)
+        if twin is not None:
+            raise NameTaken(f"{author} looks like {twin}, a name another writer uses in this story; choose another "
+                            "name.", twin)
         conn.execute(story_names.insert().values(story_id=story_id, name=author, writer_id=wid, bound_at=_now()))
     elif owner != wid:
         raise NameTaken(f"Another writer already writes as {author} in this story; choose another name.", author)
     return wid
+
+
+def _look_alike(conn: sa.Connection, story_id: int, author: str, writer_id: str) -> str | None:
+    """A name another key holds in this story that reads the same as `author` (None if there is none)."""
+    skeleton = name_skeleton(author)
+    for name, owner in conn.execute(
+        sa.select(story_names.c.name, story_names.c.writer_id).where(story_names.c.story_id == story_id)
+    ):
+        if owner != writer_id and name_skeleton(name) == skeleton:
+            return name
+    return None
 
 
 def is_blocked(conn: sa.Connection, story_id: int, writer_id: str) -> bool:

@@ -98,9 +98,12 @@ def api_functions(engine, store: StoryStore, ai_turn: AITurn, limits: Limits) ->
         if not isinstance(key, str):
             raise Refusal(say_limit(lang, "bad_writer_key"))
         try:
-            return key, store.writer_id(key)
+            wid = store.writer_id(key)
         except StoryError:
             raise Refusal(say_limit(lang, "bad_writer_key")) from None
+        if not store.writer_key_issued(key):  # well-formed but made up: it would escape every per-key limit
+            raise Refusal(say_limit(lang, "unknown_writer_key"))
+        return key, wid
 
     def guarded(fn: Callable) -> Callable:
         """Turn every expected refusal into a gr.Error with its message (never a bare exception)."""

@@ -54,25 +54,26 @@ def ui_error(lang: str, error: Exception, **values) -> gr.Error:
     return _fail(toast_text(lang, "cannot_save", detail=str(error)))
 
 
-def page_writer(store, saved_key: str | None, profile=None, *, secret: bytes | None = None) -> tuple[str, str | None]:
+def page_writer(store, saved_key: str | None, profile=None, *, secret: bytes | None = None,
+                before_issuing=None) -> tuple[str, str | None]:
     """The writer key of a browser session, and the display name of its signed-in account (None if nobody is).
 
     A signed-in Hugging Face account's key (relay.identity.identity_from_profile) comes first; else the
-    key the browser kept in its gr.BrowserState, if well-formed; else a new key from the store (the
-    caller saves it back into the BrowserState). `secret` defaults to server_secret() beside the database.
+    key the browser kept in its gr.BrowserState, if this site issued it; else a new key from the store
+    (the caller saves it back into the BrowserState), after `before_issuing()` (the caller's rate
+    limit, which may raise). `secret` defaults to server_secret() beside the database.
     """
     if profile is not None and getattr(profile, "username", None):
         if secret is None:
             path = getattr(store, "path", None)
             secret = server_secret(Path(path).parent if path else None)
         name, key = identity_from_profile(profile, secret)
+        store.register_writer_key(key)  # derived by the server from the account: issued here
         return key, name
-    if isinstance(saved_key, str) and saved_key:
-        try:
-            store.writer_id(saved_key)
-            return saved_key, None
-        except StoryError:  # a malformed or tampered key: issue a fresh one
-            pass
+    if isinstance(saved_key, str) and saved_key and store.writer_key_issued(saved_key):
+        return saved_key, None
+    if before_issuing is not None:
+        before_issuing()
     return store.new_writer_key(), None
 
 

@@ -50,6 +50,10 @@ TEXT: dict[str, tuple[str, str]] = {
         "작가 키(writer_key) 형식이 잘못되었습니다. /writer_key 에서 새 키를 받으세요.",
         "The writer_key is malformed. Get a new one from /writer_key.",
     ),
+    "unknown_writer_key": (
+        "이 사이트가 발급하지 않은 작가 키(writer_key)입니다. /writer_key 에서 키를 받아 쓰세요.",
+        "This writer_key was not issued by this site. Get one from /writer_key.",
+    ),
     "name_taken": (
         "이 이야기에서 '{name}' 이름은 다른 작가가 쓰고 있습니다. 다른 필명을 쓰세요.",
         "Another writer already uses the name '{name}' in this story. Pick another writer name.",

@@ -24,7 +24,7 @@ from relay.ui_text import say
 # Store error classes by name, most specific first through the class's MRO, so errors added to the
 # store later (TurnLost, NameTaken, StoreUnavailable) need no import here and an unknown subclass
 # still gets its parent's sentence.
-STORE_ERRORS = ("NameTaken", "NotAllowed", "TurnLost", "TurnBusy", "StaleHeadError", "TurnError", "NotFound",
+STORE_ERRORS = ("UnknownWriterKey", "NameTaken", "NotAllowed", "TurnLost", "TurnBusy", "StaleHeadError", "StoryFull", "TurnError", "NotFound",
                 "InvalidInput", "StoreBusy", "StoreUnavailable", "StoryError")
 # Actions with their own wording for some errors (err.<action>.<Class> in the catalogue).
 ACTIONS = ("undo", "redo", "edit", "fork", "import", "accept")

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import gradio as gr
 
+from relay.limits import LimitExceeded, client_ip
 from relay.settings import SamplingSettings, SettingsError
 from relay.story_store import InvalidInput, NotFound, writer_id_of
 from relay.ui.common import _lang, page_writer
 from relay.ui.controls import settings_to_values
 from relay.ui.desk import my_turn_view, show_desk
+from relay.ui.limit_text import limit_message
+from relay.ui.messages import warn
 from relay.ui.render import _esc, render_story_list
 from relay.ui.story_services import StoryServices
 from relay.ui_text import say
@@ -47,7 +50,12 @@ class PageLoad:
         "no story open" note, the sampling controls, then the desk."""
         store, names = self.services.store, self.services.names
         lang = _lang(request)
-        key, account_name = page_writer(store, saved_key, profile)
+        try:
+            key, account_name = page_writer(store, saved_key, profile, before_issuing=lambda: self.services.limits.check(
+                "writer_key", None, client_ip(request)))
+        except LimitExceeded as e:  # an address asking for key after key: it reads, but gets no new key
+            warn(lang, limit_message(lang, e))
+            key, account_name = "", None
         saved_name = account_name or saved_name
         stories = render_story_list(store.list_stories(), lang)
         raw = request.query_params.get("story")
@@ -63,5 +71,5 @@ class PageLoad:
                 tab, values = gr.Tabs(selected="story"), settings_to_values(names, self.story_defaults(story))
                 view = my_turn_view(store, sid, (saved_name or "").strip(), key)
         hint = gr.Markdown(visible=raw is None or sid is gr.skip())
-        return (lang, saved_name or gr.skip(), key, writer_id_of(key), stories, tab, sid, hint, *values,
+        return (lang, saved_name or gr.skip(), key, writer_id_of(key) if key else "", stories, tab, sid, hint, *values,
                 *show_desk(store, lang, view))
