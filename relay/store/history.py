@@ -21,7 +21,16 @@ from relay.store.records import (
     version_from_row,
 )
 from relay.store.schema import paragraph_versions, paragraphs, stories
-from relay.store.timeline import STALE_MESSAGE, fetch_paragraph, fetch_story, head, last_live, lock_story, recount
+from relay.store.timeline import (
+    STALE_MESSAGE,
+    check_room,
+    fetch_paragraph,
+    fetch_story,
+    head,
+    last_live,
+    lock_story,
+    recount,
+)
 from relay.store.validation import _now
 from relay.store.writers import admit, wrote
 
@@ -76,6 +85,7 @@ def redo_last(conn: sa.Connection, story_id: int, author: str, writer_key: str |
         raise StaleHeadError("The story has moved on since you undid that paragraph, so it cannot be put back.", current)
     last = last_live(conn, story_id)
     seq = last.seq + 1 if last else 1
+    check_room(seq)
     now = _now()
     conn.execute(
         paragraphs.update().where(paragraphs.c.id == row["id"]).values(

@@ -12,7 +12,7 @@ import json
 import sqlalchemy as sa
 
 from relay.store.changes import bump
-from relay.store.errors import InvalidInput, NotFound, StaleHeadError, TurnError
+from relay.store.errors import InvalidInput, NotFound, StaleHeadError, StoryFull, TurnError
 from relay.store.records import (
     PARAGRAPH_COLUMNS,
     STORY_COLUMNS,
@@ -22,10 +22,14 @@ from relay.store.records import (
     story_from_row,
 )
 from relay.store.schema import paragraphs, stories
-from relay.store.validation import _now
+from relay.store.validation import MAX_PARAGRAPHS_PER_STORY, _now
 from relay.store.writers import admit
 
 STALE_MESSAGE = "The story has moved on since you last looked: someone else added or undid a paragraph."
+FULL_MESSAGE = (
+    f"This story is full: it already holds {MAX_PARAGRAPHS_PER_STORY:,} paragraphs, the most a story may."
+    " Fork it at its last paragraph, or continue it in a new story."
+)
 
 # Statements of the hot path (append), built once: SQLAlchemy memoizes a built statement's
 # cache key, so executing one costs little more than the driver call.
@@ -41,6 +45,13 @@ _LAST_LIVE_QUERY = (  # the last paragraph not undone, hidden or not: it holds t
     .where(paragraphs.c.story_id == sa.bindparam("id"), paragraphs.c.deleted == 0)
     .order_by(paragraphs.c.seq.desc()).limit(1)
 )
+_PAGE_QUERY = (  # the newest visible paragraphs before a seq, newest first: an index range scan (paragraphs_live_seq)
+    sa.select(*PARAGRAPH_COLUMNS)
+    .where(paragraphs.c.story_id == sa.bindparam("id"), paragraphs.c.deleted == 0, paragraphs.c.hidden == 0,
+           paragraphs.c.seq < sa.bindparam("before"))
+    .order_by(paragraphs.c.seq.desc()).limit(sa.bindparam("limit", type_=sa.Integer))
+)
+_NO_BOUND = 2**31 - 1  # above every seq (seqs are INTEGER, and a story holds at most MAX_PARAGRAPHS_PER_STORY)
 _INSERT_PARAGRAPH = paragraphs.insert().returning(paragraphs.c.id)
 _APPENDED = stories.update().where(stories.c.id == sa.bindparam("sid")).values(
     version=stories.c.version + 1, paragraph_count=stories.c.paragraph_count + 1,
@@ -121,6 +132,18 @@ def timeline(conn: sa.Connection, story_id: int) -> list[Paragraph]:
     return [paragraph_from_row(row) for row in rows]
 
 
+def timeline_page(conn: sa.Connection, story_id: int, limit: int, before: int | None) -> tuple[list[Paragraph], bool]:
+    """The newest `limit` visible paragraphs with seq < `before` (all seqs when None), oldest first, and
+    whether older visible ones remain: one index range scan, however long the story is."""
+    fetch_story(conn, story_id)
+    rows = conn.execute(
+        _PAGE_QUERY, {"id": story_id, "before": _NO_BOUND if before is None else before, "limit": limit + 1}
+    ).mappings().all()
+    page = [paragraph_from_row(row) for row in rows[:limit]]
+    page.reverse()
+    return page, len(rows) > limit
+
+
 def add_paragraph(
     conn: sa.Connection, story_id: int, text: str, author: str, kind: str, expected_head: int | None,
     edited: bool, meta_json: str, writer_key: str | None, client_id: str | None,
@@ -170,6 +193,16 @@ def last_live(conn: sa.Connection, story_id: int) -> Paragraph | None:
     return paragraph_from_row(row) if row else None
 
 
+def check_room(seq: int) -> None:
+    """Raise StoryFull if a paragraph at `seq` would pass the cap on a story's paragraphs.
+
+    Seqs of paragraphs not undone run 1..n, hidden ones included, so `seq` is the count after the
+    append. The cap keeps every read and render of a story bounded (issue 20).
+    """
+    if seq > MAX_PARAGRAPHS_PER_STORY:
+        raise StoryFull(FULL_MESSAGE)
+
+
 def check_turn(previous: Paragraph | None, kind: str) -> None:
     """Raise TurnError if the `alternate` rule does not let a `kind` paragraph follow `previous`."""
     if previous is None and kind == "ai":
@@ -203,6 +236,7 @@ def append(
     # Non-deleted seqs are always 1..n (only the last paragraph can be undone), so this is n + 1.
     last = last_live(conn, story_id)
     seq = last.seq + 1 if last else 1
+    check_room(seq)
     now = _now()
     paragraph_id = conn.execute(
         _INSERT_PARAGRAPH,
