@@ -27,6 +27,9 @@ from relay.store.errors import (
     StoreUnavailable,
     StoryError,
     StoryFull,
+    SteeringChanged,
+    SteeringLimit,
+    SteeringLocked,
     TurnBusy,
     TurnError,
     TurnLost,
@@ -35,6 +38,16 @@ from relay.store.errors import (
 from relay.store.exchange import EXPORT_FORMAT_NAME, EXPORT_FORMAT_VERSION, EXPORT_FORMATS
 from relay.store.facade import StoryStore
 from relay.store.records import AITurnState, Candidate, Paragraph, ParagraphVersion, Story
+from relay.store.steering import (
+    MAX_CARD_KEYS,
+    MAX_CARD_TEXT_CHARS,
+    MAX_CARDS_PER_STORY,
+    MAX_MEMORY_CHARS,
+    MAX_NOTE_CHARS,
+    Steering,
+    SteeringVersion,
+    StoryCard,
+)
 from relay.store.schema import BUSY_TIMEOUT_MS, DEFAULT_DB, default_db_path, default_db_target, is_postgres_url
 from relay.store.turns import CANDIDATE_MAX_AGE_S, TURN_STATUSES
 from relay.store.validation import (
@@ -56,6 +69,8 @@ __all__ = [
     "StoryStore", "Story", "Paragraph", "Candidate", "AITurnState", "ParagraphVersion",
     "StoryError", "StoryFull", "InvalidInput", "NotFound", "StaleHeadError", "TurnError", "NotAllowed", "TurnBusy",
     "TurnLost", "StoreBusy", "StoreUnavailable", "NameTaken", "UnknownWriterKey",
+    "Steering", "StoryCard", "SteeringVersion", "SteeringLimit", "SteeringChanged", "SteeringLocked",
+    "MAX_MEMORY_CHARS", "MAX_NOTE_CHARS", "MAX_CARDS_PER_STORY", "MAX_CARD_TEXT_CHARS", "MAX_CARD_KEYS",
     "validate_text", "validate_author", "validate_title", "writer_id_of", "current_process_name",
     "default_db_path", "MAX_TEXT_CHARS", "MAX_AUTHOR_CHARS", "MAX_TITLE_CHARS", "MAX_JSON_CHARS",
     "MAX_DRAFT_CHARS", "CANDIDATE_MAX_AGE_S", "TURN_RULES", "KINDS", "DEFAULT_DB", "BUSY_TIMEOUT_MS",

@@ -95,6 +95,33 @@ class TurnLost(StoryError):
         return (type(self), (str(self), self.holder))
 
 
+class SteeringLimit(InvalidInput):
+    """A memory, note or story card over its size limit; `.what` names it ("memory", "note", "card_text",
+    "card_name", "keys", "key", "cards"), `.limit` the most allowed and `.got` what was sent."""
+
+    def __init__(self, message: str, what: str = "", limit: int = 0, got: int = 0):
+        super().__init__(message)
+        self.what, self.limit, self.got = what, limit, got
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.what, self.limit, self.got))
+
+
+class SteeringChanged(StoryError):
+    """Someone changed the memory, note or card since this writer loaded it; `.version` is its version now."""
+
+    def __init__(self, message: str, version: int = 0):
+        super().__init__(message)
+        self.version = version
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.version))
+
+
+class SteeringLocked(NotAllowed):
+    """The story's creator has locked its memory, note and cards: only they may change them."""
+
+
 class StoreBusy(StoryError):
     """The database stayed locked by other writers past the busy timeout; nothing was written."""
 

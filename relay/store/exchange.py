@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from relay.store import steering
 from relay.store.changes import bump
 from relay.store.errors import InvalidInput
 from relay.store.history import insert_version
@@ -338,3 +339,24 @@ def _field(obj: dict, name: str) -> Any:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+# --- steering: the memory, note and cards beside the story (relay/store/steering.py) --------------
+
+
+def with_steering(fmt: str, text: str, state: dict) -> str:
+    """An export with the story's steering: JSON gets the keys "memory", "note" and "cards" (every version);
+    txt and md end with the memory, the note and which cards existed."""
+    if fmt == "json":
+        return json.dumps({**json.loads(text), **state}, ensure_ascii=False, indent=2)
+    lines = steering.describe(state)
+    if not lines:
+        return text
+    if fmt == "md":
+        return text.rstrip("\n") + "\n\n---\n\n" + "\n\n".join(f"*{_md_escape(line)}*" for line in lines) + "\n"
+    return text + "\n" + "\n".join(lines) + "\n"
+
+
+def steering_of(data: Any) -> steering.ImportedSteering:
+    """The steering of a JSON export, checked completely (an export without it has none)."""
+    return steering.parse_state(_export_object(data))

@@ -20,10 +20,11 @@ from typing import Iterator
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from relay.store import changes, exchange, history, moderation, timeline, turns, writers
+from relay.store import changes, exchange, history, moderation, steering, timeline, turns, writers
 from relay.store.errors import BUSY_MESSAGE, InvalidInput, NotFound, StoreBusy, StoryError, db_error
 from relay.store.records import AITurnState, Candidate, Paragraph, ParagraphVersion, Story
 from relay.store.schema import create_engine, default_db_target, is_postgres_url, migrate
+from relay.store.steering_edge import SteeringMethods
 from relay.store.validation import (
     MAX_PARAGRAPHS_PER_STORY,
     _dump_json_object,
@@ -46,7 +47,7 @@ from relay.store.validation import (
 )
 
 
-class StoryStore:
+class StoryStore(SteeringMethods):
     """All stories and their timelines in one database, safe to share across threads and processes.
 
     `StoryStore(path)` opens a SQLite file; `StoryStore("postgresql://user@host/db")` a
@@ -276,7 +277,9 @@ class StoryStore:
         wid = _optional_writer_id(writer_key)
         now = _now()
         with self._write() as conn:
-            return history.fork(conn, story_id, at_paragraph_id, title, author, writer_key, wid, now)
+            forked = history.fork(conn, story_id, at_paragraph_id, title, author, writer_key, wid, now)
+            steering.copy(conn, story_id, forked.id, now)  # a fork keeps the memory, note and cards
+            return forked
 
     # writers and moderation
 
@@ -530,9 +533,10 @@ class StoryStore:
         viewer = writer_id_of(writer_key) if writer_key is not None else None
         with self._read() as conn:
             story, paragraphs, versions = exchange.read_story(conn, story_id, with_history=fmt == "json")
+            steered = steering.export_state(conn, story_id)
         if viewer is None or viewer != story.creator_id:
             paragraphs, versions = exchange.without_hidden(paragraphs, versions)
-        return exchange.render(fmt, story, paragraphs, versions)
+        return exchange.with_steering(fmt, exchange.render(fmt, story, paragraphs, versions), steered)
 
     def import_json(self, data: str | bytes | dict, importer: str | None = None, *,
                     writer_key: str | None = None) -> Story:
@@ -544,15 +548,19 @@ class StoryStore:
         who imported it, when, and what the file called the story and its writers.
         """
         parsed = exchange.parse_export(data)
+        steered = exchange.steering_of(data)
         now = _now()
         if writer_key is not None:
             importer = validate_author(importer)
             writer_id_of(writer_key)  # malformed keys fail before the transaction
         with self._write() as conn:
             if writer_key is None:
-                return exchange.import_story(conn, parsed, now)
+                story = exchange.import_story(conn, parsed, now)
+                steering.import_state(conn, story.id, steered)
+                return story
             wid = writers.issued(conn, writer_key)
             story = exchange.import_story(conn, exchange.as_importer(parsed, importer, wid, now), now)
+            steering.import_state(conn, story.id, steered, keep_writer_ids=False)
             writers.admit(conn, story.id, importer, writer_key)
             return story
 

@@ -130,6 +130,52 @@ blocked_writers = sa.Table(
     sa.Column("writer_id", sa.Text, primary_key=True),
     sa.Column("blocked_at", sa.Text, nullable=False),
 )
+# Steering (m007): the story memory and author's note (one row per story, made on the first edit), the
+# story cards, and every version of each, with who made it and when (relay/store/steering.py).
+story_steering = sa.Table(
+    "story_steering", metadata,
+    sa.Column("story_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("memory", sa.Text, nullable=False),
+    sa.Column("memory_version", sa.Integer, nullable=False),
+    sa.Column("memory_by", sa.Text),
+    sa.Column("memory_at", sa.Text),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("note_depth", sa.Integer, nullable=False),
+    sa.Column("note_version", sa.Integer, nullable=False),
+    sa.Column("note_by", sa.Text),
+    sa.Column("note_at", sa.Text),
+    sa.Column("scan_depth", sa.Integer, nullable=False),
+    sa.Column("locked", sa.Integer, nullable=False),
+)
+story_cards = sa.Table(
+    "story_cards", metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("story_id", sa.BigInteger, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("keys", sa.Text, nullable=False),  # a JSON list of strings
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("always_on", sa.Integer, nullable=False),
+    sa.Column("enabled", sa.Integer, nullable=False),
+    sa.Column("inside_words", sa.Integer, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("deleted", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("updated_by", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Text, nullable=False),
+)
+steering_versions = sa.Table(
+    "steering_versions", metadata,
+    sa.Column("n", ID, primary_key=True),
+    sa.Column("story_id", sa.BigInteger, nullable=False),
+    sa.Column("block", sa.Text, nullable=False),  # "memory" | "note" | "card"
+    sa.Column("card_id", sa.BigInteger),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),  # JSON: the block as this version made it
+    sa.Column("editor", sa.Text, nullable=False),
+    sa.Column("editor_id", sa.Text),
+    sa.Column("edited_at", sa.Text, nullable=False),
+)
 change_counter = sa.Table(
     "change_counter", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
