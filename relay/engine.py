@@ -24,7 +24,8 @@ from relay.backends.base import CACHE_ENV  # noqa: F401  converted models are ca
 from relay.decoding import StreamDecoder, Track, hidden_ids, paragraph_end_ids, readable, text_decoder
 from relay.loading import (ModelLoadError, load_adapters, load_message, load_model, load_tokenizer, looks_like_path,
                            model_source)
-from relay.prompt import MIN_PROMPT_TOKENS, build_prompt
+from relay.context import Assembly, Steering, assemble
+from relay.prompt import MIN_PROMPT_TOKENS, build_prompt  # noqa: F401  (build_prompt: its old home)
 from relay.settings import (PRESET_LABELS, PRESETS, EngineError, SamplingSettings, SettingsError,  # noqa: F401
                             SettingSpec)
 from relay.streams import (END, Alternatives, AlternativesStream, Channel, Continuation, Emitter, FifoLock,
@@ -34,7 +35,7 @@ _load_adapters, _load_transformers = load_adapters, load_model  # their names be
 
 __all__ = ["Engine", "SamplingSettings", "SettingSpec", "PRESETS", "PRESET_LABELS", "Continuation", "Alternatives",
            "AlternativesStream", "EngineError", "SettingsError", "ModelLoadError", "load_tokenizer", "MAX_ALTERNATIVES",
-           "BACKEND_CHOICES", "BACKEND_ENV", "INFERENCE_URL_ENV", "CACHE_ENV"]
+           "BACKEND_CHOICES", "BACKEND_ENV", "INFERENCE_URL_ENV", "CACHE_ENV", "ContextTooLong", "Steering"]
 
 log = logging.getLogger(__name__)
 
@@ -201,18 +202,31 @@ class Engine:
     def _encode_many(self, texts: list[str]) -> list[list[int]]:
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
 
-    def _prompt_ids(self, paragraphs: list[str], max_new_tokens: int) -> list[int]:
-        """The story ids the model reads (relay/prompt.py); the same for generating and for `context_text`."""
-        return build_prompt(self._encode, paragraphs, self.context_window, max_new_tokens, bos_id=self._bos_id,
-                            encode_many=self._encode_many)
+    def assemble(self, paragraphs: list[str], settings: SamplingSettings, steering: Steering | None = None) -> Assembly:
+        """What the model reads next turn, block by block (relay/context.py): memory, the cards the story
+        triggers, the story window, the author's note. The ids it generates from are exactly `.ids`."""
+        return assemble(self._encode, paragraphs, self.context_window, settings.max_new_tokens, bos_id=self._bos_id,
+                        encode_many=self._encode_many, steering=steering)
 
-    def context_text(self, paragraphs: list[str], settings: SamplingSettings) -> str:
-        """Exactly the story text the model reads for these settings (after truncation to its window);
+    def block_text(self, ids) -> str:
+        """The text of some prompt ids as the model reads it (characters its vocabulary lacks show as <unk>)."""
+        return readable(text_decoder(self.tokenizer)(list(ids)))
+
+    def _prompt(self, paragraphs: list[str], settings: SamplingSettings, steering: Steering | None) -> Assembly:
+        """The assembled prompt to generate from; ContextTooLong when memory and note leave the story too little
+        (the writer is told which to shorten: nothing is cut silently)."""
+        assembly = self.assemble(paragraphs, settings, steering)
+        if assembly.problem is not None:
+            raise ContextTooLong(assembly.problem)
+        return assembly
+
+    def context_text(self, paragraphs: list[str], settings: SamplingSettings, steering: Steering | None = None) -> str:
+        """Exactly the text the model reads for these settings (after fitting its window);
         characters its vocabulary lacks show as <unk>."""
-        ids = self._prompt_ids(paragraphs, settings.max_new_tokens)
+        ids = self.assemble(paragraphs, settings, steering).ids
         if ids == [self._bos_id] and not any(p.strip() for p in paragraphs):
             return ""
-        return readable(text_decoder(self.tokenizer)(ids))
+        return self.block_text(ids)
 
     # -- generation
 
@@ -284,17 +298,22 @@ class Engine:
         return settings.seed if settings.seed is not None else secrets.randbelow(2**31)
 
     def continue_story(self, paragraphs: list[str], settings: SamplingSettings, adapter: str | None = None,
-                       cancel: threading.Event | None = None) -> Continuation:
-        """Start writing the next paragraph; returns a Continuation streaming text chunks as they are generated."""
+                       cancel: threading.Event | None = None, steering: Steering | None = None) -> Continuation:
+        """Start writing the next paragraph; returns a Continuation streaming text chunks as they are generated.
+
+        `steering` (memory, author's note, story cards) joins the story in what the model reads; the meta then
+        says which versions of them it read (meta["context"])."""
         self._check(settings, adapter)
-        prompt = self._prompt_ids(paragraphs, settings.max_new_tokens)
+        assembly = self._prompt(paragraphs, settings, steering)
         seed = self._seed(settings)
         channel = Channel(cancel)
-        self._start(channel, prompt, settings, seed, adapter, 1)
+        channel.context = assembly.meta() if steering is not None else None
+        self._start(channel, assembly.ids, settings, seed, adapter, 1)
         return Continuation(channel)
 
     def stream_alternatives(self, paragraphs: list[str], settings: SamplingSettings, n: int,
-                            adapter: str | None = None, cancel: threading.Event | None = None) -> AlternativesStream:
+                            adapter: str | None = None, cancel: threading.Event | None = None,
+                            steering: Steering | None = None) -> AlternativesStream:
         """n (1..4) candidates written side by side in one batch: iterate for (index, chunk) pairs as each grows;
         `.texts` and `.meta` (as `alternatives` gives) once finished. Same seed -> same candidates as `alternatives`."""
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_ALTERNATIVES:
@@ -304,16 +323,17 @@ class Engine:
         if n > 1 and settings.temperature == 0:
             raise SettingsError("temperature", "온도가 0이면 후보가 모두 같습니다 / with temperature 0 every "
                                                "candidate is the same; raise the temperature to get alternatives.")
-        prompt = self._prompt_ids(paragraphs, settings.max_new_tokens)
+        assembly = self._prompt(paragraphs, settings, steering)
         seed = self._seed(settings)
         channel = ManyChannel(cancel)
-        self._start(channel, prompt, settings, seed, adapter, n)
+        channel.context = assembly.meta() if steering is not None else None
+        self._start(channel, assembly.ids, settings, seed, adapter, n)
         return AlternativesStream(channel)
 
     def alternatives(self, paragraphs: list[str], settings: SamplingSettings, n: int, adapter: str | None = None,
-                     cancel: threading.Event | None = None) -> Alternatives:
+                     cancel: threading.Event | None = None, steering: Steering | None = None) -> Alternatives:
         """n (1..4) candidate continuations from one batched generation, with `.meta` (the usual dict plus "n")."""
-        stream = self.stream_alternatives(paragraphs, settings, n, adapter=adapter, cancel=cancel)
+        stream = self.stream_alternatives(paragraphs, settings, n, adapter=adapter, cancel=cancel, steering=steering)
         result = Alternatives(stream.texts)
         result.meta = stream.meta
         return result
@@ -345,6 +365,8 @@ class Engine:
         except BaseException as error:  # reported to the consumer, who re-raises it as EngineError
             channel.queue.put(error)
         finally:
+            if getattr(channel, "context", None) is not None:
+                channel.meta["context"] = channel.context  # which memory, note and card versions it read
             channel.queue.put(END)
 
     def _write(self, channel: Channel, emitter: Emitter, prompt, settings, seed, adapter, queued: float) -> None:
@@ -387,3 +409,14 @@ LOCAL_MODEL = "local model"  # what stories and exports say of a model loaded fr
 def public_model_name(model_id: str) -> str:
     """The model's name as stories and exports show it: a Hub id as it is, never a server path."""
     return LOCAL_MODEL if looks_like_path(str(model_id)) else str(model_id)
+
+
+class ContextTooLong(SettingsError):
+    """Memory and author's note leave the story too little of the model's window; `.problem` (relay.context.Problem)
+    names the block to shorten ("memory" or "note"), or max_new_tokens can be lowered."""
+
+    def __init__(self, problem):
+        block = {"memory": "story memory", "note": "author's note"}[problem.block]
+        super().__init__(problem.block, f"the {block} leaves the story {problem.left} of the {problem.need} tokens it "
+                                        f"needs in the model's window; shorten the {block} or lower max_new_tokens")
+        self.problem = problem

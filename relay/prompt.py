@@ -10,12 +10,14 @@ Plain functions over an `encode(text) -> ids` function; no model or tokenizer ob
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Callable
 
 from relay.decoding import SENTENCE_END
 from relay.settings import SettingsError
 
-__all__ = ["build_prompt", "story_budget", "fitting_start", "MIN_PROMPT_TOKENS"]
+__all__ = ["build_prompt", "story_budget", "story_window", "story_lines", "latest_that_fits", "fitting_start", "Window",
+           "MIN_PROMPT_TOKENS"]
 
 MIN_PROMPT_TOKENS = 32  # the window must leave at least this much story for the model to read
 _SENTENCE_START = re.compile(SENTENCE_END + r"\s+")  # .end() is where the next sentence begins
@@ -28,19 +30,40 @@ def build_prompt(encode: Encode, paragraphs: list[str], window: int, max_new_tok
                  encode_many: EncodeMany | None = None) -> list[int]:
     """The most recent story that fits beside `max_new_tokens`, cut at a paragraph, else sentence, else token.
 
-    `encode_many` (a batch of texts at once) is only faster; by default `encode` is called per text."""
+    `encode_many` (a batch of texts at once) is only faster; by default `encode` is called per text.
+    relay/context.py's `assemble` reads the story through `story_window` too, with memory, cards and a note."""
     _check_paragraphs(paragraphs)
     budget = story_budget(window, max_new_tokens)
     encode_many = encode_many or (lambda texts: [encode(text) for text in texts])
     lines = _story_lines(paragraphs)
     if not lines:
         return [bos_id]  # an empty story: the model starts a document
-    ids = _latest_that_fits(encode, encode_many, [line + "\n" for line in lines], budget)
-    if ids is None:
-        ids = _latest_that_fits(encode, encode_many, _sentences(lines[-1]), budget)
-    if ids is None:
-        ids = encode(lines[-1] + "\n")[-budget:]
-    return ids
+    return story_window(encode, encode_many, lines, budget).ids
+
+
+@dataclass(frozen=True)
+class Window:
+    """The part of the story's lines the model reads: from line `first` on; `cut` when that line keeps only
+    its last sentences (or tokens) because not even it fit whole."""
+
+    first: int
+    ids: list[int]
+    cut: bool = False
+
+
+def story_window(encode: Encode, encode_many: EncodeMany, lines: list[str], budget: int) -> Window:
+    """The latest whole lines that fit in `budget` tokens; else the last line's last sentences; else its last tokens.
+
+    Lines are the story's non-empty lines, stripped (see `story_lines`). An empty window when `budget` is 0."""
+    if budget <= 0 or not lines:
+        return Window(len(lines), [])
+    found = latest_that_fits(encode, encode_many, [line + "\n" for line in lines], budget)
+    if found is not None:
+        return Window(*found)
+    found = latest_that_fits(encode, encode_many, _sentences(lines[-1]), budget)
+    if found is not None:
+        return Window(len(lines) - 1, found[1], cut=True)
+    return Window(len(lines) - 1, encode(lines[-1] + "\n")[-budget:], cut=True)
 
 
 def story_budget(window: int, max_new_tokens: int) -> int:
@@ -76,8 +99,13 @@ def _check_paragraphs(paragraphs: list[str]) -> None:
 
 def _story_lines(paragraphs: list[str]) -> list[str]:
     """Every non-empty line of the story, stripped: a paragraph with line breaks counts as several."""
-    lines = [line.strip() for p in paragraphs for line in p.split("\n")]
-    return [line for line in lines if line]
+    return [line for _, line in story_lines(paragraphs)]
+
+
+def story_lines(paragraphs: list[str]) -> list[tuple[int, str]]:
+    """(paragraph index, line) for every non-empty line of the story, stripped, in order."""
+    lines = ((i, line.strip()) for i, p in enumerate(paragraphs) for line in p.split("\n"))
+    return [(i, line) for i, line in lines if line]
 
 
 def _sentences(line: str) -> list[str]:
@@ -88,8 +116,10 @@ def _sentences(line: str) -> list[str]:
     return pieces
 
 
-def _latest_that_fits(encode: Encode, encode_many: EncodeMany, pieces: list[str], budget: int) -> list[int] | None:
-    """The ids of the longest tail of `pieces` (joined) within `budget`, or None when not even the last piece fits.
+def latest_that_fits(encode: Encode, encode_many: EncodeMany, pieces: list[str],
+                     budget: int) -> tuple[int, list[int]] | None:
+    """(index of the first piece kept, the ids of the longest tail of `pieces` joined) within `budget`, or None
+    when not even the last piece fits.
 
     Pieces are counted one by one first; the joined text can tokenize slightly differently, so it is checked and
     one more piece dropped while it is too long."""
@@ -97,6 +127,6 @@ def _latest_that_fits(encode: Encode, encode_many: EncodeMany, pieces: list[str]
     while first < len(pieces):
         ids = encode("".join(pieces[first:]))
         if len(ids) <= budget:
-            return ids
+            return first, ids
         first += 1
     return None

@@ -16,8 +16,10 @@ import threading
 import time
 from collections.abc import Iterator
 
+from relay.context import Steering
+from relay.engine import ContextTooLong
 from relay.settings import EngineError, SamplingSettings, SettingsError
-from relay.story_store import StoryStore, TurnBusy, writer_id_of
+from relay.story_store import MAX_NOTE_CHARS, StoryStore, TurnBusy, writer_id_of
 from relay.ui.common import _fail
 from relay.ui.render import _esc
 from relay.ui_text import say
@@ -93,12 +95,19 @@ class AITurn:
             raise _fail(say(lang, "not_ai_turn"))
         return story, head
 
+    def steering(self, story_id: int, turn_note: str | None = None) -> Steering:
+        """What steers the model on this story's next turn: its memory, note and cards (from the store), and the
+        writer's note for this turn only (never stored as the story's)."""
+        return Steering.from_record(self.store.steering(story_id), turn_note)
+
     @contextlib.contextmanager
-    def _turn(self, story_id: int, author: str, lang: str, writer_key: str | None):
-        """Check the rules and hold the story's model turn; yields (head, paragraph texts).
+    def _turn(self, story_id: int, author: str, lang: str, writer_key: str | None, turn_note: str | None = None):
+        """Check the rules and hold the story's model turn; yields (head, paragraph texts, steering).
 
         On any failure before a suggestion exists, the turn is given back.
         """
+        if turn_note is not None and (not isinstance(turn_note, str) or len(turn_note) > MAX_NOTE_CHARS):
+            raise _fail(say(lang, "steer_turn_note_too_long", limit=MAX_NOTE_CHARS))
         _, head = self.check_ai_may_write(story_id, author, lang, writer_key=writer_key)
         try:
             self.store.claim_ai_turn(story_id, author, ttl=AI_TURN_TTL, writer_key=writer_key)
@@ -106,8 +115,11 @@ class AITurn:
             raise _fail(say(lang, "ai_busy", holder=self.name(e.holder))) from None
         kept = False
         try:
-            yield head, [p.text for p in self.store.timeline(story_id)]
+            yield head, [p.text for p in self.store.timeline(story_id)], self.steering(story_id, turn_note)
             kept = True
+        except ContextTooLong as e:  # memory and note leave the story too little: say which to shorten
+            raise _fail(say(lang, f"steer_too_long_{e.problem.block}", need=e.problem.need, left=e.problem.left)) \
+                from None
         except (SettingsError, EngineError) as e:
             raise _fail(say(lang, "generation_failed", detail=str(e))) from None
         finally:
@@ -123,15 +135,17 @@ class AITurn:
         self.store.release_ai_turn(story_id, author, writer_key=writer_key)
 
     def stream(self, story_id: int, author: str, settings: SamplingSettings, adapter: str | None,
-               stop: threading.Event | None, lang: str, *, writer_key: str | None = None
-               ) -> Iterator[tuple[str, dict | None]]:
+               stop: threading.Event | None, lang: str, *, writer_key: str | None = None,
+               turn_note: str | None = None) -> Iterator[tuple[str, dict | None]]:
         """Yields (text so far, None) while writing, then (final text, suggestion info) once it is kept.
 
-        Co-writers watch the text through the store. Stopped, or abandoned by its reader (a closed
-        tab), the text so far is still kept as a suggestion; discarded, nothing is kept.
+        The model reads the story with its memory, note and cards (and `turn_note`, this turn only). Co-writers
+        watch the text through the store. Stopped, or abandoned by its reader (a closed tab), the text so far is
+        still kept as a suggestion; discarded, nothing is kept.
         """
-        with self._turn(story_id, author, lang, writer_key) as (head, paragraphs):
-            continuation = self.engine.continue_story(paragraphs, settings, adapter=adapter, cancel=stop)
+        with self._turn(story_id, author, lang, writer_key, turn_note) as (head, paragraphs, steering):
+            continuation = self.engine.continue_story(paragraphs, settings, adapter=adapter, cancel=stop,
+                                                      steering=steering)
             text, drafted = "", time.monotonic()
             finished = False
             try:
@@ -161,12 +175,14 @@ class AITurn:
 
     def alternatives(self, story_id: int, author: str, settings: SamplingSettings, n: int,
                      adapter: str | None, lang: str, *, writer_key: str | None = None,
-                     stop: threading.Event | None = None) -> Iterator[tuple[list[str], dict | None]]:
+                     stop: threading.Event | None = None,
+                     turn_note: str | None = None) -> Iterator[tuple[list[str], dict | None]]:
         """n suggestions written side by side: yields (texts so far, None) as they grow, then
         (final texts, {"candidate_ids", "expected_head", "meta"}) once all are kept in the turn.
         Co-writers watch the first column's text; a stop keeps what each column has so far."""
-        with self._turn(story_id, author, lang, writer_key) as (head, paragraphs):
-            stream = self.engine.stream_alternatives(paragraphs, settings, n, adapter=adapter, cancel=stop)
+        with self._turn(story_id, author, lang, writer_key, turn_note) as (head, paragraphs, steering):
+            stream = self.engine.stream_alternatives(paragraphs, settings, n, adapter=adapter, cancel=stop,
+                                                     steering=steering)
             texts, drafted = [""] * n, time.monotonic()
             for index, chunk in stream:
                 texts[index] += chunk

@@ -269,3 +269,8 @@ def translations(extra: dict[str, tuple[str, str]] | None = None) -> dict[str, d
 from relay.ui.story_text import STORY_TEXT  # noqa: E402
 
 TEXT.update(STORY_TEXT)
+
+# Steering the model (memory, author's note, story cards, what the model reads): relay/ui/steering.py.
+from relay.ui.steering_text import STEERING_TEXT  # noqa: E402
+
+TEXT.update(STEERING_TEXT)
