@@ -160,8 +160,9 @@ def _shown(db: str | None) -> str:
 
 
 def _one_line(error: BaseException, db: str | None = None) -> str:
-    """The error's message on one line, without the database password if it repeats the URL."""
-    text = " ".join(str(error).split())[:300].rstrip(".") or type(error).__name__
+    """The error's message (and, for the operator, its detail) on one line, without the database password."""
+    detail = getattr(error, "detail", "")
+    text = " ".join(f"{error} {f'({detail})' if detail else ''}".split())[:400].rstrip(".") or type(error).__name__
     if db and "://" in db and "@" in db:
         password = db.partition("://")[2].rpartition("@")[0].partition(":")[2]
         if password:

@@ -173,18 +173,37 @@ class Limits:
 
         Nothing is counted when the action is refused, so a refused request does not lengthen the wait.
         """
+        pairs, cost = self._counters(action, writer_id, ip), max(1, int(cost))
+        with self._lock:
+            self._refuse_if_over(action, pairs, cost)
+            for item, ids in pairs:
+                self._limiter.hit(item, action, *ids, cost=cost)
+
+    @contextlib.contextmanager
+    def counted(self, action: str, writer_id: str | None, ip: str | None, *, cost: int = 1) -> Iterator[None]:
+        """Refuse the block when `action` is over its rate, and count it only if the block succeeds:
+        a paragraph refused by the store (too long, out of turn) does not use up the writer's rate."""
+        pairs, cost = self._counters(action, writer_id, ip), max(1, int(cost))
+        with self._lock:
+            self._refuse_if_over(action, pairs, cost)
+        yield
+        with self._lock:
+            for item, ids in pairs:
+                self._limiter.hit(item, action, *ids, cost=cost)
+
+    def _counters(self, action: str, writer_id: str | None, ip: str | None) -> list:
+        """(rate, counter ids) for the writer (if any) and the address."""
         by_key, by_ip = self._items[action]
         pairs = [(by_ip, ("ip", ip or "unknown"))]
         if writer_id:
             pairs.insert(0, (by_key, ("key", writer_id)))
-        cost = max(1, int(cost))
-        with self._lock:
-            for item, ids in pairs:
-                if not self._limiter.test(item, action, *ids, cost=cost):
-                    reset = self._limiter.get_window_stats(item, action, *ids).reset_time
-                    raise LimitExceeded(action, max(1, math.ceil(reset - time.time())), item.amount)
-            for item, ids in pairs:
-                self._limiter.hit(item, action, *ids, cost=cost)
+        return pairs
+
+    def _refuse_if_over(self, action: str, pairs: list, cost: int) -> None:
+        for item, ids in pairs:
+            if not self._limiter.test(item, action, *ids, cost=cost):
+                reset = self._limiter.get_window_stats(item, action, *ids).reset_time
+                raise LimitExceeded(action, max(1, math.ceil(reset - time.time())), item.amount)
 
     def take_model_slot(self, writer_id: str | None, ip: str | None) -> tuple[str, ...]:
         """Reserve one model job for this writer and address; returns a token for free_model_slot()."""

@@ -94,6 +94,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "fork_title": ("새 갈래 제목", "Title of the fork"),
     "fork": ("여기서 갈래 만들기", "Fork here"),
     "export_fmt": ("형식", "Format"),
+    "export_file": ("내려받을 파일", "File to download"),
     "export": ("내려받기", "Download"),
     # history (relay/ui/history.py)
     "history_title": ("### 문단 고치기 · 기록 · 갈래", "### Edit paragraphs · history · forks"),

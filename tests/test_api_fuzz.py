@@ -134,12 +134,14 @@ def test_accept_refuses_bad_arguments_clearly(api, candidate_id, author, text, h
 
 
 @FUZZ
-@given(story_id=ids(), paragraph_id=ids(), text=texts(), author=texts(), writer_id=texts(), key=st.data())
-def test_edit_hide_and_block_refuse_bad_arguments_clearly(api, story_id, paragraph_id, text, author, writer_id, key):
+@given(story_id=ids(), paragraph_id=ids(), text=texts(), author=texts(), writer_id=texts(), version=ids(), key=st.data())
+def test_edit_hide_purge_and_block_refuse_bad_arguments_clearly(api, story_id, paragraph_id, text, author, writer_id,
+                                                                 version, key):
     fns, _, db, valid, _ = api
     k = key.draw(keys(valid))
     call_refused_or_ok(db, fns["edit_paragraph"], story_id, paragraph_id, text, author, k)
     call_refused_or_ok(db, fns["hide_paragraph"], story_id, paragraph_id, k)
+    call_refused_or_ok(db, fns["purge"], story_id, paragraph_id, version, k)
     call_refused_or_ok(db, fns["block_writer"], story_id, writer_id, k)
 
 
@@ -172,6 +174,7 @@ def test_every_writing_endpoint_without_a_writer_key_says_where_to_get_one(api):
         "undo_last": (story_id, "민지"), "continue_story": (story_id, "민지", None, None),
         "accept": ("candidate", "민지", None, None), "discard": (story_id, "민지"),
         "edit_paragraph": (story_id, head, "고친 글.", "민지"), "hide_paragraph": (story_id, head),
+        "purge": (story_id, head, None),
         "block_writer": (story_id, "0123456789abcdef"),
     }
     before = counts(db)

@@ -440,7 +440,7 @@ def test_request_bodies_over_the_cap_are_refused_before_they_are_read(served):
     big = requests.post(url + "gradio_api/call/timeline", data=b"x" * (MAX_BODY_BYTES + 1), timeout=30,
                         headers={"Accept-Language": "ko-KR", "Content-Type": "application/json"})
     assert big.status_code == 413 and "요청이 너무 큽니다" in big.json()["error"]
-    chunked = requests.post(url + "gradio_api/call/timeline", data=iter([b"x" * 65536] * 20), timeout=30)
+    chunked = requests.post(url + "gradio_api/call/timeline", data=iter([b"x" * 65536] * (MAX_BODY_BYTES // 65536 + 2)), timeout=30)
     assert chunked.status_code == 413 and "too large" in chunked.json()["error"]
     # A declared 100 MB body is refused from its headers alone: the answer comes with nothing sent.
     parts = urlsplit(url)
@@ -471,3 +471,107 @@ def test_one_address_cannot_hold_more_live_streams_than_its_share(strict_server)
             break
         time.sleep(0.2)
     assert again.status_code == 200
+
+
+# -- imports, keys and exports (issue 20) ---------------------------------------------------------
+
+def import_index(cfg) -> int:
+    """The page's import event: a click on the hidden button the page script presses after reading a file."""
+    target = next(c["id"] for c in cfg["components"] if c["props"].get("elem_id") == "relay-import-go")
+    return next(i for i, dep in enumerate(cfg["dependencies"]) if [target, "click"] in [list(t) for t in dep["targets"]])
+
+
+def import_payload(cfg, index: int, text, *, name: str, key: str) -> list:
+    payload = raw_payload(cfg, index, name=name, key=key)
+    payload[0] = text  # the first input is the file's text, read by the browser
+    return payload
+
+
+def test_the_import_handler_never_reads_a_server_path_and_needs_a_writer_key(served, tmp_path):
+    client, store, url, _ = served
+    cfg = config(url)
+    index = import_index(cfg)
+    secret_export = tmp_path / "someone-elses-export.json"  # a real export lying on the server's disk
+    story = store.create_story("남의 이야기", "someone", "free")
+    store.add_paragraph(story.id, "비밀 문단", "someone")
+    secret_export.write_text(store.export(story.id, "json"), encoding="utf-8")
+    key = new_key(client)
+    before = len(store.list_stories())
+    answers = []
+    for forged in (str(secret_export), str(tmp_path / "missing.json"), "../../../../etc/passwd",
+                   {"path": str(secret_export), "meta": {"_type": "gradio.FileData"}}):
+        answer = raw_call(url, index, import_payload(cfg, index, forged, name="mallory", key=key), uuid.uuid4().hex)
+        answers.append(json.dumps(answer.get("output", {}), ensure_ascii=False))
+    assert len(store.list_stories()) == before  # nothing imported from a path
+    assert not any("Errno" in a or "No such file" in a or "directory" in a for a in answers)
+    # The real file's text, sent as the browser sends it, imports only with a writer key the site issued.
+    text = secret_export.read_text(encoding="utf-8")
+    for bad_key in ("", "Z" * 16):
+        raw_call(url, index, import_payload(cfg, index, text, name="mallory", key=bad_key), uuid.uuid4().hex)
+    assert len(store.list_stories()) == before
+    raw_call(url, index, import_payload(cfg, index, text, name="mallory", key=key), uuid.uuid4().hex)
+    (imported,) = [s for s in store.list_stories() if s.title == "남의 이야기" and s.id != story.id]
+    assert imported.creator_id == store.writer_id(key) and imported.created_by == "mallory"
+    assert imported.origin["created_by"] == "someone" and imported.origin["imported_by"] == "mallory"
+
+
+def test_imports_count_as_new_stories(served):
+    from relay.limits import STORIES_PER_HOUR
+
+    client, store, url, _ = served
+    cfg = config(url)
+    index = import_index(cfg)
+    story = store.create_story("원본", "someone", "free")
+    text = store.export(story.id, "json")
+    key = new_key(client)
+    before = len(store.list_stories())
+    for _ in range(STORIES_PER_HOUR[0] + 2):
+        raw_call(url, index, import_payload(cfg, index, text, name="importer", key=key), uuid.uuid4().hex)
+    assert len(store.list_stories()) == before + STORIES_PER_HOUR[0]
+
+
+def test_a_made_up_writer_key_is_refused_by_every_writing_endpoint(served):
+    client, store, _, _ = served
+    story = store.create_story("열린 이야기", "host", "free")
+    made_up = "ZZZZZZZZZZZZZZZZ"  # the right shape, never issued
+    with pytest.raises(AppError, match="not issued"):
+        client.predict(story.id, "위조 키로 쓴 글.", "forger", None, made_up, api_name="/add_paragraph")
+    with pytest.raises(AppError, match="not issued"):
+        client.predict("위조 이야기", "forger", "free", made_up, api_name="/create_story")
+    assert store.timeline(story.id) == [] and not store.writer_key_issued(made_up)
+
+
+def test_the_page_issues_new_keys_only_under_the_writer_key_limit(strict_server, monkeypatch):
+    monkeypatch.setenv("RELAY_LIMIT_WRITER_KEYS", "100/3")
+    url, store = strict_server()
+    cfg = config(url)
+    load = fn_index(cfg, trigger="load")
+    keys = []
+    for _ in range(5):  # five page loads with no key kept: each asks for a new key
+        answer = raw_call(url, load, raw_payload(cfg, load, name="", key=""), uuid.uuid4().hex)
+        keys.append(answer["output"]["data"][2])
+    assert [bool(k) for k in keys] == [True, True, True, False, False]
+    assert all(store.writer_key_issued(k) for k in keys[:3])
+
+
+def test_hidden_paragraphs_leave_the_page_export_for_all_but_the_creator(served):
+    client, store, url, _ = served
+    creator, other = new_key(client), new_key(client)
+    story = client.predict("숨긴 글", "creator", "free", creator, api_name="/create_story")
+    client.predict(story["id"], "보통 문단.", "creator", None, creator, api_name="/add_paragraph")
+    phone = client.predict(story["id"], "제 번호는 010-9999-0000", "guest", None, other, api_name="/add_paragraph")
+    client.predict(story["id"], phone["id"], creator, api_name="/hide_paragraph")
+    cfg = config(url)
+    export = fn_index(cfg, button_key="export")
+
+    def exported(key: str) -> str:
+        payload = raw_payload(cfg, export, name="", key=key, story=story["id"])
+        payload[1] = "json"  # the format radio
+        answer = raw_call(url, export, payload, uuid.uuid4().hex)
+        path = answer["output"]["data"][0]["path"]
+        return requests.get(f"{url}gradio_api/file={path}", timeout=30).text
+
+    assert "010-9999-0000" not in exported(other) and "010-9999-0000" not in exported("")
+    assert "010-9999-0000" in exported(creator)
+    client.predict(story["id"], phone["id"], None, creator, api_name="/purge")
+    assert "010-9999-0000" not in exported(creator)

@@ -274,3 +274,17 @@ def test_a_named_proxy_is_trusted_only_for_connections_that_come_from_it(monkeyp
     with pytest.raises(ValueError, match="RELAY_TRUSTED_PROXIES"):
         check_trusted_proxies()
     assert client_ip(direct) == "203.0.113.9"
+
+
+def test_a_refused_action_does_not_use_up_the_rate():
+    limits = Limits(Rates(paragraph=(2, 10)))
+    for _ in range(5):  # five paragraphs the store refuses (too long, out of turn...)
+        with pytest.raises(ValueError):
+            with limits.counted("paragraph", "writer", "1.1.1.1"):
+                raise ValueError("refused by the store")
+    for _ in range(2):
+        with limits.counted("paragraph", "writer", "1.1.1.1"):
+            pass
+    with pytest.raises(LimitExceeded):
+        with limits.counted("paragraph", "writer", "1.1.1.1"):
+            pass

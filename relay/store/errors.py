@@ -127,7 +127,18 @@ class StoreBusy(StoryError):
 
 
 class StoreUnavailable(StoryError):
-    """The database cannot be written (read-only, disk full, I/O error) or reached; nothing was written."""
+    """The database cannot be written (read-only, disk full, I/O error) or reached; nothing was written.
+
+    The message is for anyone; `.detail` (the driver's words, which may name the database's host and
+    port) is for the operator: the app prints it at startup, and no page or API answer shows it.
+    """
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.detail))
 
 
 _SQLITE_UNAVAILABLE = {
@@ -144,7 +155,7 @@ def db_error(exc: sa_exc.DBAPIError | sqlite3.Error) -> StoryError:
         if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
             return StoreBusy(BUSY_MESSAGE)
         if primary in _SQLITE_UNAVAILABLE:
-            return StoreUnavailable(_unavailable_message(primary, orig))
+            return StoreUnavailable(_unavailable_message(primary, orig), str(orig))
         return StoryError(f"The story store failed: {orig}")
     sqlstate = getattr(orig, "sqlstate", None) or ""
     if sqlstate in ("55P03", "40P01", "40001"):  # lock not available, deadlock, serialization failure
@@ -152,7 +163,7 @@ def db_error(exc: sa_exc.DBAPIError | sqlite3.Error) -> StoryError:
     if sqlstate.startswith("08") or sqlstate in ("53100", "25006") or isinstance(exc, sa_exc.OperationalError):
         return StoreUnavailable(
             "The story database cannot be reached or written now, so nothing was saved; check that the"
-            f" PostgreSQL server is running and the URL is right. ({str(orig).strip()})"
+            " PostgreSQL server is running and the URL is right.", str(orig).strip()
         )
     return StoryError(f"The story store failed: {orig}")
 
@@ -166,4 +177,4 @@ def _unavailable_message(code: int, orig: Exception) -> str:
     if code == sqlite3.SQLITE_CANTOPEN:
         return ("The story database file cannot be opened; check that the path exists and that its folder is"
                 " writable.")
-    return f"The story database could not be read or written (a disk error), so nothing was saved. ({orig})"
+    return "The story database could not be read or written (a disk error), so nothing was saved."

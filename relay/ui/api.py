@@ -21,13 +21,14 @@ from relay.settings import SamplingSettings, SettingsError
 from relay.story_store import StoryError, StoryStore
 from relay.turns import AITurn
 from relay.ui.limit_text import limit_message, say as say_limit
+from relay.ui.steering_api import STEERING_WRITES, steering_endpoints
 
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a bigger id cannot name anything
 MAX_CANDIDATE_ID_CHARS = 100
 MAX_CLIENT_ID_CHARS = 100  # the store's limit too (printable ASCII)
 # Every endpoint that writes (the README's API section lists them).
 WRITING_ENDPOINTS = ("create_story", "add_paragraph", "undo_last", "continue_story", "accept", "discard",
-                     "edit_paragraph", "hide_paragraph", "block_writer")
+                     "edit_paragraph", "hide_paragraph", "purge", "block_writer") + STEERING_WRITES
 
 
 class Refusal(Exception):
@@ -168,9 +169,9 @@ def api_functions(engine, store: StoryStore, ai_turn: AITurn, limits: Limits) ->
         text_arg(author, "author", lang)
         text_arg(client_id, "client_id", lang, optional=True, max_chars=MAX_CLIENT_ID_CHARS)
         key, wid = writer(writer_key, lang)
-        limits.check("paragraph", wid, ip)
-        return store.add_paragraph(sid, text, author, kind="human", expected_head=head, writer_key=key,
-                                   client_id=client_id).to_dict()
+        with limits.counted("paragraph", wid, ip):  # a refused paragraph does not use up the rate
+            return store.add_paragraph(sid, text, author, kind="human", expected_head=head, writer_key=key,
+                                       client_id=client_id).to_dict()
 
     def add_paragraph(story_id: int, text: str, author: str, expected_head: int | None = None,
                       writer_key: str | None = None, client_id: str | None = None, request: gr.Request = None) -> dict:
@@ -209,13 +210,16 @@ def api_functions(engine, store: StoryStore, ai_turn: AITurn, limits: Limits) ->
         return sid, name, key, wid, sampling, adapter or None, lang, ip
 
     def continue_story(story_id: int, author: str, settings: dict | None = None, adapter: str | None = None,
-                       writer_key: str | None = None, request: gr.Request = None) -> Iterator[dict]:
-        """Stream a model continuation: {"text", "done": false} chunks, then the candidate to accept."""
+                       writer_key: str | None = None, turn_note: str | None = None,
+                       request: gr.Request = None) -> Iterator[dict]:
+        """Stream a model continuation: {"text", "done": false} chunks, then the candidate to accept. The model reads
+        the story with its memory, author's note and story cards; turn_note (optional) steers this turn only."""
         sid, name, key, wid, sampling, adapter, lang, ip = _start_turn(story_id, author, settings, adapter, writer_key,
                                                                       request=request)
         try:
             with limits.model_slot(wid, ip):
-                for text, done in ai_turn.stream(sid, name, sampling, adapter, None, lang, writer_key=key):
+                for text, done in ai_turn.stream(sid, name, sampling, adapter, None, lang, writer_key=key,
+                                                 turn_note=turn_note):
                     if done is None:
                         yield {"text": text, "done": False}
                     else:
@@ -273,8 +277,22 @@ def api_functions(engine, store: StoryStore, ai_turn: AITurn, limits: Limits) ->
         return store.hide_paragraph(sid, pid, writer_key=key).to_dict()
 
     def hide_paragraph(story_id: int, paragraph_id: int, writer_key: str | None = None, request: gr.Request = None) -> dict:
-        """Hide a paragraph from the story (its creator's key only); it stays in the JSON export, marked hidden."""
+        """Hide a paragraph from the story (its creator's key only); only the creator's JSON export still has it."""
         return _hide_paragraph(story_id, paragraph_id, writer_key, request=request)
+
+    @guarded
+    def _purge(lang, ip, story_id, paragraph_id, version, writer_key):
+        sid = positive_id(story_id, "story_id", lang)
+        pid = positive_id(paragraph_id, "paragraph_id", lang)
+        number = None if version is None else positive_id(version, "version", lang)
+        key, _ = writer(writer_key, lang)
+        store.purge(sid, pid, number, writer_key=key)
+        return {"purged": pid, "version": number}
+
+    def purge(story_id: int, paragraph_id: int, version: int | None = None, writer_key: str | None = None,
+              request: gr.Request = None) -> dict:
+        """Erase for good a hidden paragraph's text (version null) or one earlier version of a paragraph (creator's key only)."""
+        return _purge(story_id, paragraph_id, version, writer_key, request=request)
 
     @guarded
     def _block_writer(lang, ip, story_id, writer_id, writer_key):
@@ -300,5 +318,9 @@ def api_functions(engine, store: StoryStore, ai_turn: AITurn, limits: Limits) ->
         "discard": discard,
         "edit_paragraph": edit_paragraph,
         "hide_paragraph": hide_paragraph,
+        "purge": purge,
         "block_writer": block_writer,
+        # memory, author's note, story cards, what the model reads (relay/ui/steering_api.py)
+        **steering_endpoints(engine, store, ai_turn, limits, guarded=guarded, writer=writer, positive_id=positive_id,
+                             text_arg=text_arg, refusal=Refusal, got=_got),
     }

@@ -28,9 +28,9 @@ class Composer:
         name = _need_name(name, lang)
         store = self.services.store
         try:
-            self.services.limits.check("paragraph", store.writer_id(key), client_ip(request))
-            store.add_paragraph(sid, text, name, kind="human", expected_head=int(head or 0), writer_key=key,
-                                client_id=draft_id or None)
+            with self.services.limits.counted("paragraph", store.writer_id(key), client_ip(request)):
+                store.add_paragraph(sid, text, name, kind="human", expected_head=int(head or 0), writer_key=key,
+                                    client_id=draft_id or None)
         except StaleHeadError:
             warn(lang, say(lang, "stale_head"))
             return gr.skip()  # the draft stays in the box; the live view shows the new paragraph

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from relay.story_store import StoryError, writer_id_of
 from relay.ui.common import _need_story, export_path
 from relay.ui.story_services import StoryServices
 
@@ -14,9 +15,21 @@ class Export:
     def __init__(self, services: StoryServices):
         self.services = services
 
-    def export(self, story_id, fmt, lang) -> str:
-        """The path of a fresh file holding the story in `fmt` (one of EXPORT_FORMATS)."""
+    def export(self, story_id, fmt, lang, key=None) -> str:
+        """The path of a fresh file holding the story in `fmt` (one of EXPORT_FORMATS); the story's creator
+        (by `key`) gets its hidden paragraphs in the JSON too, everyone else does not."""
         sid = _need_story(story_id, lang)
+        if fmt not in EXPORT_FORMATS:
+            fmt = "txt"
         path = export_path(sid, fmt)
-        path.write_text(self.services.store.export(sid, fmt), encoding="utf-8")
+        path.write_text(self.services.store.export(sid, fmt, writer_key=_well_formed(key)), encoding="utf-8")
         return str(path)
+
+
+def _well_formed(key) -> str | None:
+    """The key if it could be a writer key (the store decides whose it is), else None: an anonymous export."""
+    try:
+        writer_id_of(key)
+    except StoryError:
+        return None
+    return key

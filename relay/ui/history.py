@@ -14,19 +14,21 @@ import html
 import inspect
 import logging
 from datetime import datetime, timezone
-from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
 
-from relay.story_store import StoryError
+from relay.limits import LimitExceeded, client_ip
+from relay.story_store import StoryError, UnknownWriterKey
 from relay.ui.controls import i18n_key
+from relay.ui.limit_text import limit_message
 from relay.ui.messages import error_text, info, warn
 from relay.ui_text import say
 
 log = logging.getLogger(__name__)
 
-MAX_IMPORT_BYTES = 5 * 1024 * 1024  # refuse a wrong (huge) file before reading it; a story export is text
+MAX_IMPORT_BYTES = 2 * 1024 * 1024  # a story export at the paragraph cap fits; the browser refuses larger files
+IMPORT_TOO_BIG = "relay:too-big"  # what the page script sends instead of a file over MAX_IMPORT_BYTES
 TITLE_MAX = 100  # the store's title limit
 
 SEQ_ID = "relay-history-seq"
@@ -102,7 +104,25 @@ PARAGRAPH_ACTIONS_JS = """(() => {
 
 # Everything this module needs in the page head: the card actions and local times (kept local as
 # the page changes). The integrator puts it in `head=` as <script>...</script>.
-HISTORY_HEAD_JS = PARAGRAPH_ACTIONS_JS + """
+IMPORT_INPUT_HTML = '<input type="file" accept=".json,application/json" id="relay-import-input">'
+# Import: the browser reads the chosen file and sends its text through a hidden box and button; a file
+# over the limit is not read (its place is taken by a marker the server answers with the size message).
+IMPORT_JS = """
+document.addEventListener("change", async (event) => {
+  const input = event.target;
+  if (!input || input.id !== "relay-import-input" || !input.files || !input.files[0]) return;
+  const file = input.files[0];
+  const text = file.size > %(max)d ? "%(too_big)s" : await file.text();
+  input.value = "";
+  const box = document.querySelector("#relay-import-text textarea, #relay-import-text input");
+  if (!box) return;
+  box.value = text;
+  box.dispatchEvent(new Event("input", {bubbles: true}));
+  setTimeout(() => document.getElementById("relay-import-go")?.click(), 50);
+});
+""" % {"max": MAX_IMPORT_BYTES, "too_big": IMPORT_TOO_BIG}
+
+HISTORY_HEAD_JS = PARAGRAPH_ACTIONS_JS + IMPORT_JS + """
 (() => {
   const localize = %(local)s;
   let queued = false;
@@ -212,10 +232,34 @@ def _attempt(lang: str, action: str, fn, *args, **kwargs):
 
 
 def _keyed(method, *args, writer_key: str | None = None, **kwargs):
-    """Call a store method, passing the writer's key when there is one and the store takes it."""
-    if writer_key and "writer_key" in inspect.signature(method).parameters:
+    """Call a store method with the writer's key (the page always has one: a call without is forged)."""
+    if not writer_key:
+        raise UnknownWriterKey("This page has no writer key.")
+    if "writer_key" in inspect.signature(method).parameters:
         kwargs["writer_key"] = writer_key
     return method(*args, **kwargs)
+
+
+def _new_story_allowed(limits, key: str | None, request, lang: str) -> bool:
+    """Count one new story (a fork, a continue-from-here, an import) against the writer's and the address's
+    rate; False after saying why when it is over."""
+    if limits is None:
+        return True
+    try:
+        limits.check("story", _public_id(key), client_ip(request))
+    except LimitExceeded as e:
+        warn(lang, limit_message(lang, e))
+        return False
+    return True
+
+
+def _public_id(key: str | None) -> str | None:
+    from relay.story_store import writer_id_of
+
+    try:
+        return writer_id_of(key) if key else None
+    except StoryError:
+        return None
 
 
 def build_history_panel(ui) -> SimpleNamespace:
@@ -227,6 +271,7 @@ def build_history_panel(ui) -> SimpleNamespace:
     from here, import), for the page to chain its own rendering with `.then(...)` if it needs to.
     """
     store, story_state, lang_state, tabs = ui.store, ui.story_state, ui.lang_state, ui.tabs
+    limits = getattr(ui, "limits", None)
     writer, writer_key = ui.writer, getattr(ui, "writer_key", None)
     private = getattr(ui, "private", {"api_visibility": "private"})
     key_input = [writer_key] if writer_key is not None else []
@@ -247,8 +292,12 @@ def build_history_panel(ui) -> SimpleNamespace:
                                     max_length=TITLE_MAX, elem_id="relay-history-fork-title", scale=2)
             fork_btn = gr.Button(i18n_key("fork"), size="sm", elem_id=FORK_ID, scale=1)
             rewrite_btn = gr.Button(i18n_key("rewrite"), size="sm", elem_id=REWRITE_ID, scale=1)
-        import_file = gr.File(label=i18n_key("import_label"), file_types=[".json"], type="filepath", height=140,
-                              elem_id="relay-history-import")
+        # The file is read by the browser and its text sent (IMPORT_JS): the server never takes a file
+        # path from the page, so nobody can make it import a file it did not just receive.
+        import_box = gr.HTML(IMPORT_INPUT_HTML, label=i18n_key("import_label"), show_label=True, container=True,
+                             elem_id="relay-history-import")
+        import_text = gr.Textbox(elem_id="relay-import-text", elem_classes=["relay-hidden"], max_lines=1)
+        import_go = gr.Button("import", elem_id="relay-import-go", elem_classes=["relay-hidden"])
         # The story a fork or an import just opened ("" when none): a hidden component, not a gr.State,
         # because the browser's address-bar script reads it and a State never reaches the browser.
         opened = gr.Textbox(visible=False, elem_id="relay-history-opened")
@@ -326,12 +375,12 @@ def build_history_panel(ui) -> SimpleNamespace:
     nothing = ("", gr.skip(), gr.skip())  # opened, story_state, tabs
 
     def fork_at(rewrite: bool):
-        def run(story_id, number, title, name, lang, *key):
+        def run(story_id, number, title, name, lang, *key, request: gr.Request = None):
             key = (key or [None])[0]
             sid = story_of(story_id, lang)
             name = who(name, lang) if sid is not None else None
             paragraph = paragraph_at(sid, number, lang) if name else None
-            if paragraph is None:
+            if paragraph is None or not _new_story_allowed(limits, key, request, lang):
                 return nothing
             story = store.get_story(sid)
             title = (title or "").strip() or say(lang, "fork_default_title", title=story.title)[:TITLE_MAX]
@@ -354,30 +403,30 @@ def build_history_panel(ui) -> SimpleNamespace:
     fork_step = fork_btn.click(fork_at(False), fork_inputs, [opened, story_state, tabs], **private)
     rewrite_step = rewrite_btn.click(fork_at(True), fork_inputs, [opened, story_state, tabs], **private)
 
-    def import_story(path, lang):
-        if not path:
-            return (*nothing, gr.skip())
-        file = Path(path)
-        if file.suffix.lower() != ".json":
-            warn(lang, say(lang, "import_not_json"))
-            return (*nothing, None)
-        if file.stat().st_size > MAX_IMPORT_BYTES:
+    def import_story(text, name, lang, *key, request: gr.Request = None):
+        key = (key or [None])[0]
+        if not text:
+            return (*nothing, "")
+        if text == IMPORT_TOO_BIG or len(text) > MAX_IMPORT_BYTES:
             warn(lang, say(lang, "import_too_big", mb=MAX_IMPORT_BYTES // (1024 * 1024)))
-            return (*nothing, None)
-        ok, new = _attempt(lang, "import", store.import_json, file.read_bytes())
+            return (*nothing, "")
+        name = who(name, lang)
+        if name is None or not _new_story_allowed(limits, key, request, lang):
+            return (*nothing, "")
+        ok, new = _attempt(lang, "import", _keyed, store.import_json, text, name, writer_key=key)
         if not ok:
-            return (*nothing, None)
+            return (*nothing, "")
         info(lang, say(lang, "imported", story=new.id, title=_esc(new.title)))
-        return str(new.id), new.id, gr.Tabs(selected="story"), None
+        return str(new.id), new.id, gr.Tabs(selected="story"), ""
 
-    import_step = import_file.upload(import_story, [import_file, lang_state], [opened, story_state, tabs, import_file],
-                                     **private)
+    import_step = import_go.click(import_story, [import_text, writer, lang_state, *key_input],
+                                  [opened, story_state, tabs, import_text], **private)
 
     opened_steps = []
     for step in (fork_step, rewrite_step, import_step):
         opened_steps.append(step.then(None, [opened], None, js=OPEN_STORY_URL_JS, **private))
 
-    return SimpleNamespace(seq=seq, text=text, versions=versions, fork_title=fork_title, import_file=import_file,
+    return SimpleNamespace(seq=seq, text=text, versions=versions, fork_title=fork_title, import_box=import_box,
                            opened=opened_steps)
 
 

@@ -15,8 +15,8 @@ import json
 import threading
 from collections import Counter
 
-MAX_BODY_BYTES = 1024 * 1024  # every route but uploads: the largest real request (a lab context) is ~30 KB
-MAX_UPLOAD_BODY_BYTES = 3 * 1024 * 1024  # /gradio_api/upload: a 2 MB file (MAX_UPLOAD_SIZE) plus its form's framing
+MAX_BODY_BYTES = 3 * 1024 * 1024  # the largest real request: a story import (at most 2 MB of JSON text) in an event
+MAX_UPLOAD_BODY_BYTES = MAX_BODY_BYTES  # /gradio_api/upload (nothing of Relay's uploads files any more)
 
 _TOO_LARGE = {
     "ko": "요청이 너무 큽니다 (최대 {limit:,}바이트).",

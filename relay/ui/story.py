@@ -24,6 +24,7 @@ from relay.ui.history import HOST_ID, build_history_panel
 from relay.ui.page_load import PageLoad, remember_name
 from relay.ui.render import LIVE_SLOTS
 from relay.ui.story_list import StoryList
+from relay.ui.steering import build_steering_panel
 from relay.ui.story_services import StoryServices
 from relay.ui_text import say
 
@@ -115,12 +116,15 @@ def build_story_tabs(ui) -> None:
             controls = build_settings_panel(ui)
             n_alts = gr.Slider(2, MAX_ALTERNATIVES, value=3, step=1, label=i18n_key("n_alternatives"))
 
+        # Memory, author's note, story cards and what the model reads (relay/ui/steering.py).
+        steer = build_steering_panel(ui, controls)
+
         with gr.Accordion(i18n_key("more"), open=False, elem_id=HOST_ID):
             build_history_panel(ui)
             with gr.Row():
                 export_fmt = gr.Radio(choices=list(EXPORT_FORMATS), value="txt", label=i18n_key("export_fmt"))
                 export_btn = gr.Button(i18n_key("export"))
-                export_file = gr.File(interactive=False, elem_id="relay-export-file")
+                export_file = gr.File(label=i18n_key("export_file"), interactive=False, elem_id="relay-export-file")
 
     ui.adapter, ui.controls = adapter, controls
     story_state, lang_state, writer, writer_key, writer_id = (ui.story_state, ui.lang_state, ui.writer, ui.writer_key,
@@ -156,7 +160,7 @@ def build_story_tabs(ui) -> None:
 
     # -- the model's turn ----------------------------------------------------------------------
 
-    gen_inputs = [story_state, writer, writer_key, turn_view, adapter, lang_state, *controls]
+    gen_inputs = [story_state, writer, writer_key, turn_view, adapter, lang_state, *controls, steer.turn_note]
     precheck = dict(fn=desk.may_start, inputs=[story_state, writer, writer_key, lang_state], outputs=None,
                     concurrency_limit=None, **private)
     for button in (ai_btn, regen_btn):
@@ -165,7 +169,7 @@ def build_story_tabs(ui) -> None:
     stop_btn.click(desk.stop_generation, None, None, queue=False, **private)
 
     alts_btn.click(**precheck).success(desk.alternatives, [story_state, writer, writer_key, turn_view, n_alts, adapter,
-                                                           lang_state, *controls],
+                                                           lang_state, *controls, steer.turn_note],
                                        [*desk_outputs, alts_row, *alt_boxes, *pick_btns],
                                        **ui.model_queue, **private)
 
@@ -190,7 +194,7 @@ def build_story_tabs(ui) -> None:
 
     # -- export (undo, redo, edit, fork and import live in relay/ui/history.py) ---------------------
 
-    export_btn.click(export.export, [story_state, export_fmt, lang_state], [export_file], **private)
+    export_btn.click(export.export, [story_state, export_fmt, lang_state, ui.writer_key], [export_file], **private)
 
 
 def _bound(handler, *first):

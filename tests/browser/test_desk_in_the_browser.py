@@ -152,6 +152,11 @@ def test_importing_a_json_export_opens_the_same_story(new_page, desk_app, tmp_pa
     original, imported = store.timeline(story.id), store.timeline(new_id)
     assert [(p.text, p.author, p.kind) for p in imported] == [(p.text, p.author, p.kind) for p in original]
     expect(page.locator("#relay-timeline .relay-text").nth(1)).to_have_text("<b>굵게?</b>")
+    # The importer (준호, this browser's key) is the new story's creator; the file's writers stay as names only.
+    copy = store.get_story(new_id)
+    assert copy.created_by == "준호" and copy.creator_id is not None
+    assert copy.origin["writers"] == ["준호", "서윤"] and copy.origin["imported_by"] == "준호"
+    assert all(p.writer_id is None for p in imported)
 
 
 def test_a_file_that_is_not_an_export_is_refused_in_korean(new_page, desk_app, tmp_path):
