@@ -880,3 +880,11 @@ def test_md_export_keeps_markup_in_names_from_changing_the_page(store):
     md = store.export(story.id, "md")
     assert md.startswith("# \\*굵게\\* \\[링크\\]\n")
     assert "**1. \\_민수\\_**" in md
+
+
+def test_retrying_an_add_whose_paragraph_was_undone_says_so_instead_of_success(store, free_story):
+    first = store.add_paragraph(free_story.id, "한 번 쓴 글", "민수", client_id="draft-7")
+    store.undo_last(free_story.id, "민수")
+    with pytest.raises(NotFound, match="undone"):
+        store.add_paragraph(free_story.id, "한 번 쓴 글", "민수", client_id="draft-7")
+    assert store.timeline(free_story.id) == [] and first.id

@@ -168,6 +168,8 @@ def _sent_before(conn: sa.Connection, story_id: int, client_id: str, text: str) 
         return None
     if row["text"] != text:
         raise InvalidInput("This request id was already used for a different paragraph; send new text with a new id.")
+    if row["deleted"]:  # stored, then undone: the retry must not report it as added
+        raise NotFound("This paragraph was added and then undone; send it again with a new id to add it anew.")
     return paragraph_from_row(row)
 
 
