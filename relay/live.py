@@ -3,9 +3,12 @@
 One `LiveHub` per app process. A single watcher thread asks the store what changed
 (`store.wait_for_change`: a one-row read four times a second on SQLite, LISTEN/NOTIFY on
 PostgreSQL) and only while at least one tab is watching; an idle server runs no watcher at all.
-When a story changes, the hub takes one snapshot of it (timeline, whose turn it is, the model's
-text so far and the suggestions waiting), renders it once per page language, and hands the result
-to every tab that shows that story. Tabs listen on a plain Server-Sent Events route
+When a story changes, the hub takes one snapshot of it (the newest paragraphs, whose turn it is,
+the model's text so far and the suggestions waiting), renders it once per page language, and hands
+the result to every tab that shows that story. A snapshot holds only a window of the newest cards
+(relay.ui.demo.WINDOW), whatever the story's length; a tab gets older ones in pages on demand.
+Each message is serialized once per snapshot, language and previous snapshot, then shared by every
+tab in that position. A story's snapshot is dropped when its last tab closes. Tabs listen on a plain Server-Sent Events route
 (`/relay/live?story=ID&lang=ko`) mounted beside Gradio, so an idle tab costs one open connection
 and a comment line every 25 s: nothing goes through Gradio's queue, and no tab polls.
 
@@ -16,6 +19,7 @@ Because change detection goes through the store, a paragraph written by another 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import threading
@@ -32,14 +36,30 @@ KEEPALIVE_S = 25.0  # an SSE comment line this often keeps proxies from closing 
 MAX_SUBSCRIBERS = 5000  # open tabs one process will serve; more get HTTP 503 with a message
 
 
+# The parts of a story every tab shows besides its cards: sent whole at first, then when they change.
+PARTS = ("header", "status", "turn", "turn_state", "head", "count", "first", "more", "empty", "older", "steering")
+_serials = itertools.count(1)
+
+
 @dataclass
 class Snapshot:
     """A story as every tab sees it at one change token: rendered parts, one dict per page language."""
 
     story_id: int
     token: int
-    parts: dict[str, dict]  # lang -> {"header", "status", "turn", "cards": [(paragraph id, fingerprint, html)], ...}
+    parts: dict[str, dict]  # lang -> {"header", "status", "turn", "cards": [(paragraph id, seq, fingerprint, html)], ...}
     turn_expires_at: float | None  # when the current model turn times out (nothing is written then)
+    serial: int = field(default_factory=lambda: next(_serials))  # tells snapshots apart (tokens can repeat)
+    _sent: dict = field(default_factory=dict, repr=False)  # (lang, previous serial) -> the SSE lines
+
+    def event(self, lang: str, previous: Snapshot | None) -> str | None:
+        """The SSE lines that bring a tab from `previous` (None: nothing yet) to this snapshot, or None
+        if nothing it shows changed. Built once and shared by every tab in the same position."""
+        key = (lang, previous.serial if previous is not None else 0)
+        if key not in self._sent:
+            message = _message(self.parts[lang], previous.parts[lang] if previous is not None else None)
+            self._sent[key] = None if message is None else f"data: {json.dumps(message, ensure_ascii=False)}\n\n"
+        return self._sent[key]
 
 
 @dataclass(eq=False)
@@ -54,10 +74,11 @@ class LiveHub:
     """Watches the store and pushes each story's live state to the tabs that show it.
 
     `render(story_id, lang)` returns the parts of a story as a page in `lang` shows them (a dict
-    with "header", "status", "turn" HTML strings, "cards": a list of (paragraph id, fingerprint,
-    card html), "head": the last paragraph's id, "turn_state": a small JSON-able dict, and
-    "expires_at": when the model's turn times out or None); it raises NotFound for a story that
-    does not exist.
+    with "header", "status", "turn" HTML strings, "cards": the newest paragraphs as a list of
+    (paragraph id, seq, fingerprint, card html) in seq order, "first": the first card's seq,
+    "more": whether older paragraphs exist, "head": the last paragraph's id, "turn_state": a small
+    JSON-able dict, and "expires_at": when the model's turn times out or None); it raises NotFound
+    for a story that does not exist.
     """
 
     def __init__(self, store: StoryStore, render: Callable[[int, str], dict], *, langs: tuple[str, ...] = ("ko", "en")):
@@ -167,12 +188,12 @@ class LiveHub:
         self._add(sub)
         try:
             snap = await asyncio.to_thread(self.snapshot, story_id)
-            sent = None
+            sent: Snapshot | None = None
             while True:
-                message = _message(snap.parts[sub.lang], sent)
-                if message is not None:
-                    yield f"data: {json.dumps(message, ensure_ascii=False)}\n\n"
-                    sent = snap.parts[sub.lang]
+                event = snap.event(sub.lang, sent)
+                if event is not None:
+                    yield event
+                    sent = snap
                 try:
                     snap = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_S)
                 except asyncio.TimeoutError:
@@ -190,22 +211,30 @@ def _offer(queue: asyncio.Queue, snap: Snapshot) -> None:
 
 
 def _message(now: dict, sent: dict | None) -> dict | None:
-    """What to send a tab that last got `sent`: only the parts that changed, and new paragraphs as an append."""
+    """What to send a tab that last got `sent`: only the parts that changed, and only the cards that did.
+
+    The first message carries the window of newest cards as [id, seq, html]. Later ones carry
+    "upsert" (new or changed cards: the page puts each in its place by seq, replacing one with the
+    same id) and "remove" (ids gone from the story: undone or hidden). A card that only slid out
+    of the window's front is still in the story, so the page keeps it.
+    """
     if sent is None:
-        return {"kind": "full", **_public(now), "cards": [html for _, _, html in now["cards"]]}
+        return {"kind": "full", **_public(now), "cards": [[pid, seq, html] for pid, seq, _, html in now["cards"]]}
     message: dict = {"kind": "update"}
-    for key in ("header", "status", "turn", "turn_state", "head", "count"):
+    for key in PARTS:
         if now.get(key) != sent.get(key):
             message[key] = now.get(key)
-    old = [(pid, fp) for pid, fp, _ in sent["cards"]]
-    new = [(pid, fp) for pid, fp, _ in now["cards"]]
-    if new != old:
-        if new[:len(old)] == old:
-            message["append"] = [html for _, _, html in now["cards"][len(old):]]
-        else:
-            message["cards"] = [html for _, _, html in now["cards"]]
+    old = {pid: fp for pid, _, fp, _ in sent["cards"]}
+    upsert = [[pid, seq, html] for pid, seq, fp, html in now["cards"] if old.get(pid) != fp]
+    shown = {pid for pid, _, _, _ in now["cards"]}
+    first = now["cards"][0][1] if now["cards"] else 0
+    remove = [pid for pid, seq, _, _ in sent["cards"] if pid not in shown and seq >= first]
+    if upsert:
+        message["upsert"] = upsert
+    if remove:
+        message["remove"] = remove
     return message if len(message) > 1 else None
 
 
 def _public(parts: dict) -> dict:
-    return {k: parts.get(k) for k in ("header", "status", "turn", "turn_state", "head", "count")}
+    return {k: parts.get(k) for k in PARTS}

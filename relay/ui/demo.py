@@ -22,22 +22,34 @@ from relay.ui.api import register_api
 from relay.ui.common import STATE_TTL_S
 from relay.ui.controls import i18n_key
 from relay.ui.lab import build_lab_tab
-from relay.ui.render import render_card, render_header, render_status, render_turn
+from relay.ui.render import CardCache, render_card, render_header, render_status, render_turn
+from relay.ui.steering import render_shared
 from relay.ui.story import TOUCH_EVERY_S, build_story_tabs
 from relay.ui_text import say
 
 
 
-def story_parts(store: StoryStore, story_id: int, lang: str) -> dict:
-    """A story as the live stream sends it to a page in `lang` (see relay.live.LiveHub)."""
+WINDOW = 200  # newest cards a page (and every live message) carries; older ones come in pages on demand
+OLDER_PAGE = 100  # cards in one "older paragraphs" page (relay/ui/server.py: `/relay/older`)
+MAX_OLDER_PAGE = 200  # the most one request may ask for
+
+
+def story_parts(store: StoryStore, story_id: int, lang: str, cards: CardCache | None = None) -> dict:
+    """A story as the live stream sends it to a page in `lang` (see relay.live.LiveHub).
+
+    Only the newest WINDOW paragraphs, read with one indexed query and rendered through `cards`
+    (reused across snapshots), so a change to a story of thousands of paragraphs costs what a
+    short one does. "more" says whether older paragraphs exist (the page fetches them on demand).
+    """
     story = store.get_story(story_id)
-    paragraphs = store.timeline(story_id)
+    paragraphs, more = store.timeline_page(story_id, WINDOW)
     turn = store.ai_turn(story_id)
     head = paragraphs[-1] if paragraphs else None
-    cards = []
+    render = cards.card if cards is not None else render_card
+    window = []
     for p in paragraphs:
-        html = render_card(p, lang)
-        cards.append((p.id, hash(html), html))
+        html = render(p, lang)
+        window.append((p.id, p.seq, hash(html), html))
     turn_state = None
     if turn is not None:
         turn_state = {"holder_id": turn.holder_id, "status": turn.status, "turn_id": turn.turn_id,
@@ -47,23 +59,37 @@ def story_parts(store: StoryStore, story_id: int, lang: str) -> dict:
         "status": render_status(story, head, turn, lang),
         "turn": render_turn(turn, lang),
         "turn_state": turn_state,
-        "cards": cards,
+        "cards": window,
         "empty": f"<p><em>{say(lang, 'empty_timeline')}</em></p>",
         "head": head.id if head else 0,
-        "count": len(paragraphs),
+        "count": story.paragraph_count,
+        "first": paragraphs[0].seq if paragraphs else 0,
+        "more": more,
+        "older": say(lang, "older_paragraphs"),
         "expires_at": turn.expires_at if turn is not None else None,
+        "steering": render_shared(store.steering(story_id), lang),  # memory, note, cards (relay/ui/steering.py)
     }
 
 
+def older_cards(store: StoryStore, story_id: int, before: int, lang: str, cards: CardCache | None = None,
+                limit: int = OLDER_PAGE) -> dict:
+    """The `limit` paragraphs before seq `before` as rendered cards ([id, seq, html], oldest first) and
+    whether still older ones exist: what a page asks for when its reader scrolls up."""
+    paragraphs, more = store.timeline_page(story_id, min(limit, MAX_OLDER_PAGE), before=before)
+    render = cards.card if cards is not None else render_card
+    return {"cards": [[p.id, p.seq, render(p, lang)] for p in paragraphs], "more": more}
+
+
 def _fork_point(store: StoryStore, story) -> int | None:
-    """The number (seq) of the paragraph a fork was made at, if it is still in the original."""
+    """The number (seq) of the paragraph a fork was made at, if it is still in the original (one row read)."""
     if not story.forked_from:
         return None
     source, paragraph_id = story.forked_from
     try:
-        return next((p.seq for p in store.timeline(source) if p.id == paragraph_id), None)
+        at = store.paragraph(source, paragraph_id)
     except NotFound:
         return None
+    return None if at.deleted or at.hidden else at.seq
 
 
 def build_demo(engine, store: StoryStore, *, tiny: bool = False, ai_idle_s: float = AI_IDLE_S) -> gr.Blocks:

@@ -1,10 +1,18 @@
 // Relay's live story view. The server pushes each change of the open story over Server-Sent
 // Events (/relay/live, see relay/live.py); this script puts it into the page's slots. It never
 // builds HTML from user text itself: every fragment arrives escaped from the server.
+//
+// A long story arrives as a window of its newest cards ([id, seq, html], in seq order); later
+// messages carry only cards to put in place ("upsert", by seq) or take out ("remove"). Older
+// cards come from /relay/older in pages when the reader scrolls up to the "earlier paragraphs"
+// button or presses it.
 window.relayLive = (() => {
   let source = null;
   let current = { story: null, lang: "ko", writer: "" };
-  let state = { head: 0, cards: [], header: "", status: "", turn: "", turn_state: null };
+  const blank = () => ({ head: 0, cards: [], header: "", status: "", turn: "", turn_state: null, first: 0, more: false,
+                         older: "", olderMore: null });
+  let state = blank();
+  let loadingOlder = null;  // the story whose older page is being fetched
   let reading = false;
   let onTurn = null;
   let held = false, backlog = [];
@@ -50,20 +58,30 @@ window.relayLive = (() => {
     window.scrollTo({ top: Math.max(0, bottom - (window.innerHeight - covered) + 16) });
   }
 
-  function render(first) {
-    const timeline = $("relay-timeline");
-    if (!timeline) return false;
-    const stick = first || nearBottom();
+  // The page's base address (what relay/live and relay/older hang off).
+  function base() {
+    return location.href.split("?")[0].split("#")[0].replace(/[^/]*$/, "");
+  }
+
+  function paintParts() {
     $("relay-header").innerHTML = state.header || "";
     $("relay-status").innerHTML = state.status || "";
     const mine = state.turn_state && current.writer && state.turn_state.holder_id === current.writer;
     $("relay-turn").innerHTML = mine ? "" : state.turn || "";
-    timeline.innerHTML = state.cards.join("") || state.empty || "";
+  }
+
+  function render(first) {
+    const timeline = $("relay-timeline");
+    if (!timeline) return false;
+    const stick = first || nearBottom();
+    paintParts();
+    timeline.innerHTML = state.cards.map((c) => c[2]).join("") || state.empty || "";
     timeline.dataset.head = String(state.head || 0);
     timeline.dataset.story = String(current.story || "");
     $("relay-live").classList.toggle("relay-reading", reading);
     localTimes($("relay-live"));
     absoluteLinks($("relay-live"));
+    olderButton();
     if (stick) requestAnimationFrame(toLatest);
     jumpButton();
     return true;
@@ -74,20 +92,155 @@ window.relayLive = (() => {
     if (jump) jump.hidden = !current.story || nearBottom();
   }
 
+  // Whether the story has paragraphs before the first card shown: the live window's word until the
+  // reader has loaded cards older than the window, then the last older page's.
+  function hasOlder() {
+    if (!state.cards.length) return false;
+    if (state.olderMore !== null && state.first && state.cards[0][1] < state.first) return state.olderMore;
+    return !!state.more;
+  }
+
+  function olderButton() {
+    const button = $("relay-older");
+    if (!button) return;
+    button.textContent = state.older || "";
+    button.hidden = !current.story || !hasOlder();
+  }
+
+  function node(html) {
+    const t = document.createElement("template");
+    t.innerHTML = html;
+    return t.content.firstElementChild;
+  }
+
+  // Put a card where its seq belongs (state and page), replacing one with the same id.
+  function place(card, timeline) {
+    let i = state.cards.length;
+    while (i > 0 && state.cards[i - 1][1] > card[1]) i--;
+    state.cards.splice(i, 0, card);
+    if (!timeline) return;
+    const el = node(card[2]);
+    if (!el) return;
+    let after = timeline.lastElementChild;
+    while (after && Number(after.dataset.seq) > card[1]) after = after.previousElementSibling;
+    if (after && after.dataset.seq) after.after(el); else timeline.prepend(el);
+    localTimes(el);
+  }
+
+  // The cards of an update: out what was undone or hidden (and what changed), then each new card in its place.
+  function patchCards(remove, upsert) {
+    const timeline = $("relay-timeline");
+    const gone = new Set(remove.concat(upsert.map((c) => c[0])).map(Number));
+    if (gone.size) state.cards = state.cards.filter((c) => !gone.has(Number(c[0])));
+    if (timeline) {
+      if (!timeline.querySelector(".relay-para")) timeline.innerHTML = "";  // the "no paragraphs yet" note
+      for (const el of [...timeline.querySelectorAll(".relay-para[data-id]")]) {
+        if (gone.has(Number(el.dataset.id))) el.remove();
+      }
+    }
+    for (const card of upsert) place(card, timeline);
+    if (timeline && !state.cards.length) timeline.innerHTML = state.empty || "";
+  }
+
   function apply(message) {
     if (message.kind === "error") {
-      state = { head: 0, cards: [], header: `<p class="relay-error">${message.message}</p>`, status: "", turn: "", turn_state: null };
+      state = { ...blank(), header: `<p class="relay-error">${message.message}</p>` };
       render(true);
       return;
     }
     const first = message.kind === "full";
-    for (const key of ["header", "status", "turn", "turn_state", "head", "empty"]) {
+    for (const key of ["header", "status", "turn", "turn_state", "head", "empty", "first", "more", "older"]) {
       if (key in message) state[key] = message[key];
     }
-    if ("cards" in message) state.cards = message.cards;
-    if ("append" in message) state.cards = state.cards.concat(message.append);
-    render(first);
+    if (first) {
+      state.cards = message.cards || [];
+      state.olderMore = null;
+      render(true);
+    } else if (!$("relay-timeline")) {  // the slot is not on the page now: keep the state for when it is
+      if ("upsert" in message || "remove" in message) patchCards(message.remove || [], message.upsert || []);
+    } else {
+      const stick = nearBottom();
+      paintParts();
+      if ("upsert" in message || "remove" in message) patchCards(message.remove || [], message.upsert || []);
+      const timeline = $("relay-timeline");
+      timeline.dataset.head = String(state.head || 0);
+      absoluteLinks($("relay-live"));
+      olderButton();
+      if (stick) requestAnimationFrame(toLatest);
+      jumpButton();
+    }
     if (onTurn && ("turn_state" in message)) onTurn(state.turn_state);
+    if ("steering" in message || "head" in message) steeringChanged(message);
+  }
+
+  // Steering (relay/ui/steering.py): the story's memory, note and cards as every tab shows them, kept for the
+  // panel's slot (which appears when its accordion is first opened); after a change, the panel refreshes the
+  // boxes this writer has not edited, and its "what the model reads" view if it is showing.
+  let steering = { html: "", n: 0 };
+  function showSteering() {
+    const slot = $("relay-steering-live");
+    if (slot && slot.dataset.shown !== String(steering.n)) {
+      slot.innerHTML = steering.html;
+      slot.dataset.shown = String(steering.n);
+    }
+  }
+  function steeringChanged(message) {
+    const first = message.kind === "full";
+    if ("steering" in message) {
+      steering = { html: message.steering || "", n: steering.n + 1 };
+      showSteering();
+      if (!first) $("relay-steer-sync")?.click();
+    }
+    const view = $("relay-reads");
+    if (!first && view && view.offsetParent !== null) $("relay-reads-refresh")?.click();
+  }
+  setInterval(showSteering, 500);
+
+  // The page of cards before the first one shown, put on top without moving what the reader is looking at.
+  async function loadOlder() {
+    const story = current.story;
+    if (loadingOlder === story || !hasOlder()) return;
+    loadingOlder = story;
+    try {
+      const url = new URL("relay/older", base());
+      url.searchParams.set("story", story);
+      url.searchParams.set("before", state.cards[0][1]);
+      url.searchParams.set("lang", current.lang);
+      const response = await fetch(url);
+      if (!response.ok || current.story !== story) return;
+      const page = await response.json();
+      if (current.story !== story || !state.cards.length) return;
+      const timeline = $("relay-timeline");
+      const anchor = timeline && timeline.firstElementChild;
+      const top = anchor ? anchor.getBoundingClientRect().top : 0;
+      const older = page.cards.filter((c) => c[1] < state.cards[0][1]);
+      state.cards = older.concat(state.cards);
+      state.olderMore = !!page.more;
+      olderButton();
+      if (timeline && older.length) {
+        const t = document.createElement("template");
+        t.innerHTML = older.map((c) => c[2]).join("");
+        localTimes(t.content);
+        timeline.prepend(t.content);
+        if (anchor) window.scrollBy({ top: anchor.getBoundingClientRect().top - top, behavior: "instant" });
+      }
+    } catch (e) {
+      // A failed page leaves the button in place: pressing it tries again.
+    } finally {
+      if (loadingOlder === story) loadingOlder = null;
+    }
+  }
+
+  // Scrolling up to within a screen of the button loads the next older page, as pressing it does.
+  let lastY = window.scrollY;
+  function onScroll() {
+    jumpButton();
+    const y = window.scrollY, up = y < lastY;
+    lastY = y;
+    const button = $("relay-older");
+    if (!up || !button || button.hidden) return;
+    const rect = button.getBoundingClientRect();
+    if (rect.bottom > -window.innerHeight && rect.top < window.innerHeight) loadOlder();
   }
 
   // The page's language as the server picks it (relay.ui_text.pick_lang): the browser's first language.
@@ -99,7 +252,7 @@ window.relayLive = (() => {
   function open(story, lang, writer) {
     if (source) { source.close(); source = null; }
     current = { story, lang: lang || pageLang(), writer: writer || "" };
-    state = { head: 0, cards: [], header: "", status: "", turn: "", turn_state: null };
+    state = blank();
     if (!story) { render(true); return; }
     // The address bar names the open story, so a reload or a shared address opens it again.
     const here = new URL(location.href);
@@ -107,7 +260,7 @@ window.relayLive = (() => {
       here.searchParams.set("story", story);
       history.replaceState(null, "", here);
     }
-    const url = new URL("relay/live", location.href.split("?")[0].split("#")[0].replace(/[^/]*$/, ""));
+    const url = new URL("relay/live", base());
     url.searchParams.set("story", story);
     url.searchParams.set("lang", current.lang);
     source = new EventSource(url);
@@ -123,8 +276,11 @@ window.relayLive = (() => {
     if (timeline && current.story && timeline.dataset.story !== String(current.story)) render(false);
   }, 500);
 
-  window.addEventListener("scroll", jumpButton, { passive: true });
-  document.addEventListener("click", (e) => { if (e.target && e.target.id === "relay-jump") toLatest(); });
+  window.addEventListener("scroll", onScroll, { passive: true });
+  document.addEventListener("click", (e) => {
+    if (e.target && e.target.id === "relay-jump") toLatest();
+    if (e.target && e.target.id === "relay-older") loadOlder();
+  });
 
   // Keyboard: Ctrl+Enter adds the paragraph (in the composer) or accepts the suggestion (in the
   // preview); Alt+←/→ flips between suggestions.
@@ -149,6 +305,7 @@ window.relayLive = (() => {
     setReading: (on) => { reading = !!on; const live = $("relay-live"); if (live) live.classList.toggle("relay-reading", reading); },
     onTurnChange: (fn) => { onTurn = fn; },
     localTimes,
+    loadOlder,
     hold: (on) => {
       held = !!on;
       if (!held) { const queued = backlog; backlog = []; queued.forEach(apply); }

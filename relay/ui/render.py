@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import html
 import json
+import threading
+from collections import OrderedDict
 
 from relay.ui.history import paragraph_actions_html, render_time
 from relay.ui_text import say
@@ -45,6 +47,9 @@ CSS = """
   #relay-desk button { font-size: 0.85rem; padding-left: 0.3rem; padding-right: 0.3rem; }
 }
 .relay-stories table { width: 100%; }
+.relay-older { display: block; margin: 0 auto 0.6rem auto; padding: 0.3rem 1rem; border-radius: 999px;
+  border: 1px solid var(--border-color-primary); background: var(--button-secondary-background-fill); cursor: pointer; }
+.relay-older[hidden] { display: none; }
 """
 
 
@@ -116,6 +121,54 @@ def render_card(p, lang: str) -> str:
     )
 
 
+class CardCache:
+    """Rendered cards kept across snapshots, tabs and "older paragraphs" pages, least recently used first out.
+
+    A story's every change used to re-render all of its cards in both languages; now a card is
+    rendered once per (paragraph, what its card shows, language) while it stays in use. Bounded by
+    the characters it holds (keys' text and cards' HTML), so a process's memory for cards has a
+    ceiling whatever the stories; one lock, because the live watcher and request threads share it.
+    """
+
+    def __init__(self, max_chars: int = 8_000_000):  # ~16 MB of Korean text and markup at most
+        self.max_chars = max_chars
+        self._cards: OrderedDict[tuple, str] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._cards)
+
+    @property
+    def chars(self) -> int:
+        return self._chars
+
+    def card(self, p, lang: str) -> str:
+        """`render_card(p, lang)`, from the cache when this paragraph's card was rendered before."""
+        key = _card_key(p, lang)
+        with self._lock:
+            html_ = self._cards.get(key)
+            if html_ is not None:
+                self._cards.move_to_end(key)
+                return html_
+        html_ = render_card(p, lang)
+        size = len(p.text) + len(html_)
+        with self._lock:
+            if key not in self._cards and size <= self.max_chars:
+                self._cards[key] = html_
+                self._chars += size
+                while self._chars > self.max_chars:
+                    old_key, dropped = self._cards.popitem(last=False)
+                    self._chars -= len(old_key[2]) + len(dropped)  # key[2]: the paragraph's text
+        return html_
+
+
+def _card_key(p, lang: str) -> tuple:
+    """Everything render_card reads of a paragraph (an edit changes the text, a redo the seq)."""
+    meta = json.dumps(p.meta, ensure_ascii=False, sort_keys=True) if p.kind == "ai" and p.meta else ""
+    return (p.id, p.seq, p.text, p.edited, p.author, p.kind, p.created_at, meta, lang)
+
+
 def render_timeline(paragraphs, lang: str) -> str:
     """The whole timeline as one HTML string (the live page sends cards one by one instead)."""
     if not paragraphs:
@@ -151,6 +204,7 @@ def render_turn(turn, lang: str) -> str:
 LIVE_SLOTS = (
     '<div id="relay-live" class="relay-live">'
     '<div id="relay-header"></div><div id="relay-status" class="relay-status"></div>'
+    '<button type="button" class="relay-older" id="relay-older" hidden></button>'
     '<div id="relay-timeline" class="relay-timeline"></div><div id="relay-turn"></div>'
     '<button type="button" class="relay-jump" id="relay-jump" hidden>↓</button>'
     '</div>'

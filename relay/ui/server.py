@@ -28,11 +28,11 @@ from relay.live import MAX_SUBSCRIBERS, LiveHub
 from relay.story_store import NotFound, StoryStore
 from relay.ui.common import CACHE_CLEANUP, MAX_UPLOAD_SIZE, STATE_SESSION_CAPACITY
 from relay.ui.controls import make_i18n
-from relay.ui.demo import story_parts
+from relay.ui.demo import MAX_OLDER_PAGE, OLDER_PAGE, older_cards, story_parts
 from relay.ui.history import CSS as HISTORY_CSS
 from relay.ui.history import head_scripts
 from relay.ui.http_guards import BodyCap, StreamsPerAddress
-from relay.ui.render import CSS
+from relay.ui.render import CSS, CardCache
 from relay.ui_text import say
 
 QUEUE_MAX_SIZE = 2048  # events waiting at once in the whole server (a memory bound; nothing normally waits)
@@ -58,8 +58,9 @@ class Server:
 
 
 def build_app(demo: gr.Blocks, store: StoryStore, **gradio_options) -> tuple[FastAPI, LiveHub]:
-    """The FastAPI app: `/relay/live` (the story stream) and the Gradio page at `/`."""
-    hub = LiveHub(store, lambda story_id, lang: story_parts(store, story_id, lang))
+    """The FastAPI app: `/relay/live` (the story stream), `/relay/older` (earlier paragraphs) and the Gradio page at `/`."""
+    cards = CardCache()  # rendered cards, shared by the live stream and the older pages (bounded)
+    hub = LiveHub(store, lambda story_id, lang: story_parts(store, story_id, lang, cards))
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     streams = StreamsPerAddress(Rates.from_env().live_tabs_per_address)  # README "Limits"
 
@@ -78,6 +79,19 @@ def build_app(demo: gr.Blocks, store: StoryStore, **gradio_options) -> tuple[Fas
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
+    @app.get("/relay/older")
+    def older(story: str = Query(...), before: str = Query(...), lang: str = Query("ko"),
+              limit: str = Query(str(OLDER_PAGE))):
+        """JSON: the paragraphs before seq `before` as rendered cards, for a reader scrolling up."""
+        problem = _older_problem(story, before, lang, limit)
+        if problem:
+            return JSONResponse({"error": problem}, status_code=400)
+        try:
+            page = older_cards(store, int(story), int(before), lang, cards, int(limit))
+        except NotFound:
+            return JSONResponse({"error": say(lang, "story_not_found", story=int(story))}, status_code=404)
+        return JSONResponse(page, headers={"Cache-Control": "no-store"})
+
     demo.max_threads = MAX_THREADS  # before queue(): it sizes the queue's job slots and the thread limiter from it
     demo.queue(default_concurrency_limit=None, max_size=QUEUE_MAX_SIZE)
     _calm_idle_queue(demo)
@@ -90,6 +104,22 @@ def build_app(demo: gr.Blocks, store: StoryStore, **gradio_options) -> tuple[Fas
                               **gradio_options)
     app.add_middleware(BodyCap)  # every route, Gradio's included: large bodies are refused before they are read
     return app, hub
+
+
+def _older_problem(story: str, before: str, lang: str, limit: str) -> str | None:
+    """What is wrong with an `/relay/older` request's parameters (plain digits only), or None."""
+    def number(text: str, below: int) -> bool:
+        return text.isascii() and text.isdigit() and len(text) < 20 and 0 < int(text) < below
+
+    if not number(story, 2**63):
+        return "story must be a positive whole number"
+    if not number(before, 2**31):
+        return "before must be a paragraph number (1 or more)"
+    if lang not in ("ko", "en"):
+        return "lang must be ko or en"
+    if not number(limit, MAX_OLDER_PAGE + 1):
+        return f"limit must be a whole number from 1 to {MAX_OLDER_PAGE}"
+    return None
 
 
 async def _guarded(hub: LiveHub, story_id: int, lang: str, closed):
