@@ -81,14 +81,18 @@ class Desk:
     def _show(self, lang: str, view: dict | None, text: str | None = None, meta: dict | None = None) -> tuple:
         return show_desk(self.services.store, lang, view, text, meta)
 
-    def _turn_inputs(self, story_id, name, values, lang) -> tuple[int, str, SamplingSettings]:
-        """The open story, the writer and validated settings for a model turn, or a message why not."""
+    def _turn_inputs(self, story_id, name, values, lang) -> tuple[int, str, SamplingSettings, str | None]:
+        """The open story, the writer, validated settings and the note for this turn only (the steering panel's,
+        sent after the sampling controls when the page has it) for a model turn, or a message why not."""
         sid = _need_story(story_id, lang)
         name = _need_name(name, lang)
+        count = len(self.services.names)
+        values, turn_note = values[:count], (values[count] if len(values) > count else None)
         try:
-            return sid, name, settings_from_values(self.services.names, values, self.services.setting_range)
+            settings = settings_from_values(self.services.names, values, self.services.setting_range)
         except SettingsError as e:
             raise user_error(lang, e) from None
+        return sid, name, settings, (turn_note or "").strip() or None
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -104,7 +108,7 @@ class Desk:
 
     def generate(self, request: gr.Request, story_id, name, key, view, adapter_name, lang, *values):
         """Write one suggestion, streamed into the box; it joins the turn's earlier ones as the last swipe."""
-        sid, name, settings = self._turn_inputs(story_id, name, values, lang)
+        sid, name, settings, turn_note = self._turn_inputs(story_id, name, values, lang)
         store, stops = self.services.store, self.services.stops
         session = request.session_hash or ""
         stop = stops.fresh(session)
@@ -117,7 +121,7 @@ class Desk:
             except LimitExceeded as e:
                 raise ui_error(lang, e) from None
             for text, done in self.services.ai_turn.stream(sid, name, settings, adapter_name or None, stop, lang,
-                                                           writer_key=key):
+                                                           writer_key=key, turn_note=turn_note):
                 if done is None:
                     # Nothing to accept until the text is finished and kept as a suggestion.
                     if time.monotonic() - shown < SHOW_EVERY_S:
@@ -134,7 +138,7 @@ class Desk:
 
         Outputs: the desk, then the columns' row, their MAX_ALTERNATIVES boxes and their pick buttons.
         """
-        sid, name, settings = self._turn_inputs(story_id, name, values, lang)
+        sid, name, settings, turn_note = self._turn_inputs(story_id, name, values, lang)
         store, stops, limits = self.services.store, self.services.stops, self.services.limits
         wid, ip, n = store.writer_id(key), client_ip(request), int(n)
         session = request.session_hash or ""
@@ -150,7 +154,7 @@ class Desk:
             except LimitExceeded as e:
                 raise ui_error(lang, e) from None
             for texts, done in self.services.ai_turn.alternatives(sid, name, settings, n, adapter_name or None, lang,
-                                                                  writer_key=key, stop=stop):
+                                                                  writer_key=key, stop=stop, turn_note=turn_note):
                 boxes = [gr.Textbox(value=texts[i], visible=True, label=labels[i]) if i < len(texts)
                          else gr.Textbox(value="", visible=False) for i in range(MAX_ALTERNATIVES)]
                 if done is None:

@@ -24,6 +24,21 @@ def lab_paragraphs(context: str | None) -> list[str]:
     return [p.strip("\n") for p in PARAGRAPH_BREAK.split(context or "") if p.strip()]
 
 
+def assembled_context(engine, store, ai_turn, story_id: int) -> str:
+    """The text the story's next model turn reads (relay/context.py), as the lab's context: one line per
+    paragraph, a blank line between; the story's own settings give the room left to write."""
+    story = store.get_story(story_id)
+    try:
+        settings = SamplingSettings.from_dict(story.settings or {})
+    except SettingsError:
+        settings = SamplingSettings()
+    assembly = engine.assemble([p.text for p in store.timeline(story_id)], settings, ai_turn.steering(story_id))
+    if all(block.kind == "story" and block.paragraphs is None for block in assembly.blocks):
+        return ""  # an empty story without memory, note or cards
+    text = engine.block_text(assembly.ids)
+    return "\n\n".join(line.strip() for line in text.split("\n") if line.strip())
+
+
 def build_lab_tab(ui) -> None:
     """Lay out the lab inside the current gr.Tab and wire its events; `ui` is the page's shared UIContext."""
     engine, store, cancels, defaults = ui.engine, ui.store, ui.cancels, ui.defaults
@@ -63,10 +78,12 @@ def build_lab_tab(ui) -> None:
     lab_n.change(lab_show, [lab_n], lab_columns, **private)
 
     def lab_take_story(story_id, lang):
+        """What the model reads of the open story next turn (memory, cards, story window, note, as the story's
+        own model turn assembles them), one paragraph per block of lines."""
         if story_id in (None, ""):
             warn(lang, say(lang, "need_story"))
             return gr.skip()
-        return "\n\n".join(p.text for p in store.timeline(int(story_id)))
+        return assembled_context(engine, store, ui.ai_turn, int(story_id))
 
     lab_from_story.click(lab_take_story, [story_state, lang_state], [lab_context], **private)
 
