@@ -115,6 +115,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "fork_default_title": ("{title} (갈래)", "{title} (fork)"),
     "rewrite_opened": ("{seq}번째 문단 자리부터 다시 쓰는 갈래 이야기 #{story}를 열었습니다.", "Opened fork #{story} to write again from paragraph {seq}."),
     "import_label": ("이야기 가져오기 (릴레이에서 내려받은 JSON 파일)", "Import a story (a .json file downloaded from Relay)"),
+    "import_choose": ("파일 고르기", "Choose a file"),
     "import_not_json": ("JSON 파일만 가져올 수 있습니다.", "Only JSON files (.json) can be imported."),
     "import_too_big": ("파일이 너무 큽니다. {mb}MB까지 가져올 수 있습니다.", "The file is too large; the limit is {mb} MB."),
     "imported": ("이야기를 가져왔습니다: #{story} {title}", "Imported the story: #{story} {title}"),

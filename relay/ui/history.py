@@ -104,10 +104,26 @@ PARAGRAPH_ACTIONS_JS = """(() => {
 
 # Everything this module needs in the page head: the card actions and local times (kept local as
 # the page changes). The integrator puts it in `head=` as <script>...</script>.
-IMPORT_INPUT_HTML = '<input type="file" accept=".json,application/json" id="relay-import-input">'
+
+
+def _both(key: str) -> str:
+    """A catalogue text in both languages; the page shows the one of its language (CSS on html[data-relay-lang])."""
+    return (f'<span class="relay-ko">{html.escape(say("ko", key))}</span>'
+            f'<span class="relay-en">{html.escape(say("en", key))}</span>')
+
+
+IMPORT_INPUT_HTML = (
+    f'<label class="relay-import"><span class="relay-import-title">{_both("import_label")}</span>'
+    f'<span class="relay-import-button">{_both("import_choose")}</span>'
+    '<input type="file" accept=".json,application/json" id="relay-import-input"></label>'
+)
 # Import: the browser reads the chosen file and sends its text through a hidden box and button; a file
 # over the limit is not read (its place is taken by a marker the server answers with the size message).
 IMPORT_JS = """
+(() => {  // the page's language, as the server picks it: the browser's first language (for html[data-relay-lang])
+  const first = ((navigator.languages && navigator.languages[0]) || navigator.language || "").toLowerCase();
+  document.documentElement.dataset.relayLang = !first || first.startsWith("ko") ? "ko" : "en";
+})();
 document.addEventListener("change", async (event) => {
   const input = event.target;
   if (!input || input.id !== "relay-import-input" || !input.files || !input.files[0]) return;
@@ -139,6 +155,13 @@ HISTORY_HEAD_JS = PARAGRAPH_ACTIONS_JS + IMPORT_JS + """
 })();""" % {"local": LOCAL_TIME_JS}
 
 CSS = """
+html:not([data-relay-lang="en"]) .relay-en, html[data-relay-lang="en"] .relay-ko { display: none; }
+.relay-import { display: flex; flex-wrap: wrap; align-items: center; gap: 0.6rem; padding: 0.6rem 0; cursor: pointer; }
+.relay-import-title { color: var(--body-text-color-subdued); font-size: var(--text-sm); }
+.relay-import-button { min-height: 44px; display: inline-flex; align-items: center; padding: 0 1rem; border-radius: 6px;
+                       border: 1px solid var(--border-color-primary); background: var(--button-secondary-background-fill); }
+.relay-import input[type=file] { position: absolute; width: 1px; height: 1px; opacity: 0; }
+.relay-import:focus-within .relay-import-button { outline: 2px solid var(--color-accent); }
 .relay-acts { float: right; display: inline-flex; gap: 0.3rem; }
 .relay-act { font-size: 0.75rem; padding: 0 0.4rem; border: 1px solid var(--border-color-primary); border-radius: 4px;
              background: var(--button-secondary-background-fill); cursor: pointer; }
@@ -294,8 +317,7 @@ def build_history_panel(ui) -> SimpleNamespace:
             rewrite_btn = gr.Button(i18n_key("rewrite"), size="sm", elem_id=REWRITE_ID, scale=1)
         # The file is read by the browser and its text sent (IMPORT_JS): the server never takes a file
         # path from the page, so nobody can make it import a file it did not just receive.
-        import_box = gr.HTML(IMPORT_INPUT_HTML, label=i18n_key("import_label"), show_label=True, container=True,
-                             elem_id="relay-history-import")
+        import_box = gr.HTML(IMPORT_INPUT_HTML, elem_id="relay-history-import")
         import_text = gr.Textbox(elem_id="relay-import-text", elem_classes=["relay-hidden"], max_lines=1)
         import_go = gr.Button("import", elem_id="relay-import-go", elem_classes=["relay-hidden"])
         # The story a fork or an import just opened ("" when none): a hidden component, not a gr.State,
