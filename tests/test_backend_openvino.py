@@ -278,3 +278,26 @@ def test_the_picker_penalises_repeats_and_samples_top_k_like_transformers():
     allowed = set(torch.nonzero(TopKLogitsWarper(5)(None, logits.clone())[0] > -float("inf")).flatten().tolist())
     drawn = {picker.pick(logits.clone())[0] for _ in range(200)}
     assert drawn <= allowed and len(drawn) > 1  # only the 5 likeliest ids, and really sampled among them
+
+
+@pytest.fixture(scope="module")
+def real_width(tmp_path_factory, kogpt2_dir, relay_cache) -> Engine:
+    """KoGPT-2's widths (768 wide, 12 heads, its 51,200-id vocabulary and tokenizer), 2 layers, random weights,
+    int8 through the real from_pretrained path: the CPU kernels the real model runs (a tiny model picks others)."""
+    from relay.tiny import build_tiny_model
+
+    folder = build_tiny_model(tmp_path_factory.mktemp("kogpt2-width"), tokenizer_file=kogpt2_dir / "tokenizer.json",
+                              n_layer=2, n_embd=768, n_head=12, n_positions=1024)
+    return Engine.from_pretrained(folder, backend="openvino")
+
+
+@pytest.mark.parametrize("neighbours", [1, 3, 7])
+def test_a_seed_writes_the_same_text_beside_other_writers_on_int8_at_kogpt2_widths(real_width, neighbours):
+    mine = (STORY, SAMPLED.replace(seed=11, max_new_tokens=24))
+    others = [(OTHER_STORIES[i % len(OTHER_STORIES)] + [f"{i}번째 이야기."], SAMPLED.replace(seed=60 + i, max_new_tokens=40))
+              for i in range(neighbours)]
+    alone = real_width.continue_story(*mine).text
+    before = real_width.backend.stats()["widest_step"]
+    together = write_at_once(real_width, [mine, *others])
+    assert together[0] == alone
+    assert real_width.backend.stats()["widest_step"] >= min(neighbours + 1, 2) or before >= 2  # it shared a batch
