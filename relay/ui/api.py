@@ -18,6 +18,7 @@ import gradio as gr
 
 from relay.limits import LimitExceeded, Limits, client_ip
 from relay.settings import SamplingSettings, SettingsError
+from relay.store.validation import MAX_PARAGRAPHS_PER_STORY
 from relay.story_store import StoryError, StoryStore
 from relay.turns import AITurn
 from relay.ui.limit_text import limit_message, say as say_limit
@@ -138,12 +139,19 @@ def api_functions(engine, store: StoryStore, ai_turn: AITurn, limits: Limits) ->
         return [s.to_dict() for s in store.list_stories()]
 
     @guarded
-    def _timeline(lang, ip, story_id):
-        return [p.to_dict() for p in store.timeline(positive_id(story_id, "story_id", lang))]
+    def _timeline(lang, ip, story_id, limit, before):
+        sid = positive_id(story_id, "story_id", lang)
+        if limit is None and before is None:  # the whole story, as before issue 20
+            return [p.to_dict() for p in store.timeline(sid)]
+        n = MAX_PARAGRAPHS_PER_STORY if limit is None else min(positive_id(limit, "limit", lang), MAX_PARAGRAPHS_PER_STORY)
+        seq = None if before is None else min(positive_id(before, "before", lang), 2**31 - 1)
+        return [p.to_dict() for p in store.timeline_page(sid, n, before=seq)[0]]
 
-    def timeline(story_id: int, request: gr.Request = None) -> list[dict]:
-        """The story's paragraphs in order."""
-        return _timeline(story_id, request=request)
+    def timeline(story_id: int, limit: int | None = None, before: int | None = None,
+                 request: gr.Request = None) -> list[dict]:
+        """The story's paragraphs in order. With `limit`, only the newest `limit` (at most 5,000); with `before`,
+        only those numbered (seq) below it: page back through a long story with before = the first one's seq."""
+        return _timeline(story_id, limit, before, request=request)
 
     # -- writing ---------------------------------------------------------------------------
 
