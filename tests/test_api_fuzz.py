@@ -149,7 +149,8 @@ def test_the_endpoint_list_names_every_endpoint_that_writes(api):
     from relay.ui.api import WRITING_ENDPOINTS
 
     fns, *_ = api
-    assert set(WRITING_ENDPOINTS) == set(fns) - {"writer_key", "list_stories", "timeline"}
+    reading = {"writer_key", "list_stories", "timeline", "steering", "steering_versions", "what_the_model_reads"}
+    assert set(WRITING_ENDPOINTS) == set(fns) - reading
 
 
 @pytest.mark.parametrize("bad", [True, False, 1.0, 1.5, "1", None, "abc", [], math.nan, 2**63, 0, -1])
@@ -176,6 +177,9 @@ def test_every_writing_endpoint_without_a_writer_key_says_where_to_get_one(api):
         "edit_paragraph": (story_id, head, "고친 글.", "민지"), "hide_paragraph": (story_id, head),
         "purge": (story_id, head, None),
         "block_writer": (story_id, "0123456789abcdef"),
+        "set_memory": (story_id, "기억.", "민지"), "set_note": (story_id, "짧게.", 3, "민지"),
+        "set_scan_depth": (story_id, 4, "민지"), "save_card": (story_id, {"name": "민지", "text": "글."}, "민지"),
+        "delete_card": (story_id, 1, "민지"), "lock_steering": (story_id, True),
     }
     before = counts(db)
     for name in WRITING_ENDPOINTS:
