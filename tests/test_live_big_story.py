@@ -13,16 +13,17 @@ import requests
 from relay.live import LiveHub, _message
 from relay.story_store import StoryStore
 from relay.ui import render as render_module
-from relay.ui.demo import MAX_OLDER_PAGE, OLDER_PAGE, WINDOW, story_parts
+from relay.store.validation import MAX_TEXT_CHARS
+from relay.ui.demo import MAX_OLDER_PAGE, OLDER_PAGE, WINDOW, older_cards, story_parts
 from relay.ui.render import CardCache
 
 BIG = 3000
 
 
-def story_of(store: StoryStore, n: int, title: str = "긴 이야기"):
+def story_of(store: StoryStore, n: int, title: str = "긴 이야기", text: str = "바람이 불었다."):
     """A free-rule story of `n` paragraphs ("문단 1" …), written in one import."""
     when = "2026-12-01T00:00:00.000000+00:00"
-    paragraphs = [{"seq": i, "author": "민지", "kind": "human", "text": f"문단 {i}. 바람이 불었다.", "created_at": when}
+    paragraphs = [{"seq": i, "author": "민지", "kind": "human", "text": f"문단 {i}. {text}", "created_at": when}
                   for i in range(1, n + 1)]
     return store.import_json({"format": "relay-story", "version": 2, "paragraphs": paragraphs,
                               "story": {"title": title, "created_by": "민지", "created_at": when, "turn_rule": "free"}})
@@ -76,6 +77,23 @@ def test_a_story_of_3000_paragraphs_opens_with_a_message_under_200_kb_holding_it
     assert first["more"] is True and first["count"] == BIG and first["first"] == BIG - WINDOW + 1
     assert first["older"] == "이전 문단 더 보기"
     assert f"문단 {BIG}." in first["cards"][-1][2] and "문단 1." not in json.dumps(first, ensure_ascii=False)
+
+
+def test_paragraphs_of_the_longest_kind_make_a_shorter_window_and_pages_but_never_a_bigger_message(served):
+    store = served.store
+    story = story_of(store, 300, "아주 긴 문단들", text="가" * (MAX_TEXT_CHARS - 20))
+    tab = Tab(served.url, story.id)
+    try:
+        first, size = tab.next()
+    finally:
+        tab.close()
+    assert size < 200_000 and first["more"] is True
+    shown = [seq for _, seq, _ in first["cards"]]
+    assert 1 <= len(shown) < WINDOW and shown == list(range(301 - len(shown), 301)) and first["first"] == shown[0]
+    page = older_cards(store, story.id, shown[0], "ko", limit=MAX_OLDER_PAGE)
+    assert page["more"] and 1 <= len(page["cards"]) < MAX_OLDER_PAGE
+    assert [seq for _, seq, _ in page["cards"]] == list(range(shown[0] - len(page["cards"]), shown[0]))
+    assert len(json.dumps(page, ensure_ascii=False).encode("utf-8")) < 200_000
 
 
 def test_an_add_to_a_big_story_sends_only_the_new_card(served):

@@ -30,26 +30,28 @@ from relay.ui_text import say
 
 
 WINDOW = 200  # newest cards a page (and every live message) carries; older ones come in pages on demand
-OLDER_PAGE = 100  # cards in one "older paragraphs" page (relay/ui/server.py: `/relay/older`)
+WINDOW_BYTES = 170_000  # ...and at most this much card HTML (UTF-8: ~200 short cards), so long paragraphs make a shorter window
+OLDER_PAGE = 100  # cards in one "older paragraphs" page (relay/ui/server.py: `/relay/older`), also within WINDOW_BYTES
 MAX_OLDER_PAGE = 200  # the most one request may ask for
 
 
 def story_parts(store: StoryStore, story_id: int, lang: str, cards: CardCache | None = None) -> dict:
     """A story as the live stream sends it to a page in `lang` (see relay.live.LiveHub).
 
-    Only the newest WINDOW paragraphs, read with one indexed query and rendered through `cards`
-    (reused across snapshots), so a change to a story of thousands of paragraphs costs what a
-    short one does. "more" says whether older paragraphs exist (the page fetches them on demand).
+    Only the newest WINDOW paragraphs (fewer if their cards pass WINDOW_BYTES), read with one
+    indexed query and rendered through `cards` (reused across snapshots), so a change to a story of
+    thousands of paragraphs costs what a short one does. "more" says whether older paragraphs exist
+    (the page fetches them on demand).
     """
     story = store.get_story(story_id)
     paragraphs, more = store.timeline_page(story_id, WINDOW)
     turn = store.ai_turn(story_id)
     head = paragraphs[-1] if paragraphs else None
     render = cards.card if cards is not None else render_card
-    window = []
-    for p in paragraphs:
-        html = render(p, lang)
-        window.append((p.id, p.seq, hash(html), html))
+    kept = _newest_within([(p, render(p, lang)) for p in paragraphs], WINDOW_BYTES)
+    more = more or len(kept) < len(paragraphs)
+    paragraphs = [p for p, _ in kept]
+    window = [(p.id, p.seq, hash(html), html) for p, html in kept]
     turn_state = None
     if turn is not None:
         turn_state = {"holder_id": turn.holder_id, "status": turn.status, "turn_id": turn.turn_id,
@@ -77,7 +79,19 @@ def older_cards(store: StoryStore, story_id: int, before: int, lang: str, cards:
     whether still older ones exist: what a page asks for when its reader scrolls up."""
     paragraphs, more = store.timeline_page(story_id, min(limit, MAX_OLDER_PAGE), before=before)
     render = cards.card if cards is not None else render_card
-    return {"cards": [[p.id, p.seq, render(p, lang)] for p in paragraphs], "more": more}
+    kept = _newest_within([(p, render(p, lang)) for p in paragraphs], WINDOW_BYTES)
+    return {"cards": [[p.id, p.seq, html] for p, html in kept], "more": more or len(kept) < len(paragraphs)}
+
+
+def _newest_within(rendered: list, budget: int) -> list:
+    """The newest (paragraph, card html) pairs whose HTML fits in `budget` bytes, in order; at least one."""
+    total, start = 0, len(rendered)
+    while start > 0:
+        total += len(rendered[start - 1][1].encode("utf-8"))
+        if total > budget and start < len(rendered):
+            break
+        start -= 1
+    return rendered[start:]
 
 
 def _fork_point(store: StoryStore, story) -> int | None:
