@@ -1,0 +1,156 @@
+"""What steering costs: assembling what the model reads (memory, story cards, the author's note) beside the plain
+story window, and the first token of the next turn with memory and cards on and off.
+
+    .venv/bin/python benchmarks/bench_context.py                         # both parts (~2-3 minutes quiet)
+    .venv/bin/python benchmarks/bench_context.py --runs 50 --turns 1     # smoke run
+
+1. Assembly: `Engine.assemble` on a 2,000-paragraph story (KoCoNovel lines) with 200 story cards (2 keys each,
+   a few of them in the latest paragraphs), a 300-character memory and a note 3 paragraphs from the end, against
+   the same call without steering (the plain window of relay/prompt.py); p50 and p95 of --runs calls each,
+   interleaved, with the real KoGPT-2 tokenizer. The issue's target: under 10 ms.
+2. First token of the next turn: a story of about 512 tokens is read once (the previous turn), a paragraph is
+   added, and the time to the first text of the next turn is measured, with memory and cards on and off, on the
+   same engine: openvino int8 on the real KoGPT-2 architecture with random weights (config and tokenizer from
+   ../shared/kogpt2, as benchmarks/bench_generation.py builds it). `cached_prompt_tokens` shows how much of the
+   prompt the kept cache spared: the memory and cards come first, so the prefix cache still hits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_generation import SHARED, build_model, fresh, story_lines, story_of_tokens  # noqa: E402
+
+NAMES = ["민지", "준호", "하린", "서연", "도윤", "지우", "수아", "예준", "시우", "하은"]
+MEMORY = ("배경은 1970년대 부산의 바닷가 마을. 민지는 열일곱 살, 우체국 집 딸로 편지를 대신 읽어 주는 일을 한다. "
+          "준호는 민지의 소꿉친구로 고깃배를 탄다. 마을에는 밤마다 등대 불빛이 꺼진다는 소문이 돈다. "
+          "이야기는 민지의 눈으로, 짧고 담담한 문장으로 쓴다. 계절은 늦가을이고, 바람이 차갑다. "
+          "하린은 서울에서 내려온 교사이고, 서연은 등대지기의 딸이다.")
+NOTE = "긴장감 있게, 짧은 문장으로. 등대 이야기를 잊지 말 것."
+PARAGRAPH = "민지는 아무 대답도 하지 않고 창밖을 바라보았다. 비가 다시 내리기 시작했다."
+
+
+def steering(cards: int, memory: bool = True):
+    """Memory, a note 3 paragraphs from the end and `cards` cards: 10 of them keyed by names in the story."""
+    from relay.context import Card, Steering
+
+    deck = []
+    for i in range(cards):
+        name = NAMES[i] if i < len(NAMES) else f"인물{i}"
+        deck.append(Card(id=i + 1, name=name, keys=(name, f"{name}이"), priority=i % 100, version=1,
+                         text=f"{name}에 대한 설정: 바닷가 마을 사람으로, {i}번째 등장인물이다. 말수가 적고 눈치가 빠르다."))
+    if not memory:
+        return Steering(cards=tuple(deck))
+    return Steering(memory=MEMORY, memory_version=1, note=NOTE, note_version=1, cards=tuple(deck))
+
+
+def timed(fn, runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def bench_assembly(engine, lines: list[str], runs: int) -> None:
+    from relay.settings import PRESETS
+
+    settings = PRESETS["balanced"]
+    story = [lines[i % len(lines)] for i in range(2000)]
+    story[-2] = "그날 밤 민지는 준호에게 편지를 건넸다. " + story[-2]  # two cards' keys, with particles
+    steered = steering(200)
+    result = engine.assemble(story, settings, steered)
+    plain = engine.assemble(story, settings)
+    print(f"story: {len(story)} paragraphs, {sum(len(p) for p in story):,} characters; 200 cards; "
+          f"with steering: {len(result.ids)} prompt tokens ({[b.kind for b in result.blocks]}), "
+          f"cards in: {[b.trigger.card.name for b in result.blocks if b.kind == 'card']}; plain: {len(plain.ids)}")
+    with_ms, plain_ms = [], []
+    for _ in range(runs):  # interleaved, so a busy moment slows both alike
+        with_ms += timed(lambda: engine.assemble(story, settings, steered), 1)
+        plain_ms += timed(lambda: engine.assemble(story, settings), 1)
+    print("| assembly | p50 (ms) | p95 (ms) |")
+    print("|---|---:|---:|")
+    print(f"| plain story window (no steering) | {percentile(plain_ms, 0.5):.2f} | {percentile(plain_ms, 0.95):.2f} |")
+    print(f"| memory + 200 cards + note | {percentile(with_ms, 0.5):.2f} | {percentile(with_ms, 0.95):.2f} |")
+
+
+def first_text(engine, story, settings, steered) -> tuple[float, dict]:
+    start = time.perf_counter()
+    stream = engine.continue_story(story, settings, steering=steered)
+    first = None
+    for _ in stream:
+        if first is None:
+            first = time.perf_counter()
+    end = time.perf_counter()
+    return (first or end) - start, stream.meta
+
+
+def bench_next_turn(engine, lines: list[str], turns: int) -> None:
+    from relay.settings import PRESETS
+
+    settings = PRESETS["balanced"].replace(stop_at="length", max_new_tokens=16, min_new_tokens=0, seed=1,
+                                           trim_incomplete=False)
+    base = story_of_tokens(engine, lines, 512)
+    base[-3] = "준호는 민지에게 등대 이야기를 꺼냈다. " + base[-3]  # two cards come in
+    rows: dict[str, list[tuple]] = {"off": [], "on": []}
+    for run in range(turns):
+        for label, steered in (("off", None), ("on", steering(200))):
+            story = fresh(base, 100 * run + (1 if label == "on" else 2))
+            cold, meta_cold = first_text(engine, story, settings, steered)  # the previous turn reads it all
+            warm, meta = first_text(engine, story + [PARAGRAPH], settings, steered)
+            rows[label].append((cold, warm, meta["prompt_tokens"], meta["cached_prompt_tokens"],
+                                meta_cold["prompt_tokens"]))
+    print("| memory + cards | prompt tokens | first text, story read cold (s) | first text, next turn (+1 paragraph) (s) "
+          "| prompt tokens read from the kept cache |")
+    print("|---|---:|---:|---:|---:|")
+    for label, values in rows.items():
+        cold = statistics.median(v[0] for v in values)
+        warm = statistics.median(v[1] for v in values)
+        prompt = values[-1][2]
+        cached = values[-1][3]
+        print(f"| {label} | {prompt} | {cold:.3f} | {warm:.3f} | {cached} of {prompt} ({prompt - cached} read) |")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=300, help="assembly calls per variant")
+    parser.add_argument("--turns", type=int, default=3, help="next-turn measurements per variant (median)")
+    parser.add_argument("--backend", default="openvino")
+    args = parser.parse_args(argv)
+
+    from relay.engine import Engine
+
+    if not (SHARED / "kogpt2" / "config.json").exists():
+        sys.exit(f"needs the KoGPT-2 config and tokenizer at {SHARED / 'kogpt2'}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = build_model(Path(tmp) / "model")
+        os.environ["RELAY_CACHE"] = str(Path(tmp) / "cache")
+        started = time.perf_counter()
+        engine = Engine.from_pretrained(folder, backend=args.backend)
+        print(f"{args.backend}: loaded in {time.perf_counter() - started:.1f} s; {os.cpu_count()} CPUs; "
+              f"load average before: {tuple(round(x, 2) for x in os.getloadavg())}")
+        lines = story_lines()
+        bench_assembly(engine, lines, args.runs)
+        bench_next_turn(engine, lines, args.turns)
+        print(f"load average after: {tuple(round(x, 2) for x in os.getloadavg())}")
+        engine.close()
+
+
+if __name__ == "__main__":
+    main()
