@@ -464,7 +464,7 @@ def build_steering_panel(ui, controls: list) -> SimpleNamespace:
     story.change(panel.load, [story, lang], [*editors, *seen], **private)
     sync_btn.click(panel.sync, [story, lang, *seen, memory, note, depth, picker, *fields], [*editors, *seen],
                    show_progress="hidden", **private)
-    for trigger in (refresh_btn.click, refresh_hidden.click, accordion.expand):
+    for trigger in (refresh_btn.click, refresh_hidden.click, accordion.expand, turn_note.blur):
         trigger(panel.reads, [story, lang, *view], [reads], show_progress="hidden", **private)
     picker.input(panel.pick_card, [story, picker, lang], [*fields, card_seen], **private)
     memory_btn.click(panel.save_memory, [story, memory, writer, key, lang, memory_seen, *view], [memory_seen, reads],

@@ -105,6 +105,13 @@ def test_memory_and_a_card_set_by_one_writer_show_live_in_a_co_writers_tab(new_p
     steering = steer_app.store.steering(sid)
     assert (steering.memory, steering.memory_by, [c.name for c in steering.cards]) == (MEMORY, "민지", ["민지"])
 
+    # A edits the same card (the picker kept it after the save): one card, version 2, live in B's tab.
+    a.page.locator("#relay-card-text textarea").fill(CARD_TEXT + " 비 오는 날을 싫어한다.")
+    a.page.locator("#relay-card-save").click()
+    expect(shared.locator(".relay-steer-card")).to_contain_text("비 오는 날을 싫어한다.")
+    expect(shared.locator(".relay-steer-card")).to_have_count(1)
+    assert [(c.name, c.version) for c in steer_app.store.steering(sid).cards] == [("민지", 2)]
+
 
 def test_what_the_model_reads_shows_a_card_once_its_key_appears_with_a_particle(new_page, steer_app, screenshots):
     w = writer(new_page, steer_app, "하린")
