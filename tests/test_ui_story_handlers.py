@@ -10,6 +10,7 @@ import pytest
 
 from relay.limits import Limits
 from relay.settings import SamplingSettings
+from relay.turn_jobs import job_key
 from relay.turns import AITurn, Stops
 from relay.ui.composer import Composer
 from relay.ui.controls import setting_limits, settings_to_values
@@ -128,3 +129,27 @@ def test_an_export_is_a_file_with_the_story_text(services):
     path = Path(Export(services).export(story_id, "txt", "ko"))
     assert path.suffix == ".txt"
     assert "창밖으로 비가 내렸다." in path.read_text(encoding="utf-8")
+
+
+def test_the_models_turn_runs_to_its_end_when_the_tab_that_asked_goes_away(services):
+    story_id, key = story_for_the_model(services)
+    desk = Desk(services)
+    stream = desk.generate(browser(), story_id, "민지", key, None, "", "ko", *SHORT)
+    next(stream)  # the first text reaches the box, then the tab is closed
+    stream.close()
+    job = services.jobs.running(job_key(story_id, "민지", key))
+    assert job is None or job.wait(30)
+    turn = services.store.ai_turn(story_id)
+    assert turn.status == "pending" and len(turn.candidates) == 1
+    assert turn.candidates[0].meta.get("stopped_by") != "disconnect"
+
+
+def test_another_tab_of_the_same_writer_stops_the_turn(services):
+    story_id, key = story_for_the_model(services)
+    desk = Desk(services)
+    long = settings_to_values(NAMES, SamplingSettings(min_new_tokens=200, max_new_tokens=200, stop_at="length"))
+    stream = desk.generate(browser("tab-1"), story_id, "민지", key, None, "", "ko", *long)
+    next(stream)
+    desk.stop_generation(story_id, "민지", key)  # pressed in tab-2: same writer, same story
+    *_, final = stream
+    assert services.store.get_candidate(final[1]["ids"][-1]).meta["stopped_by"] == "cancel"

@@ -10,7 +10,6 @@ them: preview, view, swipe info, previous, next, seed line, touch timer, accept 
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import gradio as gr
@@ -18,6 +17,7 @@ import gradio as gr
 from relay.limits import LimitExceeded, client_ip
 from relay.settings import SamplingSettings, SettingsError
 from relay.story_store import NotAllowed, NotFound, StaleHeadError, StoryError, TurnLost, writer_id_of
+from relay.turn_jobs import TurnJob, job_key
 from relay.ui.common import _need_name, _need_story, ui_error
 from relay.ui.controls import settings_from_values
 from relay.ui.messages import info, user_error, warn
@@ -106,72 +106,117 @@ class Desk:
             raise ui_error(lang, e) from None
         self.services.ai_turn.check_ai_may_write(sid, name, lang, writer_key=key)
 
+    def _start_job(self, request: gr.Request, sid: int, name: str, key: str | None, lang: str, work,
+                   candidates: int = 0) -> TurnJob:
+        """Start the writer's model turn as a server-side job (it outlives this tab) holding one of their
+        model slots for its whole life; `work(stop)` yields its progress. Refused at once over a limit."""
+        services = self.services
+        store, stops, limits = services.store, services.stops, services.limits
+        wid, ip = store.writer_id(key), client_ip(request)
+        turn_key = job_key(sid, name, key)
+        if services.jobs.running(turn_key) is not None:
+            raise user_error(lang, say(lang, "ai_busy", holder=_esc(name)))
+        try:
+            if candidates:
+                limits.check("candidates", wid, ip, cost=candidates)
+            slot = limits.model_slot(wid, ip)
+            slot.__enter__()
+        except LimitExceeded as e:
+            raise ui_error(lang, e) from None
+        stop = stops.fresh(turn_key)
+        try:
+            return services.jobs.start(turn_key, lambda: work(stop), slot,
+                                       on_end=lambda: stops.done(turn_key, stop))
+        except RuntimeError:  # another tab of this writer started one an instant earlier
+            slot.__exit__(None, None, None)
+            stops.done(turn_key, stop)
+            raise user_error(lang, say(lang, "ai_busy", holder=_esc(name))) from None
+
     def generate(self, request: gr.Request, story_id, name, key, view, adapter_name, lang, *values):
-        """Write one suggestion, streamed into the box; it joins the turn's earlier ones as the last swipe."""
+        """Write one suggestion, streamed into the box; it joins the turn's earlier ones as the last swipe.
+
+        The writing runs as a job on the server: this handler only follows it, so closing or reloading
+        the tab does not stop the model (see relay/turn_jobs.py)."""
         sid, name, settings, turn_note = self._turn_inputs(story_id, name, values, lang)
-        store, stops = self.services.store, self.services.stops
-        session = request.session_hash or ""
-        stop = stops.fresh(session)
+        ai_turn = self.services.ai_turn
+
+        def work(stop):
+            for text, done in ai_turn.stream(sid, name, settings, adapter_name or None, stop, lang,
+                                             writer_key=key, turn_note=turn_note):
+                yield [text], done
+
+        job = self._start_job(request, sid, name, key, lang, work)
         ids = list(view["ids"]) if view and view.get("ids") else []
         shown = 0.0
-        with contextlib.ExitStack() as held:
-            held.callback(stops.done, session, stop)
-            try:  # at most a few model jobs per writer and per address, waiting or running
-                held.enter_context(self.services.limits.model_slot(store.writer_id(key), client_ip(request)))
-            except LimitExceeded as e:
-                raise ui_error(lang, e) from None
-            for text, done in self.services.ai_turn.stream(sid, name, settings, adapter_name or None, stop, lang,
-                                                           writer_key=key, turn_note=turn_note):
-                if done is None:
-                    # Nothing to accept until the text is finished and kept as a suggestion.
-                    if time.monotonic() - shown < SHOW_EVERY_S:
-                        continue
-                    shown = time.monotonic()
-                    yield writing_desk(text)
-                else:
-                    ids.append(done["candidate_id"])
-                    new_view = {"ids": ids, "index": len(ids) - 1, "expected_head": done["expected_head"]}
-                    yield self._show(lang, new_view, text, done["meta"])
+        for texts, done in job.follow():
+            if done is None:
+                # Nothing to accept until the text is finished and kept as a suggestion.
+                if time.monotonic() - shown < SHOW_EVERY_S:
+                    continue
+                shown = time.monotonic()
+                yield writing_desk(texts[0])
+            else:
+                ids.append(done["candidate_id"])
+                new_view = {"ids": ids, "index": len(ids) - 1, "expected_head": done["expected_head"]}
+                yield self._show(lang, new_view, texts[0], done["meta"])
 
     def alternatives(self, request: gr.Request, story_id, name, key, view, n, adapter_name, lang, *values):
         """2-4 suggestions stream side by side, each a column; all become swipes of the turn.
 
         Outputs: the desk, then the columns' row, their MAX_ALTERNATIVES boxes and their pick buttons.
+        Like `generate`, the writing is a server-side job this handler follows.
         """
         sid, name, settings, turn_note = self._turn_inputs(story_id, name, values, lang)
-        store, stops, limits = self.services.store, self.services.stops, self.services.limits
-        wid, ip, n = store.writer_id(key), client_ip(request), int(n)
-        session = request.session_hash or ""
-        stop = stops.fresh(session)
+        ai_turn, n = self.services.ai_turn, int(n)
+
+        def work(stop):
+            yield from ai_turn.alternatives(sid, name, settings, n, adapter_name or None, lang, writer_key=key,
+                                            stop=stop, turn_note=turn_note)
+
+        job = self._start_job(request, sid, name, key, lang, work, candidates=n)
         labels = [say(lang, "candidate_n", n=i + 1) for i in range(MAX_ALTERNATIVES)]
         picks_hidden = [gr.Button(visible=False)] * MAX_ALTERNATIVES
         shown = 0.0
-        with contextlib.ExitStack() as held:
-            held.callback(stops.done, session, stop)
-            try:
-                limits.check("candidates", wid, ip, cost=n)
-                held.enter_context(limits.model_slot(wid, ip))
-            except LimitExceeded as e:
-                raise ui_error(lang, e) from None
-            for texts, done in self.services.ai_turn.alternatives(sid, name, settings, n, adapter_name or None, lang,
-                                                                  writer_key=key, stop=stop, turn_note=turn_note):
-                boxes = [gr.Textbox(value=texts[i], visible=True, label=labels[i]) if i < len(texts)
-                         else gr.Textbox(value="", visible=False) for i in range(MAX_ALTERNATIVES)]
-                if done is None:
-                    if time.monotonic() - shown < SHOW_EVERY_S:
-                        continue  # coalesce: a browser cannot paint every token of four columns
-                    shown = time.monotonic()
-                    yield (*writing_desk(texts[0]), gr.Row(visible=True), *boxes, *picks_hidden)
-                    continue
-                new_ids = done["candidate_ids"]
-                ids = (list(view["ids"]) if view and view.get("ids") else []) + new_ids
-                new_view = {"ids": ids, "index": len(ids) - len(new_ids), "expected_head": done["expected_head"],
-                            "alts": new_ids}
-                picks = [gr.Button(visible=i < len(texts)) for i in range(MAX_ALTERNATIVES)]
-                yield (*self._show(lang, new_view, texts[0], done["meta"]), gr.Row(visible=True), *boxes, *picks)
+        for texts, done in job.follow():
+            boxes = [gr.Textbox(value=texts[i], visible=True, label=labels[i]) if i < len(texts)
+                     else gr.Textbox(value="", visible=False) for i in range(MAX_ALTERNATIVES)]
+            if done is None:
+                if time.monotonic() - shown < SHOW_EVERY_S:
+                    continue  # coalesce: a browser cannot paint every token of four columns
+                shown = time.monotonic()
+                yield (*writing_desk(texts[0]), gr.Row(visible=True), *boxes, *picks_hidden)
+                continue
+            new_ids = done["candidate_ids"]
+            ids = (list(view["ids"]) if view and view.get("ids") else []) + new_ids
+            new_view = {"ids": ids, "index": len(ids) - len(new_ids), "expected_head": done["expected_head"],
+                        "alts": new_ids}
+            picks = [gr.Button(visible=i < len(texts)) for i in range(MAX_ALTERNATIVES)]
+            yield (*self._show(lang, new_view, texts[0], done["meta"]), gr.Row(visible=True), *boxes, *picks)
 
-    def stop_generation(self, request: gr.Request):
-        self.services.stops.cancel(request.session_hash or "", "stop")
+    def follow(self, story_id, name, key, lang):
+        """In a reloaded (or another) tab of the writer, the model turn they started, where it is, to its end.
+
+        The page script asks when it opens a story whose model turn is being written for this writer."""
+        if story_id is None or not (name or "").strip():
+            return
+        name = name.strip()
+        job = self.services.jobs.running(job_key(story_id, name, key))
+        if job is None:
+            return
+        shown = 0.0
+        try:
+            for texts, done in job.follow():
+                if done is None and time.monotonic() - shown >= SHOW_EVERY_S and texts:
+                    shown = time.monotonic()
+                    yield writing_desk(texts[0])
+        except (gr.Error, StoryError):
+            pass  # the tab that asked showed why; this one shows what the store holds
+        yield self._show(lang, my_turn_view(self.services.store, story_id, name, key))
+
+    def stop_generation(self, story_id, name, key):
+        """Stop this writer's model turn on the story, from whichever of their tabs (it keeps what was written)."""
+        if story_id is not None and (name or "").strip():
+            self.services.stops.cancel(job_key(story_id, name.strip(), key), "stop")
 
     # -- choosing among the turn's suggestions ------------------------------------------------------
 
@@ -224,18 +269,19 @@ class Desk:
         info(lang, say(lang, "accepted"))
         return empty_desk()
 
-    def discard(self, request: gr.Request, story_id, name, key, lang):
-        """Stop a suggestion being written and throw away this writer's turn; the box is cleared."""
-        session = request.session_hash or ""
-        stops = self.services.stops
-        stops.cancel(session, "discard")
+    def discard(self, story_id, name, key, lang):
+        """Stop a suggestion being written and throw away this writer's turn (from any of their tabs)."""
+        if story_id is None or not (name or "").strip():
+            return empty_desk()
+        name = name.strip()
+        turn_key, stops = job_key(story_id, name, key), self.services.stops
+        stops.cancel(turn_key, "discard")
         # Let a running generation end first, so none of its text reaches the box after it is cleared.
-        stops.wait_stopped(session, DISCARD_WAIT_S)
-        if story_id is not None and (name or "").strip():
-            try:
-                self.services.store.discard_ai_turn(story_id, name.strip(), writer_key=key)
-            except (NotFound, NotAllowed):
-                pass  # nothing of this writer's to throw away: the box is simply cleared
+        stops.wait_stopped(turn_key, DISCARD_WAIT_S)
+        try:
+            self.services.store.discard_ai_turn(story_id, name, writer_key=key)
+        except (NotFound, NotAllowed):
+            pass  # nothing of this writer's to throw away: the box is simply cleared
         return empty_desk()
 
     def touch(self, story_id, name, key, view, text):

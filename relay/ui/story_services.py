@@ -5,10 +5,11 @@ export, page_load) so a handler runs in a test without building the page.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from relay.limits import Limits
 from relay.settings import SamplingSettings
+from relay.turn_jobs import TurnJobs
 from relay.turns import AITurn, Stops
 from relay.ui.controls import setting_limits
 
@@ -24,11 +25,12 @@ class StoryServices:
     engine: object
     store: object  # relay.story_store.StoryStore
     ai_turn: AITurn  # the model's turn for browser writers (names escaped for the page)
-    stops: Stops  # each browser session's stop/discard buttons
+    stops: Stops  # each writer's stop/discard buttons on a story (relay.turn_jobs.job_key), from any of their tabs
     limits: Limits
     names: tuple[str, ...]
     defaults: SamplingSettings
     setting_range: dict
+    jobs: TurnJobs = field(default_factory=TurnJobs)  # model turns running on the server, whatever their tabs do
 
     @classmethod
     def from_ui(cls, ui) -> StoryServices:

@@ -148,22 +148,25 @@ def test_regenerate_keeps_every_suggestion_and_the_writer_flips_back_to_the_firs
     assert stored.kind == "ai" and stored.text == first
 
 
-def test_a_reload_mid_stream_keeps_the_text_so_far_as_a_suggestion(new_page, slow_app):
+def test_a_reload_mid_stream_follows_the_same_turn_to_its_end(new_page, slow_app):
     w = writer(new_page, slow_app, "서윤")
     sid = w.create_story("끊긴 연결")
     w.add("기차는 밤새 달렸다.")
-    long_stream(w, tokens=200)
+    long_stream(w, tokens=120)
     w.page.locator("#relay-ai").click()
     expect(w.preview).not_to_have_value("", timeout=20_000)
     partial = w.preview.input_value()
 
     w.page.reload()
     w.wait_loaded()
-    expect(w.preview).not_to_have_value("", timeout=30_000)  # the suggestion is back in the box
-    kept = w.preview.input_value()
-    assert kept.startswith(partial[:5]), (partial, kept)
+    expect(w.preview).not_to_have_value("", timeout=30_000)  # the stream is back in the box, still growing
+    expect(w.seed_info).to_contain_text("시드", timeout=180_000)  # and it ran to its end
     turn = slow_app.store.ai_turn(sid)
     assert turn is not None and turn.holder == "서윤" and turn.status == "pending"
+    [candidate] = turn.candidates
+    assert candidate.meta["stopped_by"] not in ("disconnect", "cancel")
+    assert candidate.text.startswith(partial[:5]) and len(candidate.text) > len(partial)
+    expect(w.preview).to_have_value(candidate.text)
     w.page.locator("#relay-accept").click()
     expect(w.paragraphs).to_have_count(2)
 
