@@ -14,7 +14,7 @@ window.relayLive = (() => {
   let state = blank();
   let loadingOlder = null;  // the story whose older page is being fetched
   let reading = false;
-  let onTurn = null;
+  const turnListeners = [];  // onTurnChange callbacks: each gets the model turn's state when it changes
   let held = false, backlog = [];
   let draft = null;  // the id of the draft in the composer, sent with "add" so a retry is stored once  // hold(true) queues changes instead of showing them (a slow network, in tests)
 
@@ -169,7 +169,7 @@ window.relayLive = (() => {
       if (stick) requestAnimationFrame(toLatest);
       jumpButton();
     }
-    if (onTurn && ("turn_state" in message)) onTurn(state.turn_state);
+    if ("turn_state" in message) turnListeners.forEach((fn) => fn(state.turn_state));
     if ("steering" in message || "head" in message) steeringChanged(message);
   }
 
@@ -303,7 +303,7 @@ window.relayLive = (() => {
     story: () => current.story,
     turnState: () => state.turn_state,
     setReading: (on) => { reading = !!on; const live = $("relay-live"); if (live) live.classList.toggle("relay-reading", reading); },
-    onTurnChange: (fn) => { onTurn = fn; },
+    onTurnChange: (fn) => { turnListeners.push(fn); },
     localTimes,
     loadOlder,
     hold: (on) => {

@@ -49,6 +49,19 @@ SYNC_TURN_JS = """() => {
     }
   });
 }"""
+# A reload (or another tab of the same writer) while the model writes for them: follow that turn in the box.
+# Asked once per story the tab opens: the tab that started the turn follows it already.
+FOLLOW_TURN_JS = """() => {
+  let checked = null;
+  relayLive.onTurnChange((ts) => {
+    const story = relayLive.story();
+    if (checked === story) return;
+    checked = story;
+    if (ts && ts.status === 'writing' && window.__relayMe && ts.holder_id === window.__relayMe) {
+      document.getElementById('relay-turn-follow')?.click();
+    }
+  });
+}"""
 
 
 def build_story_tabs(ui) -> None:
@@ -109,6 +122,7 @@ def build_story_tabs(ui) -> None:
                     stop_btn = gr.Button(i18n_key("stop"), variant="stop", elem_id="relay-stop", min_width=60)
         # Clicked by the page script (never by a person): in the page but not shown, unlike visible=False.
         sync_btn = gr.Button("sync", elem_id="relay-turn-sync", elem_classes=["relay-hidden"])
+        follow_btn = gr.Button("follow", elem_id="relay-turn-follow", elem_classes=["relay-hidden"])
 
         with gr.Accordion(i18n_key("sampling"), open=False, elem_id="relay-sampling"):
             adapter = gr.Dropdown(choices=adapter_choices, value="", label=i18n_key("adapter"),
@@ -141,6 +155,7 @@ def build_story_tabs(ui) -> None:
                *desk_outputs]
     ui.demo.load(page.on_load, [ui.writer_saved, writer_key], ui_load, **private)
     ui.demo.load(None, None, None, js=SYNC_TURN_JS)
+    ui.demo.load(None, None, None, js=FOLLOW_TURN_JS)
     writer.change(remember_name, [writer], [ui.writer_saved], **private)
 
     story_state.change(None, [story_state, writer_id], None, js=OPEN_LIVE_JS)
@@ -166,7 +181,7 @@ def build_story_tabs(ui) -> None:
     for button in (ai_btn, regen_btn):
         button.click(**precheck).success(desk.generate, gen_inputs, desk_outputs, **ui.model_queue, **private)
 
-    stop_btn.click(desk.stop_generation, None, None, queue=False, **private)
+    stop_btn.click(desk.stop_generation, [story_state, writer, writer_key], None, queue=False, **private)
 
     alts_btn.click(**precheck).success(desk.alternatives, [story_state, writer, writer_key, turn_view, n_alts, adapter,
                                                            lang_state, *controls, steer.turn_note],
@@ -179,6 +194,8 @@ def build_story_tabs(ui) -> None:
     next_btn.click(_bound(desk.flip, +1), [turn_view, lang_state], desk_outputs, **private)
 
     sync_btn.click(desk.sync_turn, [story_state, writer, writer_key, lang_state], desk_outputs, **private)
+    follow_btn.click(desk.follow, [story_state, writer, writer_key, lang_state], desk_outputs, **ui.model_queue,
+                     **private)
 
     accept_btn.click(desk.accept, [story_state, turn_view, preview, writer, writer_key, lang_state], desk_outputs,
                      **private).success(lambda: gr.Row(visible=False), None, [alts_row], **private)
