@@ -25,18 +25,26 @@ def lab_paragraphs(context: str | None) -> list[str]:
 
 
 def assembled_context(engine, store, ai_turn, story_id: int) -> str:
-    """The text the story's next model turn reads (relay/context.py), as the lab's context: one line per
-    paragraph, a blank line between; the story's own settings give the room left to write."""
+    """The text the story's next model turn reads (relay/context.py) as the lab's context, a blank line between
+    paragraphs: the memory, the cards, the story's paragraphs in the window as written, the note where it goes.
+    The story's own settings give the room left to write."""
     story = store.get_story(story_id)
     try:
         settings = SamplingSettings.from_dict(story.settings or {})
     except SettingsError:
         settings = SamplingSettings()
-    assembly = engine.assemble([p.text for p in store.timeline(story_id)], settings, ai_turn.steering(story_id))
-    if all(block.kind == "story" and block.paragraphs is None for block in assembly.blocks):
-        return ""  # an empty story without memory, note or cards
-    text = engine.block_text(assembly.ids)
-    return "\n\n".join(line.strip() for line in text.split("\n") if line.strip())
+    timeline = store.timeline(story_id)
+    assembly = engine.assemble([p.text for p in timeline], settings, ai_turn.steering(story_id))
+    parts = []
+    for block in assembly.blocks:
+        if block.kind == "story" and block.paragraphs is None:
+            continue  # an empty story: nothing to read yet
+        if block.kind == "story" and not block.cut:  # whole paragraphs: as written (a line break stays inside)
+            first, last = block.paragraphs
+            parts += [p.text.strip("\n") for p in timeline[first:last + 1]]
+        else:
+            parts.append(engine.block_text(block.ids).strip("\n"))
+    return "\n\n".join(parts)
 
 
 def build_lab_tab(ui) -> None:
