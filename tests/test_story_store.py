@@ -107,7 +107,7 @@ def test_migrations_are_recorded_once_however_often_the_store_opens(relay_db):
     for _ in range(3):
         StoryStore().close()
     with sqlite3.connect(relay_db) as raw:
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("m007",)]
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("m008",)]
 
 
 @pytest.mark.sqlite_only

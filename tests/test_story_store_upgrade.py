@@ -100,7 +100,7 @@ def test_the_upgrade_is_recorded_once_and_the_old_record_is_kept(legacy_db):
     for _ in range(2):
         StoryStore(path).close()
     with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("m007",)]
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("m008",)]
         assert sorted(r[0] for r in raw.execute("SELECT name FROM _migrations")) == [
             "m001_initial", "m002_ai_turns_and_candidates"
         ]

@@ -24,6 +24,7 @@ from relay.store import changes, exchange, history, moderation, steering, timeli
 from relay.store.errors import BUSY_MESSAGE, InvalidInput, NotFound, StoreBusy, StoryError, db_error
 from relay.store.records import AITurnState, Candidate, Paragraph, ParagraphVersion, Story
 from relay.store.schema import create_engine, default_db_target, is_postgres_url, migrate
+from relay.store.presence_edge import PresenceMethods
 from relay.store.steering_edge import SteeringMethods
 from relay.store.validation import (
     MAX_PARAGRAPHS_PER_STORY,
@@ -47,7 +48,7 @@ from relay.store.validation import (
 )
 
 
-class StoryStore(SteeringMethods):
+class StoryStore(SteeringMethods, PresenceMethods):
     """All stories and their timelines in one database, safe to share across threads and processes.
 
     `StoryStore(path)` opens a SQLite file; `StoryStore("postgresql://user@host/db")` a

@@ -130,6 +130,15 @@ blocked_writers = sa.Table(
     sa.Column("writer_id", sa.Text, primary_key=True),
     sa.Column("blocked_at", sa.Text, nullable=False),
 )
+# Presence (m008): which writers have a tab open on a story, per app process (relay/store/presence.py).
+presence = sa.Table(
+    "presence", metadata,
+    sa.Column("story_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("writer_id", sa.Text, primary_key=True),
+    sa.Column("process", sa.Text, primary_key=True),
+    sa.Column("tabs", sa.Integer, nullable=False),
+    sa.Column("seen_at", sa.Float, nullable=False),
+)
 # Steering (m007): the story memory and author's note (one row per story, made on the first edit), the
 # story cards, and every version of each, with who made it and when (relay/store/steering.py).
 story_steering = sa.Table(

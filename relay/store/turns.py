@@ -287,7 +287,7 @@ def accept_candidate(
     candidate = _acceptable_candidate(conn, key)
     turn = _turn_to_accept_from(conn, candidate, author, writer_id)
     edited = text is not None and text != candidate.text
-    meta = _accepted_meta(conn, candidate, turn, edited)
+    meta = _accepted_meta(conn, candidate, turn, edited, author, writer_id)
     paragraph = append(
         conn, candidate.story_id, text if edited else candidate.text, author, "ai", expected_head, edited,
         json.dumps(meta, ensure_ascii=False), writer_id=writer_id,
@@ -353,9 +353,15 @@ def _turn_to_accept_from(conn: sa.Connection, candidate: Candidate, author: str,
     return turn
 
 
-def _accepted_meta(conn: sa.Connection, candidate: Candidate, turn, edited: bool) -> dict:
-    """The paragraph's meta: the candidate's, its id, the original text if edited, the turn's other texts."""
+def _accepted_meta(conn: sa.Connection, candidate: Candidate, turn, edited: bool, author: str,
+                   writer_id: str | None) -> dict:
+    """The paragraph's meta: the candidate's, its id, the original text if edited, the turn's other texts;
+    and, when one writer asked the model and another chose the text (a takeover), both of them."""
     meta = dict(candidate.meta, candidate_id=candidate.id)
+    same = (candidate.writer_id == writer_id if candidate.writer_id is not None or writer_id is not None
+            else candidate.author == author)
+    if not same:
+        meta["asked_by"], meta["chosen_by"] = candidate.author, author
     if edited:
         meta["original_text"] = candidate.text
     if turn is not None:
