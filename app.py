@@ -21,6 +21,7 @@ from pathlib import Path
 from relay.engine import BACKEND_CHOICES, BACKEND_ENV, INFERENCE_URL_ENV, ModelLoadError
 from relay.limits import Rates, check_trusted_proxies
 from relay.story_store import StoryError, StoryStore, is_postgres_url
+from relay.turns import turn_grace_s, turn_idle_s
 from relay.ui.demo import build_demo  # noqa: F401  (the entry point tests and scripts import from here)
 from relay.ui.server import serve
 
@@ -183,6 +184,7 @@ def check_limit_settings() -> None:
     try:
         Rates.from_env()
         check_trusted_proxies()
+        turn_idle_s(), turn_grace_s()  # RELAY_TURN_IDLE_S, RELAY_TURN_GRACE_S
     except ValueError as e:
         raise StartupError(f"{e} (README \"Limits\")") from None
 

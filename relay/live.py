@@ -37,7 +37,8 @@ MAX_SUBSCRIBERS = 5000  # open tabs one process will serve; more get HTTP 503 wi
 
 
 # The parts of a story every tab shows besides its cards: sent whole at first, then when they change.
-PARTS = ("header", "status", "turn", "turn_state", "head", "count", "first", "more", "empty", "older", "steering")
+PARTS = ("header", "status", "turn", "turn_state", "head", "count", "first", "more", "empty", "older", "steering",
+         "presence")
 _serials = itertools.count(1)
 
 
@@ -68,6 +69,7 @@ class _Subscriber:
     lang: str
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=1))
+    writer: str | None = None  # the tab's writer (public id, as the page says: for "who is here" only)
 
 
 class LiveHub:
@@ -138,8 +140,27 @@ class LiveHub:
                 self._latest[story_id] = snap
         return snap
 
+    def _refresh_presence(self) -> None:
+        """Mark this process's open tabs as still here (and end a dead process's), at the keep-alive interval."""
+        try:
+            self.store.refresh_presence()
+        except Exception:
+            log.exception("live watcher: refreshing who is here failed; retrying")
+
+    def _join(self, sub: _Subscriber) -> None:
+        if sub.writer:
+            self.store.join_story(sub.story_id, sub.writer)
+
+    def _leave(self, sub: _Subscriber) -> None:
+        if sub.writer:
+            try:
+                self.store.leave_story(sub.story_id, sub.writer)
+            except Exception:  # the next refresh from any process ends the row anyway
+                log.exception("live: recording that a tab closed failed")
+
     def _watch(self) -> None:
         token = self.store.change_token()
+        refreshed = time.monotonic()
         while not self._closed:
             with self._lock:
                 watched = bool(self._subs)
@@ -162,6 +183,9 @@ class LiveHub:
                             changed.add(sid)  # the model's turn timed out: nothing was written, but it is free now
                 for sid in changed:
                     self._publish(sid)
+                if time.monotonic() - refreshed > KEEPALIVE_S:
+                    refreshed = time.monotonic()
+                    self._refresh_presence()
             except Exception:  # the store was briefly unavailable: keep the tabs, try again shortly
                 log.exception("live watcher: reading the store failed; retrying")
                 time.sleep(1.0)
@@ -181,12 +205,16 @@ class LiveHub:
 
     # -- one tab's stream --------------------------------------------------------------------
 
-    async def stream(self, story_id: int, lang: str) -> AsyncIterator[str]:
-        """Server-Sent Events for one tab: the whole story first, then what changes, as it changes."""
+    async def stream(self, story_id: int, lang: str, writer: str | None = None) -> AsyncIterator[str]:
+        """Server-Sent Events for one tab: the whole story first, then what changes, as it changes.
+
+        `writer` (the page's public writer id) puts the tab's writer among who is here while it is open."""
         sub = _Subscriber(story_id=story_id, lang=lang if lang in self.langs else self.langs[0],
-                          loop=asyncio.get_running_loop())
+                          loop=asyncio.get_running_loop(), writer=writer)
         self._add(sub)
         try:
+            if writer:
+                await asyncio.to_thread(self._join, sub)
             snap = await asyncio.to_thread(self.snapshot, story_id)
             sent: Snapshot | None = None
             while True:
@@ -201,6 +229,8 @@ class LiveHub:
                     continue
         finally:
             self._remove(sub)
+            if writer:
+                threading.Thread(target=self._leave, args=(sub,), name="relay-live-leave", daemon=True).start()
 
 
 def _offer(queue: asyncio.Queue, snap: Snapshot) -> None:

@@ -12,6 +12,7 @@ them (swipes) and accepts one; the others stay in the accepted paragraph's histo
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +27,31 @@ from relay.ui_text import say
 
 AI_TURN_TTL = 90.0  # seconds a writing turn lives without a refresh (a crashed worker frees it)
 AI_IDLE_S = 180.0  # a finished suggestion keeps the turn this long without activity (editing refreshes it)
+TURN_GRACE_S = 30.0  # a finished suggestion whose writer has no tab open is theirs this long, then anyone's to take
+
+
+def turn_idle_s() -> float:
+    """The idle release time of a waiting suggestion: $RELAY_TURN_IDLE_S, else AI_IDLE_S."""
+    return _seconds_setting("RELAY_TURN_IDLE_S", AI_IDLE_S)
+
+
+def turn_grace_s() -> float:
+    """How long a waiting suggestion stays its writer's after their last tab on the story closed:
+    $RELAY_TURN_GRACE_S, else TURN_GRACE_S."""
+    return _seconds_setting("RELAY_TURN_GRACE_S", TURN_GRACE_S)
+
+
+def _seconds_setting(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 10**7:
+        raise ValueError(f"{name}={raw!r}: give a number of seconds, more than 0 (default {default:g}).")
+    return value
 DRAFT_EVERY_S = 0.3  # how often the text so far is written to the store for co-writers to watch
 
 

@@ -276,3 +276,8 @@ TEXT.update(STORY_TEXT)
 from relay.ui.steering_text import STEERING_TEXT  # noqa: E402
 
 TEXT.update(STEERING_TEXT)
+
+# Who is here, taking over a waiting suggestion: relay/ui/presence_view.py.
+from relay.ui.presence_text import PRESENCE_TEXT  # noqa: E402
+
+TEXT.update(PRESENCE_TEXT)

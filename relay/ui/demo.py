@@ -10,6 +10,7 @@ API in relay/ui/api.py.
 from __future__ import annotations
 
 import os
+import time
 from types import SimpleNamespace
 
 import gradio as gr
@@ -17,11 +18,12 @@ import gradio as gr
 from relay.settings import SamplingSettings
 from relay.limits import Limits
 from relay.story_store import NotFound, StoryStore
-from relay.turns import AI_IDLE_S, AITurn, Stops
+from relay.turns import AITurn, Stops, turn_idle_s
 from relay.ui.api import register_api
 from relay.ui.common import STATE_TTL_S
 from relay.ui.controls import i18n_key
 from relay.ui.lab import build_lab_tab
+from relay.ui.presence_view import presence_parts
 from relay.ui.render import CardCache, render_card, render_header, render_status, render_turn
 from relay.ui.steering import render_shared
 from relay.ui.story import TOUCH_EVERY_S, build_story_tabs
@@ -56,6 +58,13 @@ def story_parts(store: StoryStore, story_id: int, lang: str, cards: CardCache | 
     if turn is not None:
         turn_state = {"holder_id": turn.holder_id, "status": turn.status, "turn_id": turn.turn_id,
                       "n": len(turn.candidates), "expires_at": turn.expires_at}
+    presence, takeover_at = presence_parts(store, story_id, turn, lang)  # who is here (relay/ui/presence_view.py)
+    wake_at = turn.expires_at if turn is not None else None  # the live hub re-renders the story then
+    if turn_state is not None:
+        # Whether a co-writer may take over the waiting suggestion now; if later, the hub wakes up then.
+        turn_state["takeover"] = takeover_at is not None and takeover_at <= time.time()
+        if takeover_at is not None and not turn_state["takeover"]:
+            wake_at = min(wake_at, takeover_at)
     return {
         "header": render_header(story, lang, fork_seq=_fork_point(store, story)),
         "status": render_status(story, head, turn, lang),
@@ -68,8 +77,9 @@ def story_parts(store: StoryStore, story_id: int, lang: str, cards: CardCache | 
         "first": paragraphs[0].seq if paragraphs else 0,
         "more": more,
         "older": say(lang, "older_paragraphs"),
-        "expires_at": turn.expires_at if turn is not None else None,
+        "expires_at": wake_at,
         "steering": render_shared(store.steering(story_id), lang),  # memory, note, cards (relay/ui/steering.py)
+        "presence": presence,
     }
 
 
@@ -106,11 +116,13 @@ def _fork_point(store: StoryStore, story) -> int | None:
     return None if at.deleted or at.hidden else at.seq
 
 
-def build_demo(engine, store: StoryStore, *, tiny: bool = False, ai_idle_s: float = AI_IDLE_S) -> gr.Blocks:
+def build_demo(engine, store: StoryStore, *, tiny: bool = False, ai_idle_s: float | None = None) -> gr.Blocks:
     """The Relay web app (UI and API) over one engine and one story store.
 
-    `ai_idle_s`: how long a finished suggestion keeps the model's turn for its writer without activity.
+    `ai_idle_s`: how long a finished suggestion keeps the model's turn for its writer without activity
+    (default: the RELAY_TURN_IDLE_S setting, 180 s).
     """
+    ai_idle_s = turn_idle_s() if ai_idle_s is None else ai_idle_s
     specs = SamplingSettings.specs()
     ui = SimpleNamespace(
         engine=engine, store=store, defaults=SamplingSettings(), names=[s.name for s in specs],
@@ -124,7 +136,7 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, ai_idle_s: floa
     with gr.Blocks(title="릴레이 소설 · Relay") as demo:
         ui.demo = demo
         # The API first, so its endpoints get the plain names (private UI handlers get suffixes).
-        register_api(engine, store, AITurn(engine, store, escape_names=False), ui.limits)
+        register_api(engine, store, AITurn(engine, store, escape_names=False, idle_s=ai_idle_s), ui.limits)
 
         ui.writer_saved = gr.BrowserState("", storage_key="relay-writer-name", secret="relay-writer-name-v1")
         ui.writer_key = gr.BrowserState("", storage_key="relay-writer-key", secret="relay-writer-key-v1")

@@ -16,8 +16,9 @@ import gradio as gr
 
 from relay.limits import LimitExceeded, client_ip
 from relay.settings import SamplingSettings, SettingsError
-from relay.story_store import NotAllowed, NotFound, StaleHeadError, StoryError, TurnLost, writer_id_of
+from relay.story_store import NotAllowed, NotFound, StaleHeadError, StoryError, TurnBusy, TurnLost, writer_id_of
 from relay.turn_jobs import TurnJob, job_key
+from relay.turns import turn_grace_s
 from relay.ui.common import _need_name, _need_story, ui_error
 from relay.ui.controls import settings_from_values
 from relay.ui.messages import info, user_error, warn
@@ -41,6 +42,13 @@ def empty_desk() -> tuple:
 def writing_desk(text: str) -> tuple:
     """The desk while a suggestion is half written: nothing to flip and nothing to accept until it ends."""
     return (text, None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.skip(),
+            gr.Button(interactive=False))
+
+
+def ended_desk(reason: str) -> tuple:
+    """The desk after this writer's suggestion was taken over or expired: the reason where the suggestion was,
+    nothing to accept or flip, the idle timer off."""
+    return (reason, None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.Timer(active=False),
             gr.Button(interactive=False))
 
 
@@ -238,6 +246,49 @@ class Desk:
         if story_id is None:
             return [gr.skip()] * DESK_SLOTS
         return self._show(lang, my_turn_view(self.services.store, story_id, (name or "").strip(), key))
+
+    # -- a suggestion whose writer left, and one that is no longer this writer's -----------------------
+
+    def take_over(self, story_id, name, key, lang):
+        """Take over a co-writer's finished suggestion after they left the story: it shows here, to accept as
+        is, edit, regenerate or discard (they are credited for asking, this writer for choosing)."""
+        sid = _need_story(story_id, lang)
+        name = _need_name(name, lang)
+        store = self.services.store
+        turn = store.ai_turn(sid)
+        try:
+            store.take_over_ai_turn(sid, name, grace=turn_grace_s(), idle_ttl=self.services.ai_turn.idle_s,
+                                    writer_key=key)
+        except TurnBusy as e:  # its writer is here, came back, or the model is writing: nothing changes here
+            warn(lang, say(lang, "takeover_too_soon", holder=_esc(e.holder)))
+            return [gr.skip()] * DESK_SLOTS
+        except NotFound:
+            warn(lang, say(lang, "takeover_nothing"))
+            return [gr.skip()] * DESK_SLOTS
+        except StoryError as e:
+            raise user_error(lang, e) from None
+        if turn is not None:
+            info(lang, say(lang, "taken_over", holder=_esc(turn.holder)))
+        return self._show(lang, my_turn_view(store, sid, name, key))
+
+    def turn_ended(self, story_id, name, key, view, lang):
+        """The page script saw this writer's model turn end elsewhere (taken over or expired): in place of the
+        dead suggestion, say what happened; nothing is left to accept. Own accepts and discards clear quietly."""
+        if story_id is None or not view or not view.get("ids"):
+            return [gr.skip()] * DESK_SLOTS
+        store = self.services.store
+        if my_turn_view(store, story_id, (name or "").strip(), key) is not None:
+            return [gr.skip()] * DESK_SLOTS  # still this writer's (a late message)
+        try:
+            shown = store.get_candidate(view["ids"][view["index"]])
+        except NotFound:
+            shown = None
+        if shown is not None and shown.status != "open":
+            return empty_desk()  # accepted or discarded (by this writer, or after a takeover by the taker)
+        turn = store.ai_turn(story_id)
+        if turn is not None and shown is not None and any(c.id == shown.id for c in turn.candidates):
+            return ended_desk(say(lang, "turn_taken", holder=_esc(turn.holder)))
+        return ended_desk(say(lang, "turn_expired"))
 
     # -- ending the turn ----------------------------------------------------------------------------
 

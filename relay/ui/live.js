@@ -10,7 +10,7 @@ window.relayLive = (() => {
   let source = null;
   let current = { story: null, lang: "ko", writer: "" };
   const blank = () => ({ head: 0, cards: [], header: "", status: "", turn: "", turn_state: null, first: 0, more: false,
-                         older: "", olderMore: null });
+                         older: "", olderMore: null, presence: "" });
   let state = blank();
   let loadingOlder = null;  // the story whose older page is being fetched
   let reading = false;
@@ -68,6 +68,13 @@ window.relayLive = (() => {
     $("relay-status").innerHTML = state.status || "";
     const mine = state.turn_state && current.writer && state.turn_state.holder_id === current.writer;
     $("relay-turn").innerHTML = mine ? "" : state.turn || "";
+    paintPresence();
+  }
+
+  // Who is here (writers with a tab open on the story) and who holds the model's turn: a slot of its own.
+  function paintPresence() {
+    const slot = $("relay-presence");
+    if (slot && slot.innerHTML !== (state.presence || "")) slot.innerHTML = state.presence || "";
   }
 
   function render(first) {
@@ -149,7 +156,7 @@ window.relayLive = (() => {
       return;
     }
     const first = message.kind === "full";
-    for (const key of ["header", "status", "turn", "turn_state", "head", "empty", "first", "more", "older"]) {
+    for (const key of ["header", "status", "turn", "turn_state", "head", "empty", "first", "more", "older", "presence"]) {
       if (key in message) state[key] = message[key];
     }
     if (first) {
@@ -263,12 +270,15 @@ window.relayLive = (() => {
     const url = new URL("relay/live", base());
     url.searchParams.set("story", story);
     url.searchParams.set("lang", current.lang);
+    if (current.writer) url.searchParams.set("writer", current.writer);  // shown among who is here
     source = new EventSource(url);
     source.onmessage = (event) => {
       const message = JSON.parse(event.data);
       if (held) backlog.push(message); else apply(message);
     };
   }
+
+  setInterval(paintPresence, 500);  // its slot may be re-created by Gradio too
 
   // Gradio may re-create the slot (e.g. when a tab is shown again): put the last state back.
   setInterval(() => {

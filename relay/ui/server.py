@@ -12,6 +12,7 @@ at most a few model jobs waiting or running (relay/limits.py). Tabs follow their
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -65,8 +66,10 @@ def build_app(demo: gr.Blocks, store: StoryStore, **gradio_options) -> tuple[Fas
     streams = StreamsPerAddress(Rates.from_env().live_tabs_per_address)  # README "Limits"
 
     @app.get("/relay/live")
-    async def live(request: Request, story: str = Query(...), lang: str = Query("ko")):
-        """Server-Sent Events: the story's live state, then its changes as they happen."""
+    async def live(request: Request, story: str = Query(...), lang: str = Query("ko"), writer: str = Query("")):
+        """Server-Sent Events: the story's live state, then its changes as they happen.
+
+        `writer`, the page's public writer id, only shows the writer among who is here (never a permission)."""
         if not story.isdigit() or not 0 < int(story) < 2**63:
             return JSONResponse({"error": "story must be a positive whole number"}, status_code=400)
         if hub.subscriber_count() >= MAX_SUBSCRIBERS:
@@ -75,7 +78,8 @@ def build_app(demo: gr.Blocks, store: StoryStore, **gradio_options) -> tuple[Fas
         if not streams.take(address):
             return JSONResponse({"error": f"too many open tabs from your address (at most {streams.cap}); "
                                           "close some tabs"}, status_code=429)
-        return StreamingResponse(_guarded(hub, int(story), lang, lambda: streams.give_back(address)),
+        writer = writer if re.fullmatch(r"[0-9a-f]{16}", writer) else None
+        return StreamingResponse(_guarded(hub, int(story), lang, lambda: streams.give_back(address), writer),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -122,10 +126,10 @@ def _older_problem(story: str, before: str, lang: str, limit: str) -> str | None
     return None
 
 
-async def _guarded(hub: LiveHub, story_id: int, lang: str, closed):
+async def _guarded(hub: LiveHub, story_id: int, lang: str, closed, writer: str | None = None):
     """The hub's stream, with an unknown story turned into one error event instead of a broken stream."""
     try:
-        async for chunk in hub.stream(story_id, lang):
+        async for chunk in hub.stream(story_id, lang, writer):
             yield chunk
     except NotFound:
         message = say(lang if lang in ("ko", "en") else "ko", "story_not_found", story=story_id)

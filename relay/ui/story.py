@@ -62,6 +62,23 @@ FOLLOW_TURN_JS = """() => {
     }
   });
 }"""
+# The model's turn changing hands: "이어받기" shows for co-writers once a waiting suggestion may be taken over
+# (its writer left for the grace period); the holder's tab, when its turn was taken or expired, shows why in
+# place of the suggestion at once, without a click.
+TURN_HANDOVER_JS = """() => {
+  let mine = false, story = null;
+  relayLive.onTurnChange((ts) => {
+    const me = window.__relayMe;
+    const take = document.getElementById('relay-takeover');
+    if (take) take.classList.toggle('relay-hidden', !(ts && ts.status === 'pending' && ts.takeover && me && ts.holder_id !== me));
+    const nowMine = !!(ts && me && ts.holder_id === me);
+    const preview = document.querySelector('#relay-preview textarea');
+    const same = story === relayLive.story();
+    story = relayLive.story();
+    if (same && mine && !nowMine && preview && preview.value) document.getElementById('relay-turn-ended')?.click();
+    mine = nowMine;
+  });
+}"""
 
 
 def build_story_tabs(ui) -> None:
@@ -86,6 +103,7 @@ def build_story_tabs(ui) -> None:
         no_story = gr.Markdown(i18n_key("no_story_open"), elem_id="relay-no-story")
         reading = gr.Checkbox(label=i18n_key("reading_view"), value=False, elem_id="relay-reading")
         gr.HTML(LIVE_SLOTS, elem_id="relay-live-root")
+        gr.HTML('<div id="relay-presence"></div>', elem_id="relay-presence-root")  # who is here (live.js fills it)
         # The writing desk sticks to the bottom of the window: the newest paragraphs, the suggestion being
         # chosen and the composer stay on screen together at any story length, on a phone too.
         with gr.Column(elem_id="relay-desk"):
@@ -120,9 +138,13 @@ def build_story_tabs(ui) -> None:
                     ai_btn = gr.Button(i18n_key("ai_continue"), variant="primary", elem_id="relay-ai", min_width=80)
                     alts_btn = gr.Button(i18n_key("alternatives"), elem_id="relay-alts", min_width=80)
                     stop_btn = gr.Button(i18n_key("stop"), variant="stop", elem_id="relay-stop", min_width=60)
+                    # Shown by the page script when a co-writer's waiting suggestion may be taken over.
+                    takeover_btn = gr.Button(i18n_key("take_over"), elem_id="relay-takeover", min_width=80,
+                                             elem_classes=["relay-hidden"])
         # Clicked by the page script (never by a person): in the page but not shown, unlike visible=False.
         sync_btn = gr.Button("sync", elem_id="relay-turn-sync", elem_classes=["relay-hidden"])
         follow_btn = gr.Button("follow", elem_id="relay-turn-follow", elem_classes=["relay-hidden"])
+        ended_btn = gr.Button("ended", elem_id="relay-turn-ended", elem_classes=["relay-hidden"])
 
         with gr.Accordion(i18n_key("sampling"), open=False, elem_id="relay-sampling"):
             adapter = gr.Dropdown(choices=adapter_choices, value="", label=i18n_key("adapter"),
@@ -156,6 +178,7 @@ def build_story_tabs(ui) -> None:
     ui.demo.load(page.on_load, [ui.writer_saved, writer_key], ui_load, **private)
     ui.demo.load(None, None, None, js=SYNC_TURN_JS)
     ui.demo.load(None, None, None, js=FOLLOW_TURN_JS)
+    ui.demo.load(None, None, None, js=TURN_HANDOVER_JS)
     writer.change(remember_name, [writer], [ui.writer_saved], **private)
 
     story_state.change(None, [story_state, writer_id], None, js=OPEN_LIVE_JS)
@@ -196,6 +219,9 @@ def build_story_tabs(ui) -> None:
     sync_btn.click(desk.sync_turn, [story_state, writer, writer_key, lang_state], desk_outputs, **private)
     follow_btn.click(desk.follow, [story_state, writer, writer_key, lang_state], desk_outputs, **ui.model_queue,
                      **private)
+    ended_btn.click(desk.turn_ended, [story_state, writer, writer_key, turn_view, lang_state], desk_outputs,
+                    show_progress="hidden", **private)
+    takeover_btn.click(desk.take_over, [story_state, writer, writer_key, lang_state], desk_outputs, **private)
 
     accept_btn.click(desk.accept, [story_state, turn_view, preview, writer, writer_key, lang_state], desk_outputs,
                      **private).success(lambda: gr.Row(visible=False), None, [alts_row], **private)

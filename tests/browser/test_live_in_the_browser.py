@@ -119,10 +119,9 @@ def test_a_waiting_suggestion_keeps_the_turn_until_the_idle_timeout_and_its_writ
     b.continue_with_ai()
     assert slow_app.store.ai_turn(sid).holder == "준호"
 
-    # 민지 comes back and accepts: refused, with the reason, and nothing is stored.
-    a.page.locator("#relay-accept").click()
-    expect(a.toast("warning")).to_contain_text("3분")
-    expect(a.preview).to_have_value("")
+    # 민지's tab was told without a click: in place of her suggestion, why; nothing to accept, nothing stored.
+    expect(a.preview).to_have_value(re.compile("AI 차례가 풀렸습니다"))
+    expect(a.page.locator("#relay-accept")).to_be_disabled()
     assert [p.kind for p in slow_app.store.timeline(sid)] == ["human"]
 
 

@@ -8,6 +8,7 @@ turn was taken or expired; every tab shows who is here.
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import pytest
@@ -81,3 +82,66 @@ def test_the_models_turn_keeps_writing_after_the_tab_that_asked_closes(new_page,
     [candidate] = turn.candidates
     assert candidate.meta["stopped_by"] not in ("disconnect", "cancel")
     assert candidate.meta["output_tokens"] == 120 or candidate.meta["stopped_by"] == "eos"
+
+
+def finished_suggestion(new_page, served, title: str) -> tuple[RelayPage, int, str]:
+    """민지's story with a finished suggestion waiting in her model turn; her page, the story and its text."""
+    a = writer(new_page, served, "민지")
+    sid = a.create_story(title)
+    a.add("편지는 사흘 늦게 도착했다.")
+    a.settings_for_long_stream(max_new_tokens=20)
+    return a, sid, a.continue_with_ai()
+
+
+def test_every_tab_shows_who_is_here_and_drops_a_writer_whose_tab_closes(new_page, slow_app):
+    a = writer(new_page, slow_app, "민지")
+    a.create_story("누가 있나", rule="free")
+    a.add("첫 문단.")
+    b = writer(new_page, slow_app, "준호", href=a.share_link.get_attribute("href"))
+    b.add("둘째 문단.")
+    for page in (a, b):
+        expect(page.page.locator("#relay-presence")).to_contain_text("민지")
+        expect(page.page.locator("#relay-presence")).to_contain_text("준호")
+    b.page.close()
+    expect(a.page.locator("#relay-presence")).not_to_contain_text("준호", timeout=10_000)
+    expect(a.page.locator("#relay-presence")).to_contain_text("민지")
+
+
+def test_a_co_writer_takes_over_a_suggestion_whose_writer_left_and_both_are_credited(new_page, slow_app):
+    a, sid, text = finished_suggestion(new_page, slow_app, "떠난 작가")
+    b = writer(new_page, slow_app, "준호", href=a.share_link.get_attribute("href"))
+    take = b.page.locator("#relay-takeover")
+    expect(b.page.locator("#relay-presence")).to_contain_text("민지")
+    expect(take).to_be_hidden()  # 민지 is here: her suggestion is hers
+    a.page.close()
+    expect(b.page.locator("#relay-presence")).to_contain_text("자리 비움", timeout=10_000)
+    expect(take).to_be_visible(timeout=GRACE_S * 1000 + 10_000)  # after the grace period, without a reload
+    take.click()
+    expect(b.preview).to_have_value(text)
+    b.preview.fill(text + " 그리고 끝.")
+    b.page.locator("#relay-accept").click()
+    expect(b.paragraphs).to_have_count(2)
+    paragraph = slow_app.store.timeline(sid)[-1]
+    assert paragraph.kind == "ai" and paragraph.text == text + " 그리고 끝."
+    assert (paragraph.meta["asked_by"], paragraph.meta["chosen_by"]) == ("민지", "준호")
+
+
+def test_the_holders_tab_shows_at_once_that_its_suggestion_was_taken(new_page, slow_app):
+    a, sid, text = finished_suggestion(new_page, slow_app, "끊긴 작가")
+    b = writer(new_page, slow_app, "준호", href=a.share_link.get_attribute("href"))
+    expect(b.page.locator("#relay-presence")).to_contain_text("민지")
+    # 민지's connection drops (the server sees her tab leave) while her page still shows the suggestion.
+    slow_app.store.leave_story(sid, a.page.evaluate("window.__relayMe"))
+    expect(b.page.locator("#relay-takeover")).to_be_visible(timeout=GRACE_S * 1000 + 10_000)
+    b.page.locator("#relay-takeover").click()
+    expect(b.preview).to_have_value(text)
+    expect(a.preview).to_have_value(re.compile("준호님이 이 후보를 이어받았습니다"), timeout=10_000)  # no click
+    expect(a.page.locator("#relay-accept")).to_be_disabled()
+
+
+def test_the_holders_tab_shows_at_once_that_its_suggestion_expired(new_page, slow_app):
+    a, sid, text = finished_suggestion(new_page, slow_app, "잠든 작가")
+    expect(a.page.locator("#relay-accept")).to_be_enabled()
+    expect(a.preview).to_have_value(re.compile("AI 차례가 풀렸습니다"), timeout=IDLE_S * 1000 + 10_000)
+    expect(a.page.locator("#relay-accept")).to_be_disabled()
+    assert slow_app.store.ai_turn(sid) is None
