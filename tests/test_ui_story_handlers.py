@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -153,3 +154,26 @@ def test_another_tab_of_the_same_writer_stops_the_turn(services):
     desk.stop_generation(story_id, "민지", key)  # pressed in tab-2: same writer, same story
     *_, final = stream
     assert services.store.get_candidate(final[1]["ids"][-1]).meta["stopped_by"] == "cancel"
+
+
+def test_a_co_writer_takes_over_a_suggestion_whose_writer_left_and_the_writers_tab_is_told(services, monkeypatch):
+    monkeypatch.setenv("RELAY_TURN_GRACE_S", "0.1")
+    story_id, key = story_for_the_model(services)
+    shown = suggest(services, story_id, key)  # 민지 asked, then closed her tab (she has none open)
+    time.sleep(0.2)
+    junho = services.store.new_writer_key()
+    taken = Desk(services).take_over(story_id, "준호", junho, "ko")
+    assert taken[0] == shown[0] and taken[1]["ids"] == shown[1]["ids"]
+    ended = Desk(services).turn_ended(story_id, "민지", key, shown[1], "ko")
+    assert "준호님이 이 후보를 이어받았습니다" in ended[0] and ended[1] is None  # no live-looking 채택 left
+
+
+def test_nobody_takes_over_a_suggestion_while_its_writer_is_here(services, monkeypatch):
+    monkeypatch.setenv("RELAY_TURN_GRACE_S", "0.1")
+    story_id, key = story_for_the_model(services)
+    suggest(services, story_id, key)
+    services.store.join_story(story_id, services.store.writer_id(key))  # 민지's tab is open
+    time.sleep(0.2)
+    refused = Desk(services).take_over(story_id, "준호", services.store.new_writer_key(), "ko")
+    assert all(isinstance(o, type(gr.skip())) for o in refused)  # a warning; every box stays as it was
+    assert services.store.ai_turn(story_id).holder == "민지"
