@@ -19,6 +19,7 @@ Because change detection goes through the store, a paragraph written by another 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import itertools
 import json
 import logging
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 WATCH_TIMEOUT_S = 1.0  # longest single wait on the store; the watcher re-checks its subscribers after it
 KEEPALIVE_S = 25.0  # an SSE comment line this often keeps proxies from closing an idle tab's stream
 MAX_SUBSCRIBERS = 5000  # open tabs one process will serve; more get HTTP 503 with a message
+RELEASE_AFTER_S = 2.0  # after a story's last tab closes, hand freed memory back to the OS this much later...
+RELEASE_EVERY_S = 10.0  # ...and at most this often
 
 
 # The parts of a story every tab shows besides its cards: sent whole at first, then when they change.
@@ -93,6 +96,8 @@ class LiveHub:
         self._wake = threading.Event()
         self._watcher: threading.Thread | None = None
         self._closed = False
+        self._release_pending = False
+        self._released_at = -RELEASE_EVERY_S
 
     # -- subscribers -------------------------------------------------------------------------
 
@@ -118,6 +123,27 @@ class LiveHub:
                 if not subs:
                     del self._subs[sub.story_id]
                     self._latest.pop(sub.story_id, None)
+                    self._schedule_release()
+
+    def _schedule_release(self) -> None:
+        """Soon after a story's last tab closed, give the memory its snapshot and streams used back to the OS.
+
+        glibc keeps freed heap pages for reuse, so without this a burst of tabs leaves the process at
+        its peak RSS for good (issue 20). One release pending at a time; the caller holds the lock.
+        """
+        if self._release_pending:
+            return
+        self._release_pending = True
+        wait = max(RELEASE_AFTER_S, self._released_at + RELEASE_EVERY_S - time.monotonic())
+        timer = threading.Timer(wait, self._release)
+        timer.daemon = True
+        timer.start()
+
+    def _release(self) -> None:
+        with self._lock:
+            self._release_pending = False
+            self._released_at = time.monotonic()
+        give_back_memory()
 
     def close(self) -> None:
         self._closed = True
@@ -231,6 +257,16 @@ class LiveHub:
             self._remove(sub)
             if writer:
                 threading.Thread(target=self._leave, args=(sub,), name="relay-live-leave", daemon=True).start()
+
+
+def give_back_memory() -> bool:
+    """Return freed heap memory to the OS where the C library can (glibc's malloc_trim); False elsewhere."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS, Windows): it has nothing to trim
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    return bool(trim(0))
 
 
 def _offer(queue: asyncio.Queue, snap: Snapshot) -> None:

@@ -212,3 +212,33 @@ def test_the_hub_drops_a_story_snapshot_when_its_last_tab_closes(served):
     while (served.big.id in hub._latest or hub.subscriber_count()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert served.big.id not in hub._latest and hub.subscriber_count() == 0
+
+
+def test_when_a_story_s_last_tab_closes_the_freed_memory_goes_back_to_the_os(served, monkeypatch):
+    import relay.live
+
+    deadline = time.monotonic() + 15
+    while served.hub._release_pending and time.monotonic() < deadline:  # one left by an earlier test
+        time.sleep(0.1)
+    released = []
+    monkeypatch.setattr(relay.live, "RELEASE_AFTER_S", 0.1)
+    monkeypatch.setattr(relay.live, "RELEASE_EVERY_S", 0.0)
+    monkeypatch.setattr(relay.live, "give_back_memory", lambda: released.append(time.monotonic()) or True)
+    tabs = [Tab(served.url, served.big.id) for _ in range(2)]
+    for tab in tabs:
+        tab.next()
+    tabs[0].close()
+    time.sleep(1.0)
+    assert released == []  # another tab still shows the story
+    tabs[1].close()
+    deadline = time.monotonic() + 10
+    while not released and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(released) == 1
+    assert relay.live.give_back_memory.__name__ == "<lambda>"
+
+
+def test_giving_memory_back_is_harmless_where_there_is_nothing_to_give():
+    from relay.live import give_back_memory
+
+    assert give_back_memory() in (True, False)
