@@ -84,12 +84,12 @@ def test_an_added_paragraph_is_stored_under_the_writers_key_and_the_composer_emp
     assert paragraph.writer_id == services.store.writer_id(key)
 
 
-def test_adding_out_of_turn_says_so_in_korean_and_stores_nothing(services):
+def test_adding_out_of_turn_says_so_in_a_korean_warning_keeps_the_draft_and_stores_nothing(services):
     story_id, key = story_for_the_model(services)
     head = services.store.timeline(story_id)[-1].id
-    with pytest.raises(gr.Error) as refused:
-        Composer(services).add(browser(), story_id, "차례가 아닌 문단.", "민지", key, "ko", head, "draft-2")
-    assert "지금은 AI 차례입니다" in refused.value.message
+    with pytest.warns(UserWarning, match="지금은 AI 차례입니다"):  # a warning toast, not an error over the box
+        left = Composer(services).add(browser(), story_id, "차례가 아닌 문단.", "민지", key, "ko", head, "draft-2")
+    assert left == gr.skip()  # the draft stays in the composer
     assert [p.text for p in services.store.timeline(story_id)] == ["첫 문단."]
 
 

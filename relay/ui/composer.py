@@ -34,10 +34,17 @@ class Composer:
         except StaleHeadError:
             warn(lang, say(lang, "stale_head"))
             return gr.skip()  # the draft stays in the box; the live view shows the new paragraph
+        # A refused paragraph stays in the box, readable: a warning toast says why (an error would cover the box).
         except LimitExceeded as e:
-            raise ui_error(lang, e) from None
+            return _refused(lang, ui_error(lang, e))
         except TurnError:
-            raise user_error(lang, say(lang, "not_human_turn")) from None  # says whose turn it is
+            return _refused(lang, user_error(lang, say(lang, "not_human_turn")))  # says whose turn it is
         except StoryError as e:
-            raise user_error(lang, e) from None
+            return _refused(lang, user_error(lang, e))
         return ""
+
+
+def _refused(lang: str, error: gr.Error):
+    """Say why the paragraph was refused in a warning toast, and leave the composer as it was."""
+    warn(lang, error.message)
+    return gr.skip()

@@ -62,6 +62,17 @@ FOLLOW_TURN_JS = """() => {
     }
   });
 }"""
+# A new toast replaces the ones shown before (closed as if by their ×), so messages never pile up over the desk.
+ONE_TOAST_JS = """() => {
+  const seen = new WeakSet();
+  new MutationObserver(() => {
+    const toasts = [...document.querySelectorAll('[data-testid="toast-body"]')];
+    const fresh = toasts.filter((t) => !seen.has(t));
+    if (!fresh.length) return;
+    toasts.filter((t) => seen.has(t)).forEach((t) => t.querySelector('[data-testid="toast-close"]')?.click());
+    fresh.forEach((t) => seen.add(t));
+  }).observe(document.body, { childList: true, subtree: true });
+}"""
 # The model's turn changing hands: "이어받기" shows for co-writers once a waiting suggestion may be taken over
 # (its writer left for the grace period); the holder's tab, when its turn was taken or expired, shows why in
 # place of the suggestion at once, without a click.
@@ -179,6 +190,7 @@ def build_story_tabs(ui) -> None:
     ui.demo.load(None, None, None, js=SYNC_TURN_JS)
     ui.demo.load(None, None, None, js=FOLLOW_TURN_JS)
     ui.demo.load(None, None, None, js=TURN_HANDOVER_JS)
+    ui.demo.load(None, None, None, js=ONE_TOAST_JS)
     writer.change(remember_name, [writer], [ui.writer_saved], **private)
 
     story_state.change(None, [story_state, writer_id], None, js=OPEN_LIVE_JS)

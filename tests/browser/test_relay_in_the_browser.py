@@ -162,9 +162,15 @@ def test_the_turn_rule_refuses_a_second_human_paragraph_with_a_clear_message(new
 
     w.type_draft("두 번째 사람 문단은 안 된다.")
     w.page.locator("#relay-add").click()
-    expect(w.toast("error")).to_contain_text("AI 차례")
+    # A warning toast says why; the composer keeps the draft, readable, with no error laid over it.
+    expect(w.toast("warning")).to_contain_text("AI 차례")
     expect(w.paragraphs).to_have_count(1)
     expect(w.composer).to_have_value("두 번째 사람 문단은 안 된다.")
+    expect(w.page.locator("#relay-composer .error")).to_have_count(0)
+    w.page.locator("#relay-add").click()  # again: the new toast replaces the first instead of piling up
+    expect(w.toast("warning")).to_have_count(1)
+    w.page.wait_for_timeout(500)
+    expect(w.toast("warning")).to_have_count(1)
     assert len(relay_app.store.timeline(sid)) == 1
 
 
