@@ -177,3 +177,18 @@ def test_nobody_takes_over_a_suggestion_while_its_writer_is_here(services, monke
     refused = Desk(services).take_over(story_id, "준호", services.store.new_writer_key(), "ko")
     assert all(isinstance(o, type(gr.skip())) for o in refused)  # a warning; every box stays as it was
     assert services.store.ai_turn(story_id).holder == "민지"
+
+
+def test_regenerating_with_a_fixed_seed_uses_the_next_seed_and_says_so(services, monkeypatch):
+    import relay.ui.desk
+
+    said = []
+    monkeypatch.setattr(relay.ui.desk, "info", lambda lang, text: said.append(text))
+    story_id, key = story_for_the_model(services)
+    fixed = settings_to_values(NAMES, SamplingSettings(min_new_tokens=4, max_new_tokens=12, seed=41))
+    desk = Desk(services)
+    *_, first = desk.generate(browser(), story_id, "민지", key, None, "", "ko", *fixed)
+    *_, second = desk.generate(browser(), story_id, "민지", key, first[1], "", "ko", *fixed)
+    assert any("시드 42(41+1)" in text for text in said)
+    seeds = [services.store.get_candidate(i).meta["seed"] for i in second[1]["ids"]]
+    assert seeds == [41, 42] and "`42`" in second[5]  # the seed line shows the seed used

@@ -10,12 +10,13 @@ them: preview, view, swipe info, previous, next, seed line, touch timer, accept 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import gradio as gr
 
 from relay.limits import LimitExceeded, client_ip
-from relay.settings import SamplingSettings, SettingsError
+from relay.settings import SEED_MAX, SamplingSettings, SettingsError
 from relay.story_store import NotAllowed, NotFound, StaleHeadError, StoryError, TurnBusy, TurnLost, writer_id_of
 from relay.turn_jobs import TurnJob, job_key
 from relay.turns import turn_grace_s
@@ -43,6 +44,19 @@ def writing_desk(text: str) -> tuple:
     """The desk while a suggestion is half written: nothing to flip and nothing to accept until it ends."""
     return (text, None, "", gr.Button(interactive=False), gr.Button(interactive=False), "", gr.skip(),
             gr.Button(interactive=False))
+
+
+def next_seed(settings: SamplingSettings, used: set, lang: str) -> SamplingSettings:
+    """A fixed seed that one of the turn's suggestions already used would write the same text again: use the
+    next seed no suggestion of the turn used (seed + n), and say so (the seed line shows the seed used)."""
+    if settings.seed is None or settings.seed not in used:
+        return settings
+    n = 1
+    while (settings.seed + n) % (SEED_MAX + 1) in used:
+        n += 1
+    seed = (settings.seed + n) % (SEED_MAX + 1)
+    info(lang, say(lang, "seed_next", seed=settings.seed, n=n, next=seed))
+    return dataclasses.replace(settings, seed=seed)
 
 
 def ended_desk(reason: str) -> tuple:
@@ -140,6 +154,16 @@ class Desk:
             stops.done(turn_key, stop)
             raise user_error(lang, say(lang, "ai_busy", holder=_esc(name))) from None
 
+    def _seeds_used(self, view) -> set:
+        """The seeds of the suggestions this tab shows of the turn."""
+        used = set()
+        for candidate_id in (view or {}).get("ids") or []:
+            try:
+                used.add(self.services.store.get_candidate(candidate_id).meta.get("seed"))
+            except StoryError:
+                continue
+        return used
+
     def generate(self, request: gr.Request, story_id, name, key, view, adapter_name, lang, *values):
         """Write one suggestion, streamed into the box; it joins the turn's earlier ones as the last swipe.
 
@@ -147,6 +171,7 @@ class Desk:
         the tab does not stop the model (see relay/turn_jobs.py)."""
         sid, name, settings, turn_note = self._turn_inputs(story_id, name, values, lang)
         ai_turn = self.services.ai_turn
+        settings = next_seed(settings, self._seeds_used(view), lang)
 
         def work(stop):
             for text, done in ai_turn.stream(sid, name, settings, adapter_name or None, stop, lang,

@@ -1,4 +1,5 @@
-"""The strings of who is here and of taking over a waiting suggestion (relay/ui/presence_view.py, relay/ui/desk.py)."""
+"""The strings of who is here, of the model's turn changing hands, and of the next seed of a turn
+(relay/ui/presence_view.py, relay/ui/desk.py)."""
 
 PRESENCE_TEXT: dict[str, tuple[str, str]] = {
     "here_now": ("👥 지금 여기: {names}", "👥 Here now: {names}"),
@@ -6,6 +7,8 @@ PRESENCE_TEXT: dict[str, tuple[str, str]] = {
     "turn_holder": ("🤖 AI 차례: <b>{holder}</b>", "🤖 Model's turn: <b>{holder}</b>"),
     "turn_holder_away": ("🤖 AI 차례: <b>{holder}</b> (자리 비움)", "🤖 Model's turn: <b>{holder}</b> (away)"),
     "take_over": ("이어받기", "Take over"),
+    "seed_next": ("같은 시드는 같은 글을 다시 쓰므로 시드 {next}({seed}+{n})로 썼습니다.",
+                  "The same seed would write the same text again, so seed {next} ({seed}+{n}) was used."),
     "takeover_too_soon": ("{holder}님이 아직 자리에 있거나 방금 떠났습니다. 잠시 후 다시 시도하세요.",
                           "{holder} is still here or has only just left; try again in a moment."),
     "takeover_nothing": ("이어받을 후보가 없습니다.", "There is no waiting suggestion to take over."),
