@@ -183,7 +183,7 @@ def assemble(encode: Encode, paragraphs: list[str], window: int, max_new_tokens:
     steering = steering or Steering()
     encode_many = _memo(encode_many or (lambda texts: [encode(text) for text in texts]))
     later = _after_a_line(encode)
-    lines = story_lines(paragraphs)
+    lines = story_lines(paragraphs, budget + 1)  # no window holds more lines than tokens
     pieces = [line + "\n" for _, line in lines]
     memory = _ids(encode, _lines_of(steering.memory))
     note = _ids(later, _note_text(steering))

@@ -35,7 +35,7 @@ def build_prompt(encode: Encode, paragraphs: list[str], window: int, max_new_tok
     _check_paragraphs(paragraphs)
     budget = story_budget(window, max_new_tokens)
     encode_many = encode_many or (lambda texts: [encode(text) for text in texts])
-    lines = _story_lines(paragraphs)
+    lines = [line for _, line in story_lines(paragraphs, budget + 1)]
     if not lines:
         return [bos_id]  # an empty story: the model starts a document
     return story_window(encode, encode_many, lines, budget).ids
@@ -97,15 +97,21 @@ def _check_paragraphs(paragraphs: list[str]) -> None:
         raise SettingsError("paragraphs", "paragraphs must be a list of str")
 
 
-def _story_lines(paragraphs: list[str]) -> list[str]:
-    """Every non-empty line of the story, stripped: a paragraph with line breaks counts as several."""
-    return [line for _, line in story_lines(paragraphs)]
-
-
-def story_lines(paragraphs: list[str]) -> list[tuple[int, str]]:
-    """(paragraph index, line) for every non-empty line of the story, stripped, in order."""
-    lines = ((i, line.strip()) for i, p in enumerate(paragraphs) for line in p.split("\n"))
-    return [(i, line) for i, line in lines if line]
+def story_lines(paragraphs: list[str], limit: int | None = None) -> list[tuple[int, str]]:
+    """(paragraph index, line) for the non-empty lines of the story, stripped, in order: a paragraph with line
+    breaks counts as several. With `limit`, only the last `limit` lines (a window of n tokens never holds more
+    than n lines, so a long story is read from its end only)."""
+    out: list[tuple[int, str]] = []
+    for i in range(len(paragraphs) - 1, -1, -1):
+        text = paragraphs[i]
+        if "\n" in text:
+            out += reversed([(i, line) for line in (part.strip() for part in text.split("\n")) if line])
+        elif text.strip():
+            out.append((i, text.strip()))
+        if limit is not None and len(out) >= limit:
+            break
+    out.reverse()
+    return out[-limit:] if limit is not None else out
 
 
 def _sentences(line: str) -> list[str]:
