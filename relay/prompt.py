@@ -79,17 +79,35 @@ def story_budget(window: int, max_new_tokens: int) -> int:
 
 
 def fitting_start(encode_many: EncodeMany, pieces: list[str], budget: int) -> int:
-    """Index of the earliest piece such that pieces[i:] fit in `budget` tokens; tokenizes only from the end."""
-    total, first, chunk = 0, len(pieces), 32
+    """Index of the earliest piece such that pieces[i:] fit in `budget` tokens; tokenizes only from the end.
+
+    Each batch is as many pieces as probably hold the tokens still to fill, by the characters per token seen so
+    far (a little more), so a window is usually found in one or two batches, never tokenizing much of the rest."""
+    total, chars, first, per_token = 0, 0, len(pieces), CHARS_PER_TOKEN
     while first > 0:
-        batch = pieces[max(0, first - chunk):first]
-        for ids in reversed(encode_many(batch)):
+        batch = pieces[max(0, first - _likely_pieces(pieces, first, budget - total, per_token)):first]
+        for piece, ids in zip(reversed(batch), reversed(encode_many(batch))):
             if total + len(ids) > budget:
                 return first
             total += len(ids)
+            chars += len(piece)
             first -= 1
-        chunk *= 2
+        per_token = chars / total * 1.15 if total else per_token * 2
     return first
+
+
+CHARS_PER_TOKEN = 2.6  # a first guess, a little above Korean prose's ~2.2 characters per KoGPT-2 token
+
+
+def _likely_pieces(pieces: list[str], end: int, tokens: int, per_token: float) -> int:
+    """How many pieces before `end` probably hold `tokens` tokens at `per_token` characters each (at least 8)."""
+    chars, count = 0, 0
+    for index in range(end - 1, -1, -1):
+        if chars > tokens * per_token:
+            break
+        chars += len(pieces[index])
+        count += 1
+    return max(count, 8)
 
 
 def _check_paragraphs(paragraphs: list[str]) -> None:

@@ -191,3 +191,16 @@ def test_meta_records_which_memory_note_and_card_versions_were_read(tokenizer):
     assert meta["memory_version"] == 3 and meta["note_version"] == 2 and meta["turn_note"] is False
     assert meta["cards"] == [{"id": 7, "version": 4, "key": "편지"}]
     assert meta["tokens"]["room"] == 40 and meta["story_paragraphs"] == len(STORY)
+
+
+def test_the_window_start_is_exact_however_the_pieces_are_batched(tokenizer):
+    from relay.prompt import fitting_start
+
+    encode = encoder(tokenizer)
+    pieces = [f"{'골목 끝에서 ' * (n % 7 + 1)}누군가 휘파람을 불었다.\n" for n in range(300)]
+    for budget in (1, 10, 57, 200, 884, 5000):
+        total, first = 0, len(pieces)
+        while first > 0 and total + len(encode(pieces[first - 1])) <= budget:  # one piece at a time
+            total += len(encode(pieces[first - 1]))
+            first -= 1
+        assert fitting_start(lambda texts: [encode(t) for t in texts], pieces, budget) == first
