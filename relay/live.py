@@ -41,7 +41,7 @@ RELEASE_EVERY_S = 10.0  # ...and at most this often
 
 # The parts of a story every tab shows besides its cards: sent whole at first, then when they change.
 PARTS = ("header", "status", "turn", "turn_state", "head", "count", "first", "more", "empty", "older", "steering",
-         "presence")
+         "presence", "ai_gate")
 _serials = itertools.count(1)
 
 

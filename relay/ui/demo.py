@@ -23,7 +23,7 @@ from relay.ui.api import register_api
 from relay.ui.common import STATE_TTL_S
 from relay.ui.controls import i18n_key
 from relay.ui.lab import build_lab_tab
-from relay.ui.presence_view import presence_parts
+from relay.ui.presence_view import ai_gate, presence_parts
 from relay.ui.render import CardCache, render_card, render_header, render_status, render_turn
 from relay.ui.steering import render_shared
 from relay.ui.story import TOUCH_EVERY_S, build_story_tabs
@@ -80,6 +80,7 @@ def story_parts(store: StoryStore, story_id: int, lang: str, cards: CardCache | 
         "expires_at": wake_at,
         "steering": render_shared(store.steering(story_id), lang),  # memory, note, cards (relay/ui/steering.py)
         "presence": presence,
+        "ai_gate": ai_gate(story, head, turn, lang),  # why "AI 이어쓰기" is disabled now, if it is
     }
 
 

@@ -75,6 +75,25 @@ window.relayLive = (() => {
   function paintPresence() {
     const slot = $("relay-presence");
     if (slot && slot.innerHTML !== (state.presence || "")) slot.innerHTML = state.presence || "";
+    gateButtons();
+  }
+
+  // "AI 이어쓰기" (and its siblings) only when the model may write for this writer now, else disabled with the
+  // reason beside it; "중지" only while the model writes for this writer. The server checks again on a press.
+  function gateButtons() {
+    const gate = state.ai_gate || {};
+    const mine = !!(gate.holder_id && current.writer && gate.holder_id === current.writer);
+    const reason = current.story ? gate.rule || (mine ? "" : gate.busy) || "" : "";
+    for (const id of ["relay-ai", "relay-alts", "relay-regen"]) {
+      const button = $(id);
+      if (button && button.disabled !== !!reason) button.disabled = !!reason;
+      if (button && button.title !== reason) button.title = reason;
+    }
+    const note = $("relay-ai-reason");
+    if (note && note.textContent !== reason) note.textContent = reason;
+    const stop = $("relay-stop");
+    const writing = mine && state.turn_state && state.turn_state.status === "writing";
+    if (stop && stop.disabled !== !writing) stop.disabled = !writing;
   }
 
   function render(first) {
@@ -156,7 +175,7 @@ window.relayLive = (() => {
       return;
     }
     const first = message.kind === "full";
-    for (const key of ["header", "status", "turn", "turn_state", "head", "empty", "first", "more", "older", "presence"]) {
+    for (const key of ["header", "status", "turn", "turn_state", "head", "empty", "first", "more", "older", "presence", "ai_gate"]) {
       if (key in message) state[key] = message[key];
     }
     if (first) {

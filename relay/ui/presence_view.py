@@ -24,3 +24,15 @@ def presence_parts(store, story_id: int, turn, lang: str) -> tuple[str, float | 
         key = "turn_holder_away" if away else "turn_holder"
         line = " · ".join(p for p in (line, say(lang, key, holder=esc(turn.holder))) if p)
     return (f'<div class="relay-presence">{line}</div>' if line else ""), takeover_at
+
+
+def ai_gate(story, head, turn, lang: str) -> dict:
+    """Why "AI 이어쓰기" cannot be pressed now, for the page to disable it and show the reason (plain text: the
+    page sets it as text): "rule" when the turn rule wants a person first, "busy" when someone's model turn is
+    live (not a reason for its holder, `holder_id`, who may ask again)."""
+    rule = say(lang, "not_ai_turn") if story.turn_rule == "alternate" and (head is None or head.kind == "ai") else ""
+    busy, holder_id = "", None
+    if turn is not None:
+        busy = say(lang, "ai_busy" if turn.status == "writing" else "ai_pending_busy", holder=turn.holder)
+        holder_id = turn.holder_id
+    return {"rule": rule, "busy": busy, "holder_id": holder_id}

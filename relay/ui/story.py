@@ -152,6 +152,9 @@ def build_story_tabs(ui) -> None:
                     # Shown by the page script when a co-writer's waiting suggestion may be taken over.
                     takeover_btn = gr.Button(i18n_key("take_over"), elem_id="relay-takeover", min_width=80,
                                              elem_classes=["relay-hidden"])
+                # Why "AI 이어쓰기" is disabled now, if it is (the page script fills it from the live stream).
+                gr.HTML('<div id="relay-ai-reason" class="relay-ai-reason"></div>', elem_id="relay-ai-reason-root",
+                        padding=False)
         # Clicked by the page script (never by a person): in the page but not shown, unlike visible=False.
         sync_btn = gr.Button("sync", elem_id="relay-turn-sync", elem_classes=["relay-hidden"])
         follow_btn = gr.Button("follow", elem_id="relay-turn-follow", elem_classes=["relay-hidden"])

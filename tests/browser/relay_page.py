@@ -189,6 +189,15 @@ class RelayPage:
         expect(self.preview).not_to_have_value("")
         return self.preview.input_value()
 
+    def press_disabled(self, elem_id: str) -> None:
+        """Press a button the page disabled, as a page with stale state would: the server still refuses."""
+        self.page.evaluate("(id) => { const b = document.getElementById(id); b.disabled = false; b.click(); }", elem_id)
+
+    def expect_ai_refused(self, reason: str) -> None:
+        """"AI 이어쓰기" is disabled with `reason` shown beside it."""
+        expect(self.page.locator("#relay-ai")).to_be_disabled()
+        expect(self.page.locator("#relay-ai-reason")).to_contain_text(reason)
+
     def last_seed(self) -> int:
         match = re.search(r"시드\s*`?(\d+)`?", self.seed_info.inner_text())
         assert match, f"no seed in {self.seed_info.inner_text()!r}"

@@ -108,8 +108,9 @@ def test_a_waiting_suggestion_keeps_the_turn_until_the_idle_timeout_and_its_writ
 
     b = writer(new_page, slow_app, "준호", href=a.share_link.get_attribute("href"))
     expect(b.page.locator("#relay-status")).to_contain_text("민지")
-    b.page.locator("#relay-ai").click()
-    expect(b.toast("error")).to_contain_text("민지")  # 준호 cannot overtake the waiting suggestion
+    b.expect_ai_refused("민지")  # 준호 cannot overtake the waiting suggestion
+    b.press_disabled("relay-ai")
+    expect(b.toast("error")).to_contain_text("민지")
     assert slow_app.store.ai_turn(sid).holder == "민지"
 
     # 민지 goes quiet; after the idle timeout the turn is free and 준호's model turn goes ahead.

@@ -261,7 +261,8 @@ def test_while_the_model_writes_for_one_writer_the_others_see_it_and_cannot_star
     relay_app.store.claim_ai_turn(sid, "준호", ttl=60)  # the model is writing for 준호 in another browser
     try:
         expect(w.page.locator("#relay-status")).to_contain_text("준호", timeout=10_000)
-        w.page.locator("#relay-ai").click()
+        w.expect_ai_refused("준호")  # disabled, saying for whom the model writes
+        w.press_disabled("relay-ai")  # a page that had not heard yet: the server refuses too
         expect(w.toast("error")).to_contain_text("준호")
         expect(w.preview).to_have_value("")
     finally:
@@ -278,7 +279,9 @@ def test_a_writer_name_made_of_html_shows_as_text_in_the_status_and_in_messages(
     relay_app.store.claim_ai_turn(sid, holder, ttl=60)
     try:
         expect(w.page.locator("#relay-status")).to_contain_text(holder, timeout=10_000)
-        w.page.locator("#relay-ai").click()
+        w.expect_ai_refused(holder)  # the reason beside the button shows the name as text
+        assert w.page.locator("#relay-ai-reason img").count() == 0
+        w.press_disabled("relay-ai")
         expect(w.toast("error")).to_contain_text("준호")
         # Checked at once: an error toast closes itself after a few seconds, taking any injected tag with it.
         injected = w.page.locator("#relay-status img, [data-testid='toast-body'] img").count()
@@ -346,7 +349,7 @@ def test_a_hostile_name_in_a_toast_fetches_nothing_and_shows_no_form(new_page, r
     relay_app.store.claim_ai_turn(sid, holder, ttl=60)
     try:
         expect(w.page.locator("#relay-status")).to_contain_text(holder, timeout=10_000)
-        w.page.locator("#relay-ai").click()
+        w.press_disabled("relay-ai")
         toast = w.toast("error")
         expect(toast).to_contain_text(holder)  # shown as text
         assert toast.locator("img, form, button:not(.toast-close)").count() == 0

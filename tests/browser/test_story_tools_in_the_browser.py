@@ -225,7 +225,9 @@ def test_the_ai_button_on_a_persons_turn_says_so_and_writes_nothing(new_page, re
     store = relay_app.store
     w = writer_on(new_page, relay_app, "다은")
     sid = w.create_story("사람 먼저")
-    w.page.locator("#relay-ai").click()
+    w.expect_ai_refused("사람 차례")  # disabled, with the reason beside it
+    expect(w.page.locator("#relay-stop")).to_be_disabled()  # nothing is being written
+    w.press_disabled("relay-ai")  # and a stale page is refused by the server
     expect(w.toast("error")).to_contain_text("사람 차례")
     expect(w.preview).to_have_value("")
     expect(w.seed_info).to_have_text("")
