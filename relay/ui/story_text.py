@@ -5,13 +5,15 @@ STORY_TEXT: dict[str, tuple[str, str]] = {
     "watch_writing": ("AI가 <b>{holder}</b>님을 위해 쓰는 중 (초안)", "The model is writing for <b>{holder}</b> (draft)"),
     "watch_pending": ("<b>{holder}</b>님이 고를 AI 후보 {n}개", "{n} suggestion(s) waiting for <b>{holder}</b>"),
     "ai_pending_busy": (
-        "{holder}님이 AI 후보를 고르는 중입니다. 채택하거나 버리면(또는 3분 동안 움직임이 없으면) 차례가 풀립니다.",
+        "{holder}님이 AI 후보를 고르는 중입니다. 채택하거나 버리면(또는 오래 움직임이 없으면) 차례가 풀리고, "
+        "자리를 비우면 이어받을 수 있습니다.",
         "{holder} is still choosing among the model's suggestions. The turn frees up once they accept or discard "
-        "(or after 3 minutes without activity).",
+        "(or stay idle too long); if they leave, you can take it over.",
     ),
     "turn_lost": (
-        "3분 넘게 움직임이 없어 AI 차례가 {holder}님에게 넘어갔습니다. 이 후보는 더 이상 채택할 수 없습니다. 차례가 오면 다시 요청하세요.",
-        "You were idle for more than 3 minutes, so the model's turn went to {holder}. This suggestion can no longer "
+        "오래 움직임이 없었거나 자리를 비운 사이 AI 차례가 {holder}님에게 넘어갔습니다. 이 후보는 더 이상 채택할 수 없습니다. "
+        "차례가 오면 다시 요청하세요.",
+        "You were idle too long or away, so the model's turn went to {holder}. This suggestion can no longer "
         "be added; ask the model again when it is your turn.",
     ),
     "stopped_disconnect": ("창이 닫혀 멈춤", "stopped: the page was closed"),
