@@ -32,7 +32,7 @@ from relay.ui_text import say
 
 
 WINDOW = 200  # newest cards a page (and every live message) carries; older ones come in pages on demand
-WINDOW_BYTES = 170_000  # ...and at most this much card HTML (UTF-8: ~200 short cards), so long paragraphs make a shorter window
+WINDOW_BYTES = 180_000  # ...and at most this much card HTML (UTF-8; 200 cards of ~40 characters), so long paragraphs make a shorter window
 OLDER_PAGE = 100  # cards in one "older paragraphs" page (relay/ui/server.py: `/relay/older`), also within WINDOW_BYTES
 MAX_OLDER_PAGE = 200  # the most one request may ask for
 
