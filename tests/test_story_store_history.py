@@ -214,3 +214,11 @@ def test_malformed_versions_in_an_import_are_refused(store):
     with pytest.raises(InvalidInput, match="versions"):
         store.import_json(data)
     assert len(store.list_stories()) == before
+
+
+def test_the_markdown_export_speaks_the_readers_language(store, keys):
+    s = store.create_story("언어", "민수", turn_rule="free", writer_key=keys["alice"])
+    store.add_paragraph(s.id, "첫 글", "민수", writer_key=keys["alice"])
+    korean, english = store.export(s.id, "md", lang="ko"), store.export(s.id, "md", lang="en")
+    assert "*작가: 민수*" in korean and "Writers" not in korean
+    assert "*Writers: 민수*" in english

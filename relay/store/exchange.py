@@ -75,13 +75,15 @@ def _history(conn: sa.Connection, story_id: int) -> dict[int, list[dict]]:
     return history
 
 
-def render(fmt: str, story: Story, all_paragraphs: list[Paragraph], history: dict[int, list[dict]]) -> str:
-    """The export in `fmt`: JSON keeps every paragraph; txt and md only those a reader sees."""
+def render(fmt: str, story: Story, all_paragraphs: list[Paragraph], history: dict[int, list[dict]],
+           lang: str = "en") -> str:
+    """The export in `fmt`: JSON keeps every paragraph; txt and md only those a reader sees (md's own
+    words in `lang`, "ko" or "en": the reader's page language)."""
     all_paragraphs = [_without_server_paths(p) for p in all_paragraphs]
     if fmt == "json":
         return _export_json(story, all_paragraphs, history)
     live = [p for p in all_paragraphs if not p.deleted and not p.hidden]
-    return _export_md(story, live) if fmt == "md" else _export_txt(story, live)
+    return _export_md(story, live, lang) if fmt == "md" else _export_txt(story, live)
 
 
 # A Hub id ("skt/kogpt2-base-v2"); any other model name in a paragraph's meta was a server folder.
@@ -136,19 +138,29 @@ def _md_paragraph(text: str) -> str:
     return "  \n".join(line if line.strip() else "&nbsp;" for line in lines)
 
 
-def _export_md(story: Story, paragraphs: list[Paragraph]) -> str:
+# The Markdown export's own words, in the reader's page language.
+MD_WORDS = {
+    "en": {"writers": "Writers", "ai": "AI", "forked": "Forked from story {story} at paragraph id {paragraph}",
+           "ai_mark": " · AI", "ai_edited_mark": " · AI, edited"},
+    "ko": {"writers": "작가", "ai": "AI", "forked": "{story}번 이야기의 문단 {paragraph}에서 갈라져 나옴",
+           "ai_mark": " · AI", "ai_edited_mark": " · AI, 고침"},
+}
+
+
+def _export_md(story: Story, paragraphs: list[Paragraph], lang: str = "en") -> str:
+    words = MD_WORDS.get(lang, MD_WORDS["en"])
     writers = list(dict.fromkeys([story.created_by, *(p.author for p in paragraphs)]))
     models = list(dict.fromkeys(str(p.meta["model"]) for p in paragraphs if p.kind == "ai" and p.meta.get("model")))
-    lines = [f"# {_md_escape(story.title)}", "", f"*Writers: {', '.join(_md_escape(w) for w in writers)}*"]
+    lines = [f"# {_md_escape(story.title)}", "", f"*{words['writers']}: {', '.join(_md_escape(w) for w in writers)}*"]
     if models:
-        lines.append(f"*AI: {', '.join(_md_escape(m) for m in models)}*")
+        lines.append(f"*{words['ai']}: {', '.join(_md_escape(m) for m in models)}*")
     if story.forked_from:
-        lines.append(f"*Forked from story {story.forked_from[0]} at paragraph id {story.forked_from[1]}*")
+        lines.append(f"*{words['forked'].format(story=story.forked_from[0], paragraph=story.forked_from[1])}*")
     lines += ["", "---", ""]
     for p in paragraphs:
         mark = ""
         if p.kind == "ai":
-            mark = " · AI, edited" if p.edited else " · AI"
+            mark = words["ai_edited_mark"] if p.edited else words["ai_mark"]
         lines += [f"**{p.seq}. {_md_escape(p.author)}{mark}**", "", _md_paragraph(p.text), ""]
     return "\n".join(lines)
 

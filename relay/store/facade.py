@@ -522,7 +522,7 @@ class StoryStore(SteeringMethods, PresenceMethods):
 
     # export and import
 
-    def export(self, story_id: int, fmt: str, *, writer_key: str | None = None) -> str:
+    def export(self, story_id: int, fmt: str, *, writer_key: str | None = None, lang: str = "en") -> str:
         """The story as "txt" (plain novel), "md" (with writers and AI marks) or "json" (everything).
 
         Hidden paragraphs are in the JSON export only for the story's creator (`writer_key`); model
@@ -537,7 +537,7 @@ class StoryStore(SteeringMethods, PresenceMethods):
             steered = steering.export_state(conn, story_id)
         if viewer is None or viewer != story.creator_id:
             paragraphs, versions = exchange.without_hidden(paragraphs, versions)
-        return exchange.with_steering(fmt, exchange.render(fmt, story, paragraphs, versions), steered)
+        return exchange.with_steering(fmt, exchange.render(fmt, story, paragraphs, versions, lang), steered)
 
     def import_json(self, data: str | bytes | dict, importer: str | None = None, *,
                     writer_key: str | None = None) -> Story:

@@ -22,7 +22,7 @@ class Export:
         if fmt not in EXPORT_FORMATS:
             fmt = "txt"
         path = export_path(sid, fmt)
-        path.write_text(self.services.store.export(sid, fmt, writer_key=_well_formed(key)), encoding="utf-8")
+        path.write_text(self.services.store.export(sid, fmt, writer_key=_well_formed(key), lang=lang), encoding="utf-8")
         return str(path)
 
 
