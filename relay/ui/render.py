@@ -57,11 +57,6 @@ def _esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _when(iso: str) -> str:
-    """'2026-11-25T03:21:11.123+00:00' -> '2026-11-25 03:21 UTC'."""
-    return iso[:16].replace("T", " ") + " UTC" if iso else ""
-
-
 def render_story_list(stories, lang: str) -> str:
     """The story list as an HTML table whose titles link to `?story=ID`."""
     if not stories:
@@ -71,7 +66,7 @@ def render_story_list(stories, lang: str) -> str:
     for s in stories:
         rows.append(
             f'<tr><td><a class="relay-story-link" href="?story={s.id}">{_esc(s.title)}</a> <small>#{s.id}</small></td>'
-            f"<td>{s.paragraph_count}</td><td>{_esc(_when(s.last_activity))}</td><td>{_esc(s.created_by)}</td></tr>"
+            f"<td>{s.paragraph_count}</td><td>{render_time(s.last_activity)}</td><td>{_esc(s.created_by)}</td></tr>"
         )
     return f'<div class="relay-stories"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 

@@ -181,6 +181,13 @@ def test_times_show_in_the_browsers_time_zone(chromium, desk_app):
 
         seoul = datetime.fromisoformat(utc).astimezone(timezone(timedelta(hours=9)))
         expect(when).to_have_text(seoul.strftime("%Y-%m-%d %H:%M"))
+        # The story list too: its last-activity column is in the browser's zone, not UTC.
+        page.goto(desk_app.url)
+        row = page.locator(f'#relay-stories tr:has(a[href="?story={story.id}"])')
+        listed = row.locator("time.relay-time")
+        expect(listed).to_have_attribute("data-local", "1")
+        active = datetime.fromisoformat(desk_app.store.get_story(story.id).last_activity)
+        expect(listed).to_have_text(active.astimezone(timezone(timedelta(hours=9))).strftime("%Y-%m-%d %H:%M"))
     finally:
         context.close()
 
