@@ -290,6 +290,8 @@ window.relayLive = (() => {
     url.searchParams.set("story", story);
     url.searchParams.set("lang", current.lang);
     if (current.writer) url.searchParams.set("writer", current.writer);  // shown among who is here
+    lastDraft = "";
+    setTimeout(restoreDraft, 300);
     source = new EventSource(url);
     source.onmessage = (event) => {
       const message = JSON.parse(event.data);
@@ -298,6 +300,32 @@ window.relayLive = (() => {
   }
 
   setInterval(paintPresence, 500);  // its slot may be re-created by Gradio too
+
+  // The composer's unsent draft survives a reload: kept in this browser per story (localStorage),
+  // put back when the story opens with an empty composer, forgotten once it is added or erased.
+  const draftKey = () => "relay-draft-" + current.story;
+  const composerBox = () => document.querySelector("#relay-composer textarea");
+  let lastDraft = "";
+  function keepDraft(value) {
+    lastDraft = value;
+    try { if (value) localStorage.setItem(draftKey(), value); else localStorage.removeItem(draftKey()); } catch (e) {}
+  }
+  function restoreDraft() {
+    const box = composerBox();
+    let saved = null;
+    try { saved = localStorage.getItem(draftKey()); } catch (e) {}
+    if (!box || !saved || box.value) return;
+    box.value = saved;
+    lastDraft = saved;
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+  document.addEventListener("input", (e) => {
+    if (current.story && e.target && e.target.closest && e.target.closest("#relay-composer")) keepDraft(e.target.value);
+  });
+  setInterval(() => {  // the page emptied the composer (the paragraph was added): forget the draft
+    const box = composerBox();
+    if (current.story && box && !box.value && lastDraft) keepDraft("");
+  }, 500);
 
   // Gradio may re-create the slot (e.g. when a tab is shown again): put the last state back.
   setInterval(() => {

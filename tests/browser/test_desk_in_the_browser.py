@@ -322,3 +322,23 @@ def test_on_an_english_page_the_same_refusals_are_english_only(new_page, desk_ap
     expect(toast).to_contain_text("You can only undo the last paragraph when you wrote or accepted it.")
     expect(toast.locator(".toast-title")).to_have_text(re.compile(r"^\s*Warning"))
     assert not re.search(r"[\uac00-\ud7a3]", toast.inner_text()), toast.inner_text()
+
+
+def test_the_composers_unsent_draft_survives_a_reload_and_is_forgotten_once_added(new_page, desk_app):
+    story = story_with(desk_app.store, ["첫 문단."])
+    page = open_desk(new_page, desk_app, story.id, name="서윤")
+    composer = page.locator("#relay-composer textarea")
+    composer.fill("아직 보내지 않은 글")
+    page.wait_for_timeout(300)
+    page.reload()
+    expect(page.locator("#relay-header .relay-title")).to_contain_text(f"#{story.id}")
+    expect(composer).to_have_value("아직 보내지 않은 글")
+    page.locator("#relay-writer :is(input, textarea)").first.fill("서윤")
+    page.locator("#relay-add").click()
+    expect(page.locator("#relay-timeline .relay-para").last.locator(".relay-text")).to_have_text("아직 보내지 않은 글")
+    expect(composer).to_have_value("")
+    page.wait_for_timeout(800)
+    page.reload()
+    expect(page.locator("#relay-header .relay-title")).to_contain_text(f"#{story.id}")
+    page.wait_for_timeout(800)
+    expect(composer).to_have_value("")
