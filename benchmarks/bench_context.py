@@ -108,6 +108,7 @@ def bench_next_turn(engine, lines: list[str], turns: int) -> None:
                                            trim_incomplete=False)
     base = story_of_tokens(engine, lines, 512)
     base[-3] = "준호는 민지에게 등대 이야기를 꺼냈다. " + base[-3]  # two cards come in
+    first_text(engine, fresh(base, 99_999), settings, None)  # warm-up: the runtime's first request costs more
     rows: dict[str, list[tuple]] = {"off": [], "on": []}
     for run in range(turns):
         for label, steered in (("off", None), ("on", steering(200))):
