@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from relay.context import Steering
 from relay.engine import ContextTooLong
 from relay.settings import EngineError, SamplingSettings, SettingsError
-from relay.story_store import MAX_NOTE_CHARS, StoryStore, TurnBusy, writer_id_of
+from relay.story_store import MAX_NOTE_CHARS, NameTaken, StoryStore, TurnBusy, writer_id_of
+from relay.ui import limit_text
 from relay.ui.common import _fail
 from relay.ui.render import _esc
 from relay.ui_text import say
@@ -139,6 +140,8 @@ class AITurn:
             self.store.claim_ai_turn(story_id, author, ttl=AI_TURN_TTL, writer_key=writer_key)
         except TurnBusy as e:
             raise _fail(say(lang, "ai_busy", holder=self.name(e.holder))) from None
+        except NameTaken as e:  # the store's sentence is English: the page's language instead
+            raise _fail(limit_text.say(lang, "name_taken", name=self.name(e.name or author))) from None
         kept = False
         try:
             yield head, [p.text for p in self.store.timeline(story_id)], self.steering(story_id, turn_note)

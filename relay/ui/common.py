@@ -43,15 +43,17 @@ def ui_error(lang: str, error: Exception, **values) -> gr.Error:
     """The toast for a refusal in a browser handler, with every user-controlled part escaped.
 
     LimitExceeded gets its limit message (pass `length=` for the context limit), a name bound to
-    another writer's key gets "name_taken" (pass `name=`), any other StoryError/SettingsError
-    "cannot_save" with its (escaped) message.
+    another writer's key gets "name_taken" (`name=`, else the error's own), any other error the
+    catalogue's sentence for it in `lang` (relay/ui/messages.error_text), never the store's own English text.
     """
     if isinstance(error, LimitExceeded):
         merged = {"limit": error.limit, "retry": error.retry_after_s, "length": 0, **values}
         return _fail(toast_text(lang, f"limit_{error.action}", **merged))
-    if type(error).__name__ == "NameTaken" and "name" in values:
-        return _fail(toast_text(lang, "name_taken", name=values["name"]))
-    return _fail(toast_text(lang, "cannot_save", detail=str(error)))
+    if type(error).__name__ == "NameTaken":  # the store's own sentence is English: never show it
+        return _fail(toast_text(lang, "name_taken", name=values.get("name") or getattr(error, "name", "")))
+    from relay.ui.messages import error_text  # the page's language for every store refusal, never str(error)
+
+    return _fail(error_text(lang, error))
 
 
 def page_writer(store, saved_key: str | None, profile=None, *, secret: bytes | None = None,

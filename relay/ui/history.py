@@ -162,7 +162,7 @@ html:not([data-relay-lang="en"]) .relay-en, html[data-relay-lang="en"] .relay-ko
                        border: 1px solid var(--border-color-primary); background: var(--button-secondary-background-fill); }
 .relay-import input[type=file] { position: absolute; width: 1px; height: 1px; opacity: 0; }
 .relay-import:focus-within .relay-import-button { outline: 2px solid var(--color-accent); }
-.relay-acts { float: right; display: inline-flex; gap: 0.3rem; }
+.relay-acts { display: inline-flex; gap: 0.3rem; }
 .relay-act { font-size: 0.75rem; padding: 0 0.4rem; border: 1px solid var(--border-color-primary); border-radius: 4px;
              background: var(--button-secondary-background-fill); cursor: pointer; }
 .relay-versions { display: flex; flex-direction: column; gap: 0.5rem; }

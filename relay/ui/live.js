@@ -116,7 +116,39 @@ window.relayLive = (() => {
   function jumpButton() {
     const jump = $("relay-jump");
     if (jump) jump.hidden = !current.story || nearBottom();
+    placeJump();
   }
+
+  // The "↓" button floats just above the desk (never over the suggestion or the composer), however tall it is.
+  function placeJump() {
+    const desk = $("relay-desk");
+    if (!desk) return;
+    const top = desk.getBoundingClientRect().top;
+    const above = Math.max(0, Math.min(window.innerHeight, window.innerHeight - top)) + 8;
+    document.documentElement.style.setProperty("--relay-desk-top", above + "px");
+  }
+
+  // The desk's fold: the writer hides the desk down to its bar and brings it back; the page remembers it.
+  const FOLD_KEY = "relay.deskFolded";
+  function fold(folded) {
+    const desk = $("relay-desk"), toggle = $("relay-desk-toggle");
+    if (!desk || !toggle) return;
+    desk.classList.toggle("relay-desk-folded", folded);
+    toggle.setAttribute("aria-expanded", folded ? "false" : "true");
+    try { localStorage.setItem(FOLD_KEY, folded ? "1" : "0"); } catch (err) { /* private mode: not remembered */ }
+    requestAnimationFrame(placeJump);
+  }
+  function foldAsRemembered() {
+    const desk = $("relay-desk");
+    if (!desk || desk.dataset.foldSet) return;
+    let folded = false;
+    try { folded = localStorage.getItem(FOLD_KEY) === "1"; } catch (err) { /* nothing remembered */ }
+    desk.dataset.foldSet = "1";
+    if (folded) fold(true);
+    if (window.ResizeObserver) new ResizeObserver(placeJump).observe(desk);  // a suggestion opening or closing
+  }
+  setInterval(() => { foldAsRemembered(); placeJump(); }, 500);
+  window.addEventListener("resize", placeJump);
 
   // Whether the story has paragraphs before the first card shown: the live window's word until the
   // reader has loaded cards older than the window, then the last older page's.
@@ -336,6 +368,8 @@ window.relayLive = (() => {
   window.addEventListener("scroll", onScroll, { passive: true });
   document.addEventListener("click", (e) => {
     if (e.target && e.target.id === "relay-jump") toLatest();
+    const toggle = e.target && e.target.closest && e.target.closest("#relay-desk-toggle");
+    if (toggle) fold(toggle.getAttribute("aria-expanded") === "true");
     if (e.target && e.target.id === "relay-older") loadOlder();
   });
 

@@ -28,8 +28,28 @@ CSS = """
 .gradio-container { overflow: clip !important; }
 #relay-desk { position: sticky; bottom: 0; z-index: 20; background: var(--background-fill-primary);
   padding-top: 0.4rem; box-shadow: 0 -6px 12px -8px rgba(0, 0, 0, 0.25); }
-.relay-jump { position: fixed; right: 1rem; bottom: 45vh; z-index: 30; border-radius: 999px; padding: 0.3rem 0.8rem;
+/* live.js keeps the jump button just above the desk (--relay-desk-top), so it never covers the suggestion. */
+.relay-jump { position: fixed; right: 1rem; bottom: var(--relay-desk-top, 45vh); z-index: 30; border-radius: 999px;
+  padding: 0.3rem 0.8rem; min-width: 2.75rem; min-height: 2.75rem;
   background: var(--button-primary-background-fill); color: var(--button-primary-text-color); border: none; }
+/* A card: its writer line, then the text; the paragraph's actions sit beside the writer line on a wide
+   screen (a grid cell of their own, never over the text) and on a line of their own under the text on a phone. */
+.relay-para { display: grid; grid-template-columns: minmax(0, 1fr) auto; column-gap: 0.5rem; }
+.relay-para > .relay-meta { grid-column: 1; grid-row: 1; }
+.relay-para > .relay-acts { grid-column: 2; grid-row: 1; align-self: start; }
+.relay-para > .relay-text, .relay-para > .relay-details { grid-column: 1 / -1; }
+.relay-reading .relay-acts { display: none !important; }
+.relay-reading .relay-para { display: block; }
+/* The desk's fold: a bar the writer taps to hide the desk down to itself and to bring it back (live.js). */
+#relay-desk-toggle { display: block; width: 100%; min-height: 1.6rem; border: none; background: none; cursor: pointer;
+  color: var(--body-text-color-subdued); font-size: 0.8rem; padding: 0; }
+#relay-desk-toggle-root, #relay-desk-toggle-root * { min-height: 0; }
+#relay-desk-toggle-root .html-container { padding: 0 !important; }
+#relay-desk-toggle-root { padding: 0 !important; border: none !important; box-shadow: none !important;
+  background: none !important; margin: 0 !important; }
+#relay-desk.relay-desk-folded > :not(#relay-desk-toggle-root) { display: none !important; }
+#relay-desk-toggle[aria-expanded="true"] .relay-fold-closed, #relay-desk-toggle[aria-expanded="false"] .relay-fold-open {
+  display: none; }
 .relay-reading .relay-meta, .relay-reading .relay-details { display: none; }
 .relay-reading .relay-para { border-left: none; background: none; padding: 0; }
 .relay-reading .relay-text { text-indent: 1em; line-height: 1.9; }
@@ -44,7 +64,17 @@ CSS = """
 #relay-desk button { white-space: nowrap; }
 @media (max-width: 640px) {
   #relay-desk textarea { font-size: 16px; }
-  #relay-desk button { font-size: 0.85rem; padding-left: 0.3rem; padding-right: 0.3rem; }
+  #relay-desk button { font-size: 0.85rem; padding-left: 0.3rem; padding-right: 0.3rem; min-height: 44px; }
+  /* At most 40 % of a phone's screen, whatever is open: the rest scrolls inside the desk. */
+  #relay-desk { max-height: 40vh; overflow-y: auto; overscroll-behavior: contain; }
+  #relay-desk > *, #relay-desk .gr-group, #relay-desk .block, #relay-desk .row { flex-shrink: 0; }
+  #relay-preview textarea { max-height: 7.2em !important; overflow-y: auto !important; }
+  #relay-desk.relay-desk-folded { overflow: visible; }
+  #relay-desk { gap: 0.4rem; }
+  #relay-desk-toggle { min-height: 44px !important; }
+  .relay-para { display: block; }
+  .relay-para > .relay-acts { display: flex; flex-wrap: wrap; justify-content: flex-end; margin-top: 0.3rem; }
+  .relay-act { min-height: 44px; min-width: 44px; font-size: 0.85rem !important; padding: 0 0.7rem !important; }
 }
 .relay-stories table { width: 100%; }
 .relay-older { display: block; margin: 0 auto 0.6rem auto; padding: 0.3rem 1rem; border-radius: 999px;
@@ -110,9 +140,8 @@ def render_card(p, lang: str) -> str:
     return (
         f'<div class="relay-para kind-{p.kind}" data-seq="{p.seq}" data-id="{p.id}">'
         f'<div class="relay-meta">#{p.seq} · <b class="relay-author">{_esc(who)}</b> · '
-        f'<span class="relay-badge">{_esc(badge)}</span>{edited} · {render_time(p.created_at)}'
-        f'{paragraph_actions_html(p, lang)}</div>'
-        f'<div class="relay-text">{_esc(p.text)}</div>{details}</div>'
+        f'<span class="relay-badge">{_esc(badge)}</span>{edited} · {render_time(p.created_at)}</div>'
+        f'<div class="relay-text">{_esc(p.text)}</div>{details}{paragraph_actions_html(p, lang)}</div>'
     )
 
 

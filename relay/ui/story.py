@@ -92,6 +92,17 @@ TURN_HANDOVER_JS = """() => {
 }"""
 
 
+def _both(ko: str, en: str) -> str:
+    return f'<span class="relay-ko">{ko}</span><span class="relay-en">{en}</span>'
+
+
+DESK_TOGGLE_HTML = (
+    '<button type="button" id="relay-desk-toggle" aria-controls="relay-desk" aria-expanded="true">'
+    f'<span class="relay-fold-open">{_both("▾ 쓰기 창 접기", "▾ Fold the desk")}</span>'
+    f'<span class="relay-fold-closed">{_both("▴ 쓰기 창 펼치기", "▴ Open the desk")}</span></button>'
+)
+
+
 def build_story_tabs(ui) -> None:
     """The "stories" and "story" tabs inside the page's gr.Tabs, with their events; fills ui.controls/ui.adapter."""
     engine, names, private = ui.engine, ui.names, ui.private
@@ -118,6 +129,8 @@ def build_story_tabs(ui) -> None:
         # The writing desk sticks to the bottom of the window: the newest paragraphs, the suggestion being
         # chosen and the composer stay on screen together at any story length, on a phone too.
         with gr.Column(elem_id="relay-desk"):
+            # The writer folds the desk down to this bar and opens it again (live.js; remembered in the browser).
+            gr.HTML(DESK_TOGGLE_HTML, elem_id="relay-desk-toggle-root", padding=False)
             # Shown only while its box holds a suggestion (CSS in render.py: an empty box shows its placeholder).
             with gr.Group(elem_id="relay-suggestion"):
                 preview = gr.Textbox(label=i18n_key("preview"), lines=3, max_lines=10, interactive=True,
