@@ -223,3 +223,5 @@ def test_txt_and_md_exports_say_which_cards_existed(store, story, keys):
     assert "달" not in txt.split("Story cards:")[1]  # the deleted card is not listed
     md = store.export(story.id, "md")
     assert "*Story cards: 민지 (민지, 민지야)*" in md and "Author's note (2 paragraphs before the end)" in md
+    korean = store.export(story.id, "md", lang="ko")  # the reader's page language
+    assert "*설정 카드: 민지 (민지, 민지야)*" in korean and "작가의 말 (끝에서 2문단 앞)" in korean

@@ -356,12 +356,12 @@ def _is_int(value: Any) -> bool:
 # --- steering: the memory, note and cards beside the story (relay/store/steering.py) --------------
 
 
-def with_steering(fmt: str, text: str, state: dict) -> str:
+def with_steering(fmt: str, text: str, state: dict, lang: str = "en") -> str:
     """An export with the story's steering: JSON gets the keys "memory", "note" and "cards" (every version);
-    txt and md end with the memory, the note and which cards existed."""
+    txt and md end with the memory, the note and which cards existed (their words in `lang`)."""
     if fmt == "json":
         return json.dumps({**json.loads(text), **state}, ensure_ascii=False, indent=2)
-    lines = steering.describe(state)
+    lines = steering.describe(state, lang)
     if not lines:
         return text
     if fmt == "md":

@@ -537,7 +537,7 @@ class StoryStore(SteeringMethods, PresenceMethods):
             steered = steering.export_state(conn, story_id)
         if viewer is None or viewer != story.creator_id:
             paragraphs, versions = exchange.without_hidden(paragraphs, versions)
-        return exchange.with_steering(fmt, exchange.render(fmt, story, paragraphs, versions, lang), steered)
+        return exchange.with_steering(fmt, exchange.render(fmt, story, paragraphs, versions, lang), steered, lang)
 
     def import_json(self, data: str | bytes | dict, importer: str | None = None, *,
                     writer_key: str | None = None) -> Story:

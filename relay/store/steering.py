@@ -504,16 +504,24 @@ def _optional_time(value: Any) -> str | None:
     return None if value is None else _validate_timestamp(value, "a steering time")
 
 
-def describe(state: dict) -> list[str]:
+# The words a txt or md export says steering with, in the reader's page language (like exchange.MD_WORDS).
+DESCRIBE_WORDS = {
+    "en": {"memory": "Story memory", "note": "Author's note ({depth} paragraphs before the end)",
+           "cards": "Story cards", "always": "always on"},
+    "ko": {"memory": "이야기 기억", "note": "작가의 말 (끝에서 {depth}문단 앞)", "cards": "설정 카드", "always": "항상"},
+}
+
+
+def describe(state: dict, lang: str = "en") -> list[str]:
     """Lines a txt or md export ends with: the memory, the note and which cards existed (names and keys)."""
+    words = DESCRIBE_WORDS.get(lang, DESCRIBE_WORDS["en"])
     lines = []
     if state["memory"]["text"].strip():
-        lines.append(f"Story memory: {' '.join(state['memory']['text'].split())}")
+        lines.append(f"{words['memory']}: {' '.join(state['memory']['text'].split())}")
     if state["note"]["text"].strip():
-        lines.append(f"Author's note ({state['note']['depth']} paragraphs before the end): "
-                     f"{' '.join(state['note']['text'].split())}")
+        lines.append(f"{words['note'].format(depth=state['note']['depth'])}: {' '.join(state['note']['text'].split())}")
     live = [c for c in state["cards"]["items"] if not c["deleted"]]
     if live:
-        lines.append("Story cards: " + "; ".join(f"{c['name']} ({', '.join(c['keys']) or 'always on'})"
-                                                 for c in live))
+        lines.append(f"{words['cards']}: " + "; ".join(f"{c['name']} ({', '.join(c['keys']) or words['always']})"
+                                                      for c in live))
     return lines
