@@ -308,6 +308,10 @@ def build_history_panel(ui) -> SimpleNamespace:
         save_btn = gr.Button(i18n_key("history_save"), elem_id="relay-history-save")
         versions = gr.HTML(elem_id="relay-history-versions")
         with gr.Row():
+            restore_number = gr.Number(label=i18n_key("history_restore_number"), precision=0, minimum=1,
+                                       elem_id="relay-history-restore-number", scale=1)
+            restore_btn = gr.Button(i18n_key("history_restore"), size="sm", elem_id="relay-history-restore", scale=1)
+        with gr.Row():
             undo_btn = gr.Button(i18n_key("undo"), size="sm", elem_id="relay-history-undo")
             redo_btn = gr.Button(i18n_key("redo"), size="sm", elem_id="relay-history-redo")
         with gr.Row():
@@ -373,6 +377,28 @@ def build_history_panel(ui) -> SimpleNamespace:
         return render_versions(store.paragraph_versions(paragraph.id), lang)
 
     save_btn.click(save, [story_state, seq, text, writer, lang_state, *key_input], [versions], **private)
+
+    def restore(story_id, number, version, name, lang, *key):
+        """Bring an earlier version back as the paragraph's text: a new version, the history kept."""
+        sid = story_of(story_id, lang)
+        name = who(name, lang) if sid is not None else None
+        paragraph = paragraph_at(sid, number, lang) if name else None
+        if paragraph is None:
+            return gr.skip(), gr.skip()
+        earlier = {v.version: v for v in store.paragraph_versions(paragraph.id)}
+        if version in (None, "") or int(version) not in earlier:
+            warn(lang, say(lang, "history_no_such_version", version=version if version not in (None, "") else "?"))
+            return gr.skip(), gr.skip()
+        old_text = earlier[int(version)].text
+        ok, _ = _attempt(lang, "edit", _keyed, store.edit_paragraph, sid, paragraph.id, old_text, name,
+                         writer_key=(key or [None])[0])
+        if not ok:
+            return gr.skip(), gr.skip()
+        info(lang, say(lang, "history_restored", seq=paragraph.seq, version=int(version)))
+        return old_text, render_versions(store.paragraph_versions(paragraph.id), lang)
+
+    restore_btn.click(restore, [story_state, seq, restore_number, writer, lang_state, *key_input], [text, versions],
+                      **private)
 
     # -- undo and redo -------------------------------------------------------------------------
 

@@ -218,6 +218,30 @@ def test_editing_an_accepted_paragraph_keeps_its_earlier_version_visible(new_pag
 
 
 @needs_history_store
+def test_an_earlier_version_can_be_brought_back_as_a_new_version(new_page, desk_app):
+    store = desk_app.store
+    story = story_with(store, ["그는 문을 열었다.", "비가 왔다."])
+    page = open_desk(new_page, desk_app, story.id)
+    page.locator('#relay-timeline button.relay-act[data-act="edit"][data-seq="1"]').click()
+    text = page.locator("#relay-history-text textarea")
+    expect(text).to_have_value("그는 문을 열었다.")
+    text.fill("그는 문을 부쉈다.")
+    page.locator("#relay-history-save").click()
+    versions = page.locator("#relay-history-versions .relay-version")
+    expect(versions).to_have_count(2)
+    page.locator("#relay-history-restore-number input").fill("1")
+    page.locator("#relay-history-restore").click()
+    expect(versions).to_have_count(3)  # a new version: nothing of the history is lost
+    expect(text).to_have_value("그는 문을 열었다.")
+    expect(page.locator("#relay-timeline .relay-text").first).to_have_text("그는 문을 열었다.")
+    assert [v.text for v in store.paragraph_versions(store.timeline(story.id)[0].id)] == [
+        "그는 문을 열었다.", "그는 문을 부쉈다.", "그는 문을 열었다."]
+    page.locator("#relay-history-restore-number input").fill("9")
+    page.locator("#relay-history-restore").click()
+    expect(page.locator(".toast-body").last).to_contain_text("9판이 없습니다")
+
+
+@needs_history_store
 def test_undo_then_redo_brings_my_paragraph_back(new_page, desk_app):
     store = desk_app.store
     story = story_with(store, ["하나", "둘"])
