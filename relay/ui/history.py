@@ -308,7 +308,7 @@ def build_history_panel(ui) -> SimpleNamespace:
         save_btn = gr.Button(i18n_key("history_save"), elem_id="relay-history-save")
         versions = gr.HTML(elem_id="relay-history-versions")
         with gr.Row():
-            restore_number = gr.Number(label=i18n_key("history_restore_number"), precision=0, minimum=1,
+            restore_number = gr.Number(value=None, label=i18n_key("history_restore_number"), precision=0,
                                        elem_id="relay-history-restore-number", scale=1)
             restore_btn = gr.Button(i18n_key("history_restore"), size="sm", elem_id="relay-history-restore", scale=1)
         with gr.Row():
