@@ -76,7 +76,8 @@ def show_desk(store, lang: str, view: dict | None, text: str | None = None, meta
         text, meta = candidate.text, candidate.meta
     swipe = say(lang, "swipe_of", i=i + 1, n=len(ids)) if len(ids) > 1 else ""
     view = {**view, "seen_text": text}
-    return (text, view, swipe, gr.Button(interactive=i > 0), gr.Button(interactive=i < len(ids) - 1),
+    # Past the last suggestion, "next" writes a new one (SWIPE_PAST_LAST_JS presses 다시 쓰기), as in SillyTavern.
+    return (text, view, swipe, gr.Button(interactive=i > 0), gr.Button(interactive=True),
             seed_line(meta, lang) if meta else "", gr.Timer(active=True), gr.Button(interactive=True))
 
 
@@ -263,6 +264,8 @@ class Desk:
         """Show the suggestion `step` places before (-1) or after (+1) the one shown, stopping at either end."""
         if not view or not view.get("ids"):
             return empty_desk()
+        if step > 0 and view["index"] >= len(view["ids"]) - 1:
+            return [gr.skip()] * DESK_SLOTS  # past the last: the page asked the model for a new one instead
         index = min(max(view["index"] + step, 0), len(view["ids"]) - 1)
         return self._show(lang, {**view, "index": index})
 

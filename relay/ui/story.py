@@ -40,6 +40,13 @@ WITH_SEEN_HEAD_JS = """(...args) => {
   args[args.length - 1] = window.relayLive ? relayLive.draftId() : "";
   return args;
 }"""
+# "Next" on the last suggestion (or the only one) writes a new one: the page presses 다시 쓰기 (which
+# checks the turn and the limits as ever); the flip handler leaves the desk as it is then.
+SWIPE_PAST_LAST_JS = """(...args) => {
+  const info = (document.getElementById('relay-swipe-info')?.innerText || '').match(/(\\d+)\\s*\\/\\s*(\\d+)/);
+  if (!info || info[1] === info[2]) document.getElementById('relay-regen')?.click();
+  return args;
+}"""
 # A second tab (or a reload) of the writer whose suggestions wait: load them into this tab's preview.
 SYNC_TURN_JS = """() => {
   relayLive.onTurnChange((ts) => {
@@ -242,7 +249,7 @@ def build_story_tabs(ui) -> None:
     for i, button in enumerate(pick_btns):
         button.click(_bound(desk.pick, i), [turn_view, lang_state], desk_outputs, **private)
     prev_btn.click(_bound(desk.flip, -1), [turn_view, lang_state], desk_outputs, **private)
-    next_btn.click(_bound(desk.flip, +1), [turn_view, lang_state], desk_outputs, **private)
+    next_btn.click(_bound(desk.flip, +1), [turn_view, lang_state], desk_outputs, js=SWIPE_PAST_LAST_JS, **private)
 
     sync_btn.click(desk.sync_turn, [story_state, writer, writer_key, lang_state], desk_outputs, **private)
     follow_btn.click(desk.follow, [story_state, writer, writer_key, lang_state], desk_outputs, **ui.model_queue,

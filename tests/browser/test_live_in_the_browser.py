@@ -126,7 +126,8 @@ def test_a_waiting_suggestion_keeps_the_turn_until_the_idle_timeout_and_its_writ
     assert [p.kind for p in slow_app.store.timeline(sid)] == ["human"]
 
 
-def test_regenerate_keeps_every_suggestion_and_the_writer_flips_back_to_the_first(new_page, slow_app):
+def test_regenerate_and_swiping_past_the_last_keep_every_suggestion_and_the_writer_flips_back_to_the_first(
+        new_page, slow_app):
     w = writer(new_page, slow_app, "하린")
     sid = w.create_story("되돌아보기")
     w.add("비가 그친 뒤 시장 골목은 다시 붐볐다.")
@@ -138,9 +139,14 @@ def test_regenerate_keeps_every_suggestion_and_the_writer_flips_back_to_the_firs
     expect(w.page.locator("#relay-swipe-info")).to_contain_text("2/2", timeout=90_000)
     second = w.preview.input_value()
     assert second != first
+    w.page.locator("#relay-swipe-next").click()  # past the last suggestion: the model writes a new one
+    expect(w.page.locator("#relay-swipe-info")).to_contain_text("3/3", timeout=90_000)
+    assert len(slow_app.store.ai_turn(sid).candidates) == 3
 
     w.page.keyboard.press("Alt+ArrowLeft")  # the keyboard flips too
-    expect(w.page.locator("#relay-swipe-info")).to_contain_text("1/2")
+    expect(w.page.locator("#relay-swipe-info")).to_contain_text("2/3")
+    w.page.keyboard.press("Alt+ArrowLeft")
+    expect(w.page.locator("#relay-swipe-info")).to_contain_text("1/3")
     expect(w.preview).to_have_value(first)
     w.preview.press("Control+Enter")  # and accepts
     expect(w.paragraphs).to_have_count(2)
