@@ -171,7 +171,8 @@ def test_the_stream_yields_chunks_that_join_to_the_text_and_meta_describes_the_r
     assert "".join(chunks) == stream.text
     assert stream.text == stream.text.strip()
     meta = stream.meta
-    assert meta["model"] == engine.model_id and meta["adapter"] is None
+    # A model loaded from a server folder is "local model" in what stories keep (never the server's path).
+    assert meta["model"] == "local model" and engine.model_id not in str(meta) and meta["adapter"] is None
     assert meta["seed"] == 7 and meta["settings"]["seed"] == 7
     assert SamplingSettings.from_dict(meta["settings"]) == settings(stop_at="length", trim_incomplete=False)
     assert meta["prompt_tokens"] == engine.count_tokens("\n".join(STORY) + "\n")
