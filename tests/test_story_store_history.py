@@ -222,3 +222,14 @@ def test_the_markdown_export_speaks_the_readers_language(store, keys):
     korean, english = store.export(s.id, "md", lang="ko"), store.export(s.id, "md", lang="en")
     assert "*작가: 민수*" in korean and "Writers" not in korean
     assert "*Writers: 민수*" in english
+
+
+def test_an_export_never_shows_the_server_folder_an_old_ai_paragraph_names_as_its_model(store, keys):
+    s = store.create_story("옛 문단", "민수", turn_rule="free", writer_key=keys["alice"])
+    store.add_paragraph(s.id, "옛날 AI 글", "민수", kind="ai", meta={"model": "/srv/relay/models/kogpt2", "backend": "x"},
+                        writer_key=keys["alice"])
+    store.add_paragraph(s.id, "허브 모델 글", "민수", kind="ai", meta={"model": "skt/kogpt2-base-v2"},
+                        writer_key=keys["alice"])
+    for fmt in ("json", "md"):
+        text = store.export(s.id, fmt, writer_key=keys["alice"])
+        assert "/srv/relay" not in text and "local model" in text and "skt/kogpt2-base-v2" in text

@@ -40,7 +40,8 @@ MIXED = st.one_of(HANGUL, JAMO, ANY_CHAR, st.sampled_from(" \n\t.,!?\"'…「」
 TEXTS = st.text(MIXED, min_size=1, max_size=300).filter(_accepted(validate_text))
 NAMES = st.text(MIXED, min_size=1, max_size=20).filter(_accepted(validate_author)).map(validate_author)  # stored canonical (NFC)
 JSON_SCALARS = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False) | st.text(ANY_CHAR, max_size=30)
-META = st.dictionaries(st.text(ANY_CHAR, max_size=10), st.recursive(JSON_SCALARS, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(ANY_CHAR, max_size=5), c, max_size=3), max_leaves=6), max_size=4)
+# "model" is left out: an AI paragraph's model name is made public on export (never a server folder).
+META = st.dictionaries(st.text(ANY_CHAR, max_size=10).filter(lambda k: k != "model"), st.recursive(JSON_SCALARS, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(ANY_CHAR, max_size=5), c, max_size=3), max_leaves=6), max_size=4)
 PARAGRAPHS = st.lists(st.tuples(TEXTS, NAMES, st.sampled_from(["human", "ai"]), st.booleans(), META), min_size=1, max_size=6)
 
 

@@ -92,9 +92,10 @@ LOCAL_MODEL = "local model"
 
 
 def _without_server_paths(p: Paragraph) -> Paragraph:
-    """The paragraph with its model named publicly: an export never shows where the server keeps its files."""
+    """An AI paragraph with its model named publicly: an export never shows where the server keeps its files
+    (the engine records "local model" itself; this covers paragraphs written before it did)."""
     model = p.meta.get("model")
-    if model is None or (isinstance(model, str) and _HUB_ID.fullmatch(model)):
+    if p.kind != "ai" or not isinstance(model, str) or _HUB_ID.fullmatch(model):
         return p
     return dataclasses.replace(p, meta={**p.meta, "model": LOCAL_MODEL})
 
