@@ -76,10 +76,11 @@ def _check_supported(model) -> None:
             f"(KoGPT-2) only; this is {getattr(config, 'model_type', '?')}. Use --backend transformers.")
 
 
-def convert(model, precision: str = "int8"):
+def convert(model, precision: str = "int8", progress=None):
     """A stateful OpenVINO model of a (merged, plain) transformers GPT-2, int8 weights unless precision="fp32".
 
-    This is what is cached on disk; `paged(model)` turns it into the graph that runs."""
+    This is what is cached on disk; `paged(model)` turns it into the graph that runs. `progress(stage)`, if
+    given, is called with "compress" before the weights are compressed (the page and terminal show stages)."""
     import numpy as np
     import openvino as ov
     import torch
@@ -102,6 +103,8 @@ def convert(model, precision: str = "int8"):
         port.get_tensor().set_names({name})
     for port, name in zip(converted.outputs, ["logits"] + [f"present.{i}" for i in range(2 * layers)]):
         port.get_tensor().set_names({name})
+    if precision != "fp32" and progress:
+        progress("compress")
     if precision == "int8":
         _compress_int8(converted)
     apply_make_stateful_transformation(converted, {f"past.{i}": f"present.{i}" for i in range(2 * layers)})
@@ -175,20 +178,29 @@ def weights_digest(model, precision: str) -> str:
     return digest.hexdigest()[:24]
 
 
-def cached_model_path(model, precision: str, cache: Path | None = None) -> Path:
-    """Convert `model` unless an identical conversion is cached; returns the cached .xml path."""
+def cached_model_path(model, precision: str, cache: Path | None = None, progress=None) -> Path:
+    """Convert `model` unless an identical conversion is cached; returns the cached .xml path.
+
+    `progress(stage)`, if given, is called as each stage starts: "check" (hashing the weights), then
+    "cached" (found: nothing to do) or "convert", "compress" (by `convert`) and "save"."""
     import openvino as ov
 
+    progress = progress or (lambda stage: None)
+    progress("check")
     folder = (cache or cache_dir()) / "openvino" / weights_digest(model, precision)
     xml = folder / "model.xml"
     if xml.is_file() and (folder / "model.bin").is_file():
+        progress("cached")
         return xml
+    progress("convert")
     log.info("converting the model to OpenVINO %s (once; cached in %s)", precision, folder)
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}-{threading.get_ident()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        ov.save_model(convert(model, precision), tmp / "model.xml", compress_to_fp16=False)
+        converted = convert(model, precision, progress)
+        progress("save")
+        ov.save_model(converted, tmp / "model.xml", compress_to_fp16=False)
         try:
             tmp.rename(folder)
         except OSError:  # another process converted it meanwhile: keep theirs
