@@ -2,7 +2,9 @@
 
 A backend runs only the token loop. The engine builds the prompt, decodes, decides where a candidate
 stops (`_Track`) and trims; the backend reads the prompt, picks ids under the request's rules and hands
-each step's ids to `request.on_tokens`, which says which rows are finished (all of them on a cancel).
+each step's ids to `request.on_tokens`, which says which rows are finished (all of them on a cancel). Before
+that, when the request records probabilities, it hands the step's `StepProbs` to `request.on_probs`: the
+probability of each picked id and the likeliest ids, from the logits the sampler used (docs/engine.md).
 """
 
 from __future__ import annotations
@@ -43,6 +45,45 @@ class GenerationRequest:
     cancelled: Callable[[], bool]
     cached_tokens: int = 0  # set by the backend: prompt ids it did not have to read again (kept KV cache)
     continuation_start: int | None = None  # where the new text starts in `prompt` (default: its end), for n-grams
+    on_probs: Callable[["StepProbs"], None] | None = None  # each step's probabilities, before on_tokens
+    record_probs: bool = True  # False: record nothing (on_probs is never called); for speed comparisons
+
+    @property
+    def records(self) -> bool:
+        """Whether the backend should record each step's probabilities and hand them to `on_probs`."""
+        return self.record_probs and self.on_probs is not None
+
+
+TOP_PROBS = 5  # the likeliest ids recorded at each position
+
+
+@dataclass
+class StepProbs:
+    """One step's recorded probabilities, one entry per row: softmax over the logits the sampler used (after the
+    engine's rules, the repetition penalty and the temperature; T=1 when greedy), before top-k/top-p/typical cut."""
+
+    chosen: list[float]  # the probability of the id each row got
+    top_ids: list[list[int]]  # the TOP_PROBS likeliest ids, likeliest first
+    top_p: list[list[float]]  # their probabilities
+
+
+def step_probs(scores, temperature: float, chosen, top=None) -> StepProbs:
+    """StepProbs from one step's processed scores [n, vocab] (before the temperature), the picked ids [n] and,
+    when the sampler already has them, its top-k (values, ids) sorted likeliest first (k >= TOP_PROBS).
+
+    Cheap: one logsumexp per row over the vocabulary; the top ids come from the sampler's own top-k."""
+    import torch
+
+    scale = 1.0 / temperature if temperature > 0 else 1.0
+    if scale != 1.0:
+        scores = scores * scale
+    log_total = torch.logsumexp(scores, dim=-1, keepdim=True)
+    if top is not None and top[0].shape[-1] >= TOP_PROBS:
+        values, ids = top[0][:, :TOP_PROBS] * scale, top[1][:, :TOP_PROBS]
+    else:
+        values, ids = torch.topk(scores, min(TOP_PROBS, scores.shape[-1]), dim=-1)
+    chosen_p = torch.exp(scores.gather(1, chosen.view(-1, 1)) - log_total)[:, 0]
+    return StepProbs(chosen_p.tolist(), ids.tolist(), torch.exp(values - log_total).tolist())
 
 
 class Backend:
@@ -169,24 +210,29 @@ class TokenPicker:
                 self.warpers.append(TypicalLogitsWarper(settings.typical_p))
         self.generator = torch.Generator().manual_seed(request.seed)
         self.ids = torch.tensor([request.prompt] * request.n, dtype=torch.long)
+        self.records = request.records
+        self.probs: StepProbs | None = None  # the last step's, when the request records them
 
     def pick(self, logits) -> list[int]:
         """Next id per row from float32 logits [n, vocab] (numpy or torch), which it may change in place;
-        remembers the ids for the rules."""
+        remembers the ids for the rules, and this step's probabilities in `probs` when the request records them."""
         import torch
 
         scores = torch.as_tensor(logits, dtype=torch.float32)
         for processor in self.rules:
             scores = processor(self.ids, scores)
+        full, top = scores, None
         if self.settings.temperature > 0:
             candidates = None
             if 0 < self.top_k < scores.shape[-1]:
-                scores, candidates = torch.topk(scores, self.top_k, dim=-1)
+                scores, candidates = top = torch.topk(scores, self.top_k, dim=-1)
             for warper in self.warpers:
                 scores = warper(self.ids, scores)
             chosen = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=self.generator)
             chosen = (candidates.gather(1, chosen) if candidates is not None else chosen)[:, 0]
         else:
             chosen = torch.argmax(scores, dim=-1)
+        if self.records:
+            self.probs = step_probs(full, self.settings.temperature, chosen, top)
         self.ids = torch.cat([self.ids, chosen[:, None]], dim=1)
         return chosen.tolist()

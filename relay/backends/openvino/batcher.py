@@ -147,10 +147,12 @@ class _Batcher:
         return True
 
     def _advance(self, job: _Job, logits) -> None:
-        """Pick the job's next ids and hand them to the engine; the job ends when every candidate is finished,
+        """Pick the job's next ids and hand them (and their probabilities) to the engine; the job ends when every candidate is finished,
         at max_new_tokens, or on a cancel (on_tokens then says all are finished)."""
         try:
             ids = job.picker.pick(logits)
+            if job.picker.probs is not None:  # the step's probabilities, recorded by the picker from these logits
+                job.request.on_probs(job.picker.probs)
             done = job.request.on_tokens(ids)
             job.written += 1
             if all(done) or job.written >= job.limit:
