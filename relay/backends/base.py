@@ -18,15 +18,41 @@ from relay.settings import EngineError, SamplingSettings
 
 CACHE_ENV = "RELAY_CACHE"  # where converted models are kept
 DEFAULT_CACHE = Path("relay-data") / "cache"
+SPACE_DATA = Path("/data")  # a Hugging Face Space's persistent storage, when it is enabled
 
 
 class BackendError(EngineError):
     """A backend could not be set up or could not generate; the message names the backend and what to do."""
 
 
-def cache_dir() -> Path:
-    """The folder for converted models: $RELAY_CACHE, else ./relay-data/cache."""
-    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser()
+def cache_dir(db: str | None = None) -> Path:
+    """The folder for converted models: $RELAY_CACHE if set; on a Hugging Face Space ($SPACE_ID), relay-cache/
+    beside the SQLite database (`db`, else $RELAY_DB), else /data/relay-cache when persistent storage is
+    mounted (a PostgreSQL URL or no database setting); elsewhere ./relay-data/cache.
+
+    A Space loses everything outside persistent storage at each rebuild, so the cache goes where the stories go."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get("SPACE_ID"):
+        database = _sqlite_file(db if db is not None else os.environ.get("RELAY_DB"))
+        if database is not None:
+            return database.parent / "relay-cache"
+        if SPACE_DATA.is_dir() and os.access(SPACE_DATA, os.W_OK):
+            return SPACE_DATA / "relay-cache"
+    return DEFAULT_CACHE
+
+
+def _sqlite_file(db: str | None) -> Path | None:
+    """The SQLite file a database setting names (a path or a sqlite:/// URL); None for a server URL or none."""
+    if not db:
+        return None
+    scheme, sep, rest = db.partition("://")
+    if sep:
+        if scheme not in ("sqlite", "sqlite+pysqlite") or rest in ("", "/", "/:memory:"):
+            return None
+        db = rest[1:]  # sqlite:////data/relay.db -> /data/relay.db, sqlite:///relay.db -> relay.db
+    return Path(db).expanduser()
 
 
 @dataclass
