@@ -94,8 +94,10 @@ def _openai_runtime(name: str, source: str, adapters: dict[str, str], inference_
         raise ModelLoadError(load_message("모델 설정", "model config", name, error)) from error
 
 
-def _openvino_runtime(name: str, source: str, adapters: dict[str, str]):
-    """The int8 CPU backend: adapters are checked like on transformers, then merged and converted."""
+def _openvino_runtime(name: str, source: str, adapters: dict[str, str], options: dict | None = None):
+    """The int8 CPU backend: adapters are checked like on transformers, then merged and converted.
+
+    `options` go to `OpenVinoBackend.from_model` (cache, background: prepare while the page is up)."""
     from relay.backends.base import BackendError
     from relay.backends.openvino import OpenVinoBackend
 
@@ -103,7 +105,7 @@ def _openvino_runtime(name: str, source: str, adapters: dict[str, str]):
     for adapter_name, path in adapters.items():  # the same checks and messages as the transformers backend
         load_adapters(copy.deepcopy(base), {adapter_name: path})
     try:
-        return OpenVinoBackend.from_model(base, source=source, adapters=adapters)
+        return OpenVinoBackend.from_model(base, source=source, adapters=adapters, **(options or {}))
     except BackendError as error:  # a model it cannot convert: say so at startup, like any load error
         raise ModelLoadError(str(error)) from error
 
@@ -164,11 +166,13 @@ class Engine:
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike = "skt/kogpt2-base-v2", adapters: dict[str, str] | None = None,
-                        device: str = "auto", backend: str = "auto", inference_url: str | None = None) -> "Engine":
+                        device: str = "auto", backend: str = "auto", inference_url: str | None = None,
+                        openvino_options: dict | None = None) -> "Engine":
         """Load a model (Hub id or local folder) and its LoRA adapters on a backend; ModelLoadError says what to do.
 
         backend: "transformers" (reference, GPU), "openvino" (int8 on CPU, converted and cached under
         $RELAY_CACHE), "openai" (a remote OpenAI-compatible server at `inference_url`), or "auto".
+        openvino_options: passed to `OpenVinoBackend.from_model` (e.g. cache, background) when openvino runs.
         """
         name = str(model)
         device = _resolve_device(device)
@@ -179,7 +183,7 @@ class Engine:
         if chosen == "openai":
             runtime, device = _openai_runtime(name, source, adapters, inference_url), "remote"
         elif chosen == "openvino":
-            runtime, device = _openvino_runtime(name, source, adapters), "cpu"
+            runtime, device = _openvino_runtime(name, source, adapters, openvino_options), "cpu"
         else:
             from relay.backends.transformers import TransformersBackend
 
