@@ -287,3 +287,8 @@ TEXT.update(STEERING_TEXT)
 from relay.ui.presence_text import PRESENCE_TEXT  # noqa: E402
 
 TEXT.update(PRESENCE_TEXT)
+
+# The token probability view and branching a suggestion at a token: relay/ui/token_view.py, relay/ui/branch.py.
+from relay.ui.token_text import TOKEN_TEXT  # noqa: E402
+
+TEXT.update(TOKEN_TEXT)

@@ -34,12 +34,14 @@ from relay.ui.history import CSS as HISTORY_CSS
 from relay.ui.history import head_scripts
 from relay.ui.http_guards import BodyCap, StreamsPerAddress
 from relay.ui.render import CSS, CardCache
+from relay.ui.token_view import CSS as TOKEN_CSS
 from relay.ui_text import say
 
 QUEUE_MAX_SIZE = 2048  # events waiting at once in the whole server (a memory bound; nothing normally waits)
 MAX_THREADS = 256  # worker threads for handlers (each streaming model turn holds one while it waits for text)
 QUEUE_IDLE_SLEEP_S = 0.05  # Gradio's queue loop checks for new events this often when idle (its default, 1 ms, costs ~7% of a core)
 LIVE_JS = (Path(__file__).with_name("live.js")).read_text(encoding="utf-8")
+TOKEN_VIEW_JS = (Path(__file__).with_name("token_view.js")).read_text(encoding="utf-8")
 
 
 @dataclass
@@ -103,9 +105,10 @@ def build_app(demo: gr.Blocks, store: StoryStore, **gradio_options) -> tuple[Fas
         demo.delete_cache = CACHE_CLEANUP
     demo.state_session_capacity = STATE_SESSION_CAPACITY
     gradio_options.setdefault("ssr_mode", False)
-    gradio_options["head"] = f"<script>{LIVE_JS}</script>" + head_scripts() + gradio_options.get("head", "")
-    app = gr.mount_gradio_app(app, demo, path="/", i18n=make_i18n(), css=CSS + HISTORY_CSS, max_file_size=MAX_UPLOAD_SIZE,
-                              **gradio_options)
+    gradio_options["head"] = (f"<script>{LIVE_JS}</script><script>{TOKEN_VIEW_JS}</script>" + head_scripts()
+                              + gradio_options.get("head", ""))
+    app = gr.mount_gradio_app(app, demo, path="/", i18n=make_i18n(), css=CSS + HISTORY_CSS + TOKEN_CSS,
+                              max_file_size=MAX_UPLOAD_SIZE, **gradio_options)
     app.add_middleware(BodyCap)  # every route, Gradio's included: large bodies are refused before they are read
     return app, hub
 

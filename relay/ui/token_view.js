@@ -1,0 +1,153 @@
+// The token probability view's interaction (HTML from relay/ui/token_view.py): the "show probabilities"
+// toggle (a class on <body>, remembered in the browser), and the popover a token opens on hover (desktop)
+// or tap (phone, keyboard): the chosen token's probability and the likeliest alternatives. On a suggestion of
+// the writer's turn (data-branchable="1") the popover offers to rewrite from that token: the page sends only
+// the candidate, the position and the alternative's index (the server rebuilds the prefix from stored ids)
+// by pressing the hidden #relay-branch-go button, whose handler reads window.__relayBranch.
+(() => {
+  const KEY = "relay-probs";
+  let pop = null, openTok = null, pinned = false, hideTimer = null;
+
+  const setOn = (on) => {
+    document.body.classList.toggle("relay-probs-on", on);
+    try { localStorage.setItem(KEY, on ? "1" : "0"); } catch (e) { /* private mode: not remembered */ }
+    if (!on) hide();
+  };
+  const remembered = () => { try { return localStorage.getItem(KEY) === "1"; } catch (e) { return false; } };
+
+  const shown = (piece) => (piece === "" ? "∅" : piece.replace(/\n/g, "↵").replace(/ /g, "␣"));
+  const percent = (p) => (p < 0.001 ? "<0.1%" : (p * 100).toFixed(p < 0.1 ? 1 : 0) + "%");
+  const el = (tag, cls, text) => {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  };
+
+  const popover = () => {
+    if (!pop) {
+      pop = el("div");
+      pop.id = "relay-tk-pop";
+      pop.hidden = true;
+      pop.setAttribute("role", "dialog");
+      pop.addEventListener("mouseenter", () => clearTimeout(hideTimer));
+      pop.addEventListener("mouseleave", () => { if (!pinned) hideSoon(); });
+      document.body.appendChild(pop);
+    }
+    return pop;
+  };
+
+  const hide = () => {
+    clearTimeout(hideTimer);
+    if (pop) pop.hidden = true;
+    if (openTok) openTok.classList.remove("relay-tk-open");
+    openTok = null;
+    pinned = false;
+  };
+  const hideSoon = () => { clearTimeout(hideTimer); hideTimer = setTimeout(hide, 250); };
+
+  const branch = (tok, choice) => {
+    const holder = tok.closest("[data-candidate]");
+    if (!holder) return;
+    window.__relayBranch = JSON.stringify({ candidate: Number(holder.dataset.candidate), at: Number(tok.dataset.i),
+                                            choice: choice });
+    hide();
+    document.getElementById("relay-branch-go")?.click();
+  };
+
+  const show = (tok, pin) => {
+    const view = tok.closest(".relay-tokens");
+    if (!view) return;
+    let words = {}, top = [];
+    try { words = JSON.parse(view.dataset.words || "{}"); top = JSON.parse(tok.dataset.top || "[]"); } catch (e) { return; }
+    const branchable = view.dataset.branchable === "1" && !!tok.closest("[data-candidate]");
+    const box = popover();
+    box.replaceChildren();
+    clearTimeout(hideTimer);
+    if (openTok) openTok.classList.remove("relay-tk-open");
+    openTok = tok;
+    pinned = pin;
+    tok.classList.add("relay-tk-open");
+    const close = el("button", "relay-pop-close", "×");
+    close.type = "button";
+    close.setAttribute("aria-label", words.close || "Close");
+    close.addEventListener("click", hide);
+    box.appendChild(close);
+    const p = tok.dataset.p === undefined ? null : Number(tok.dataset.p);
+    const head = el("div", "relay-pop-head");
+    head.append(el("span", "", (words.chosen || "") + ": "), el("b", "relay-pop-piece", shown(tok.textContent)));
+    if (p !== null) head.append(el("span", "", " · " + percent(p)));
+    box.appendChild(head);
+    if (top.length) {
+      box.appendChild(el("div", "relay-pop-head", words.alternatives || ""));
+      const table = el("table");
+      for (const [piece, q, index, chosen] of top) {
+        const row = el("tr", chosen ? "relay-pop-chosen" : "");
+        const bar = el("span", "relay-pop-bar");
+        bar.style.width = Math.max(2, Math.round(q * 100)) + "%";
+        const barCell = el("td");
+        barCell.style.width = "25%";
+        barCell.appendChild(bar);
+        row.append(el("td", "relay-pop-piece", shown(piece)), el("td", "relay-pop-p", percent(q)), barCell);
+        if (branchable) {
+          const cell = el("td");
+          const go = el("button", "relay-pop-branch", "↻");
+          go.type = "button";
+          go.title = words.branch || "";
+          go.setAttribute("aria-label", (words.branch || "") + ": " + shown(piece));
+          go.addEventListener("click", () => branch(tok, index));
+          cell.appendChild(go);
+          row.appendChild(cell);
+        }
+        table.appendChild(row);
+      }
+      box.appendChild(table);
+    }
+    if (branchable) {
+      const here = el("button", "relay-pop-here", words.here || "");
+      here.type = "button";
+      here.addEventListener("click", () => branch(tok, null));
+      box.appendChild(here);
+    }
+    box.hidden = false;
+    place(box, tok);
+  };
+
+  // Under the token, or above it when there is no room below; always inside the window.
+  const place = (box, tok) => {
+    const r = tok.getBoundingClientRect();
+    const w = box.offsetWidth, h = box.offsetHeight;
+    const left = Math.min(Math.max(8, r.left), window.innerWidth - w - 8);
+    let top = r.bottom + 6;
+    if (top + h > window.innerHeight - 8) top = Math.max(8, r.top - h - 6);
+    box.style.left = left + "px";
+    box.style.top = top + "px";
+  };
+
+  const tokenOf = (target) => (target instanceof Element ? target.closest(".relay-tokens .relay-tk[data-i]") : null);
+  const hovers = () => window.matchMedia("(hover: hover) and (pointer: fine)").matches;
+
+  document.addEventListener("mouseover", (ev) => {
+    const tok = tokenOf(ev.target);
+    if (!tok || !hovers() || (pinned && openTok)) return;
+    show(tok, false);
+  });
+  document.addEventListener("mouseout", (ev) => {
+    const tok = tokenOf(ev.target);
+    if (tok && tok === openTok && !pinned) hideSoon();
+  });
+  document.addEventListener("click", (ev) => {
+    const tok = tokenOf(ev.target);
+    if (tok) { show(tok, true); return; }
+    if (pop && !pop.hidden && !pop.contains(ev.target)) hide();
+  });
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape") { hide(); return; }
+    const tok = tokenOf(ev.target);
+    if (tok && (ev.key === "Enter" || ev.key === " ")) { ev.preventDefault(); show(tok, true); }
+  });
+  window.addEventListener("scroll", () => { if (openTok && pop && !pop.hidden) place(pop, openTok); }, true);
+
+  // The toggle is a Gradio checkbox (relay/ui/story.py calls setOn on its change and sets it from remembered()).
+  window.relayTokens = { setOn, remembered };
+})();
