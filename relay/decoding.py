@@ -2,9 +2,11 @@
 
 `StreamDecoder` decodes one sequence's new ids append-only (keeping the space before the first word and
 KoGPT-2's emoticon tokens); `Track` follows one candidate: cleans its text, stops it at a paragraph or
-sentence end, says what is settled enough to show and trims the final text. `hidden_ids` and
-`paragraph_end_ids` read the vocabulary once for the engine: ids never written or shown, ids that end a
-paragraph. The rules are described in docs/engine.md.
+sentence end, says what is settled enough to show and trims the final text, and keeps what each id added
+(`token_record`: the candidate's ids, the piece of its final text each added, and their recorded
+probabilities). `hidden_ids`, `paragraph_end_ids` and `display_pieces` read the vocabulary once for the
+engine: ids never written or shown, ids that end a paragraph, each id's text as a writer sees it. The rules
+are described in docs/engine.md.
 """
 
 from __future__ import annotations
@@ -84,6 +86,15 @@ class Track:
         self.reason: str | None = None  # "paragraph" | "sentence" once a boundary stopped it
         self.clean = ""  # cleaned text so far (cut at the boundary once stopped)
         self._floor = 0  # a sentence stop must end after this offset (min_new_tokens)
+        self.ids: list[int] = []  # every id it took, the one that ended it included
+        self.raw_ends: list[int] = []  # where the decoded (raw) text ended after each of those ids
+        self.probs: list[tuple] = []  # (p, top ids, top p) per id taken, when the backend recorded them
+
+    def take(self, token_id: int, probs: tuple | None = None) -> bool:
+        """`feed`, keeping the id's recorded probabilities (p, top ids, top p) when it is part of the candidate."""
+        if self.reason is None and probs is not None:
+            self.probs.append(probs)
+        return self.feed(token_id)
 
     def feed(self, token_id: int) -> bool:
         """Take the next generated id; True once this candidate has reached its stopping boundary."""
@@ -93,10 +104,14 @@ class Track:
         if self.count < self.settings.min_new_tokens:
             self._floor = len(self.clean)
         self.count += 1
+        self.ids.append(token_id)
         if token_id == self.eos_id and stop_at != "length":
+            self.raw_ends.append(len(self.decoder.text))
             self.reason = "paragraph"
             return True
-        text = self.decoder.add(token_id).lstrip()
+        raw = self.decoder.add(token_id)
+        self.raw_ends.append(len(raw))
+        text = raw.lstrip()
         if stop_at == "length":
             self.clean = _LINE_BREAKS.sub("\n", text)
             return False
@@ -130,6 +145,76 @@ class Track:
             if ends:  # with no complete sentence at all, keep what there is rather than nothing
                 text = text[:max(ends)].rstrip()
         return text
+
+
+def token_pieces(track: Track, final: str) -> list[str]:
+    """The piece of `final` (the candidate's finished text) each id the track took added: "".join of them is
+    `final` exactly; an id whose text was cut (stripped, past the boundary, trimmed) or hidden adds ""."""
+    at = _clean_offsets(track.decoder.text, track.settings.stop_at)
+    pieces, last = [], 0
+    for end in track.raw_ends:
+        boundary = min(max(last, at(end)), len(final))
+        pieces.append(final[last:boundary])
+        last = boundary
+    if pieces and last < len(final):
+        pieces[-1] += final[last:]
+    return pieces
+
+
+def _clean_offsets(raw: str, stop_at: str):
+    """Maps an offset in a candidate's raw decoded text to the offset in its cleaned text (`Track.feed`: leading
+    space stripped; with stop_at "length", each run of line breaks and the spaces around them made one newline)."""
+    start = len(raw) - len(raw.lstrip())
+    breaks = [(m.start(), m.end()) for m in _LINE_BREAKS.finditer(raw, start)] if stop_at == "length" else []
+
+    def at(offset: int) -> int:
+        cleaned, shift = offset - start, 0
+        for begin, end in breaks:
+            if offset <= begin:
+                break
+            if offset < end:
+                return begin - start - shift + 1
+            shift += end - begin - 1
+        return max(0, cleaned - shift)
+
+    return at
+
+
+RECORD_VERSION = 1
+
+
+def token_record(track: Track, final: str, display: list[str], head: dict | None = None) -> dict | None:
+    """A candidate's `tokens` meta (docs/engine.md): its ids, the piece of `final` each added, the recorded
+    probability of each and the likeliest ids at each position (id, display piece, p), rounded to 4 digits.
+
+    `head` gives the p and top of the first positions when they were recorded elsewhere (a branch's prefix:
+    the original candidate's entries). None when no position has a recorded probability."""
+    head_p, head_top = list((head or {}).get("p") or []), list((head or {}).get("top") or [])
+    forced = len(track.ids) - len(track.probs)  # leading ids the backend did not pick (a branch's prefix)
+    if not track.probs and not head_p:
+        return None
+    p, top = [], []
+    for index in range(len(track.ids)):
+        if index < forced:
+            p.append(head_p[index] if index < len(head_p) else None)
+            top.append(head_top[index] if index < len(head_top) else [])
+            continue
+        chosen, ids, probs = track.probs[index - forced]
+        p.append(_round(chosen) if chosen is not None else None)  # None: a server that sent no log-probabilities
+        top.append([[i, display[i] if 0 <= i < len(display) else "", _round(q)] for i, q in zip(ids, probs) if q > 0])
+    return {"v": RECORD_VERSION, "ids": list(track.ids), "text": token_pieces(track, final), "p": p, "top": top}
+
+
+def _round(p: float) -> float:
+    """4 significant digits: enough to colour and compare, a third of the size in JSON."""
+    return float(f"{p:.4g}")
+
+
+def display_pieces(tokenizer, count: int) -> list[str]:
+    """Each id's text as a writer sees it in a list of alternatives: a word-starting token with its leading
+    space, markup as written, lone jamo as typed."""
+    tokens = tokenizer.convert_ids_to_tokens(list(range(count)))
+    return [readable(str(token).replace("\u2581", " ")) if token is not None else "" for token in tokens]
 
 
 def hidden_ids(tokenizer, vocab_size: int, pad_id: int | None) -> frozenset[int]:

@@ -1,8 +1,11 @@
 """The model's turn: KoGPT-2 (optionally with LoRA adapters) continues a story as clean, streamed Korean prose.
 
 `Engine.from_pretrained(...)` loads a model on a backend (relay/backends/: transformers, openvino, openai);
-`continue_story(...)` streams one continuation, `alternatives(...)` returns several and
-`stream_alternatives(...)` streams them side by side. The Engine ties together the rooms next door:
+`continue_story(...)` streams one continuation, `alternatives(...)` returns several,
+`stream_alternatives(...)` streams them side by side and `branch(...)` continues from given first ids (a
+writer's choice at one token of an earlier candidate). Each candidate's meta carries `tokens`: its ids, the
+piece of text each added and their probabilities, recorded while it was written (docs/engine.md). The Engine
+ties together the rooms next door:
 relay/loading.py (model, tokenizer, adapters), relay/prompt.py (which story the model reads),
 relay/decoding.py (ids to shown text, where to stop) and relay/streams.py (Continuation and its channel).
 Everything importable from here before that split still is. The rules are explained in docs/engine.md.
@@ -18,10 +21,12 @@ import os
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from relay.backends.base import CACHE_ENV  # noqa: F401  converted models are cached here (./relay-data/cache)
-from relay.decoding import StreamDecoder, Track, hidden_ids, paragraph_end_ids, readable, text_decoder
+from relay.decoding import (StreamDecoder, Track, display_pieces, hidden_ids, paragraph_end_ids, readable,
+                             text_decoder, token_record)
 from relay.loading import (ModelLoadError, load_adapters, load_message, load_model, load_tokenizer, looks_like_path,
                            model_source)
 from relay.context import Assembly, Steering, assemble
@@ -142,6 +147,14 @@ class Engine:
         self._drop_ids = hidden_ids(tokenizer, vocab_size, self._pad_id)
         self._never = sorted(self._drop_ids - {self._eos_id})
         self._paragraph_end_ids = paragraph_end_ids(tokenizer, vocab_size, self._drop_ids, self._eos_id)
+        self._vocab_size = vocab_size
+        self._display: list[str] | None = None  # each id's display text, read once on first use
+        self.record_probs = True  # False: no token probabilities in meta (a speed comparison's baseline)
+
+    def _display_pieces(self) -> list[str]:
+        if self._display is None:
+            self._display = display_pieces(self.tokenizer, min(self._vocab_size, len(self.tokenizer)))
+        return self._display
 
     @property
     def backend_name(self) -> str:
@@ -260,15 +273,28 @@ class Engine:
             self._lock.release()
 
     def _generate(self, prompt: list[int], settings: SamplingSettings, seed: int, adapter: str | None, n: int,
-                  channel: Channel, on_step=None) -> list[Track]:
-        """Run one (batched) generation on the backend; returns the finished tracks."""
+                  channel: Channel, on_step=None, forced: list[int] = ()) -> list[Track]:
+        """Run one (batched) generation on the backend; returns the finished tracks. `forced`: the first ids of
+        every candidate, taken as written (a branch's prefix); the model writes the rest."""
         from relay.backends.base import GenerationRequest
 
         tracks = [Track(StreamDecoder(self.tokenizer, prompt, self._drop_ids), settings, self._eos_id)
                   for _ in range(n)]
+        for token in forced:
+            for track in tracks:
+                track.take(token)
+        if forced and on_step is not None:
+            on_step(tracks)
+        remaining = settings.max_new_tokens - len(forced)
+        if remaining <= 0 or all(track.reason is not None for track in tracks) or channel.cancelled():
+            self._cached_tokens.value = 0
+            return tracks
+        step = []  # the probabilities of the ids on their way (on_probs comes just before on_tokens)
 
         def on_tokens(ids: list[int]) -> list[bool]:
-            done = [track.feed(token) for track, token in zip(tracks, ids)]
+            probs = step.pop() if step else None
+            done = [track.take(token, probs and (probs.chosen[row], probs.top_ids[row], probs.top_p[row]))
+                    for row, (track, token) in enumerate(zip(tracks, ids))]
             if on_step is not None:
                 on_step(tracks)
             if channel.cancelled():
@@ -278,11 +304,15 @@ class Engine:
         never = list(self._never)
         if settings.stop_at == "length" and self._eos_id is not None:
             never.append(self._eos_id)  # only the length limit may stop: </s> is never written either
+        if forced:  # the backend writes what is left of the turn after the prefix, reading the prefix as prompt
+            settings_left = settings.replace(max_new_tokens=remaining,
+                                             min_new_tokens=min(remaining, max(0, settings.min_new_tokens - len(forced))))
         request = GenerationRequest(
-            prompt=prompt, n=n, settings=settings, seed=seed, adapter=adapter, never_ids=never,
-            paragraph_end_ids=list(self._paragraph_end_ids),
+            prompt=prompt + list(forced), n=n, settings=settings_left if forced else settings, seed=seed,
+            adapter=adapter, never_ids=never, paragraph_end_ids=list(self._paragraph_end_ids),
             holds_paragraph_end=lambda row: tracks[row].count < settings.min_new_tokens or not tracks[row].clean,
-            on_tokens=on_tokens, cancelled=channel.cancelled)
+            on_tokens=on_tokens, cancelled=channel.cancelled, continuation_start=len(prompt),
+            on_probs=step.append, record_probs=self.record_probs)
         self.backend.generate(request)
         self._cached_tokens.value = request.cached_tokens
         return tracks
@@ -342,13 +372,32 @@ class Engine:
         result.meta = stream.meta
         return result
 
+    def branch(self, paragraphs: list[str], settings: SamplingSettings, prefix_ids: list[int], *,
+               prefix_tokens: dict | None = None, adapter: str | None = None, cancel: threading.Event | None = None,
+               steering: Steering | None = None) -> Continuation:
+        """Like continue_story, but the continuation's first ids are exactly `prefix_ids` (kept, not sampled); the
+        model writes the rest under `settings` (the prefix counts inside max_new_tokens). Streams from the prefix's
+        text on. `prefix_tokens` (the original candidate's recorded p and top for those positions) is spliced into
+        meta["tokens"]; meta["branch"] = {"at": len(prefix_ids), "id": None} (the turn API says which id was chosen).
+        """
+        self._check(settings, adapter)
+        prefix = _checked_prefix(prefix_ids, self._vocab_size, settings)
+        assembly = self._prompt(paragraphs, settings, steering)
+        seed = self._seed(settings)
+        channel = Channel(cancel)
+        channel.context = assembly.meta() if steering is not None else None
+        self._start(channel, assembly.ids, settings, seed, adapter, 1, _Prefix(prefix, prefix_tokens))
+        return Continuation(channel)
+
     def _start(self, channel: Channel, prompt: list[int], settings: SamplingSettings, seed: int,
-               adapter: str | None, n: int) -> None:
-        worker = threading.Thread(target=self._stream_worker, args=(channel, prompt, settings, seed, adapter, n),
+               adapter: str | None, n: int, prefix: _Prefix | None = None) -> None:
+        worker = threading.Thread(target=self._stream_worker,
+                                  args=(channel, prompt, settings, seed, adapter, n, prefix),
                                   name="relay-generate", daemon=True)
         worker.start()
 
-    def _stream_worker(self, channel: Channel, prompt, settings, seed, adapter, n: int) -> None:
+    def _stream_worker(self, channel: Channel, prompt, settings, seed, adapter, n: int,
+                       prefix: _Prefix | None = None) -> None:
         """Generate in a worker thread, pushing shown text to the channel; always ends the stream and the lock.
 
         With n == 1 the queue carries text chunks (a Continuation); otherwise (index, chunk) pairs."""
@@ -363,7 +412,7 @@ class Engine:
                     channel.texts = []
                 return
             try:
-                self._write(channel, Emitter(channel, n, single), prompt, settings, seed, adapter, queued)
+                self._write(channel, Emitter(channel, n, single), prompt, settings, seed, adapter, queued, prefix)
             finally:
                 self._release()
         except BaseException as error:  # reported to the consumer, who re-raises it as EngineError
@@ -373,7 +422,8 @@ class Engine:
                 channel.meta["context"] = channel.context  # which memory, note and card versions it read
             channel.queue.put(END)
 
-    def _write(self, channel: Channel, emitter: Emitter, prompt, settings, seed, adapter, queued: float) -> None:
+    def _write(self, channel: Channel, emitter: Emitter, prompt, settings, seed, adapter, queued: float,
+               prefix: _Prefix | None = None) -> None:
         """With the model held: generate, streaming what each candidate shows; then set the texts and meta."""
         started = time.perf_counter()
 
@@ -382,22 +432,53 @@ class Engine:
                 emitter.show(index, track.shown())
 
         n = len(emitter.sent)
-        tracks = self._generate(prompt, settings, seed, adapter, n, channel, on_step=push)
+        tracks = self._generate(prompt, settings, seed, adapter, n, channel, on_step=push,
+                                forced=prefix.ids if prefix else [])
         seconds = time.perf_counter() - started
         candidates = []
         for index, track in enumerate(tracks):
             reason = track.reason or ("cancel" if channel.cancelled() else "length")
             text = emitter.finish(index, track.final(reason))
-            candidates.append({"text": text, "output_tokens": track.count, "stopped_by": reason})
+            candidate = {"text": text, "output_tokens": track.count, "stopped_by": reason}
+            tokens = token_record(track, text, self._display_pieces(), prefix.tokens if prefix else None)
+            if tokens is not None:
+                candidate["tokens"] = tokens
+            candidates.append(candidate)
         if emitter.single:
             channel.text = candidates[0]["text"]
             channel.meta = self._meta(settings, seed, adapter, prompt, tracks[0].count, seconds, started - queued,
                                       candidates[0]["stopped_by"])
+            if "tokens" in candidates[0]:
+                channel.meta["tokens"] = candidates[0]["tokens"]
+            if prefix is not None:
+                channel.meta["branch"] = {"at": len(prefix.ids), "id": None}
             return
         channel.texts = [c["text"] for c in candidates]
         channel.meta = {**self._meta(settings, seed, adapter, prompt, sum(c["output_tokens"] for c in candidates),
                                      seconds, started - queued, _batch_end_reason(candidates)),
-                        "n": n, "candidates": [{k: c[k] for k in ("output_tokens", "stopped_by")} for c in candidates]}
+                        "n": n, "candidates": [{k: c[k] for k in ("output_tokens", "stopped_by", "tokens") if k in c}
+                                               for c in candidates]}
+
+
+@dataclass(frozen=True)
+class _Prefix:
+    """A branch's first ids (written as they are) and their recorded tokens meta from the candidate they came from."""
+
+    ids: list[int]
+    tokens: dict | None
+
+
+def _checked_prefix(prefix_ids, vocab_size: int, settings: SamplingSettings) -> list[int]:
+    """The prefix as a list of ids; SettingsError unless it holds whole ids of the vocabulary, fewer than
+    max_new_tokens (the model must write at least one)."""
+    if not isinstance(prefix_ids, (list, tuple)) or any(isinstance(i, bool) or not isinstance(i, int)
+                                                         or not 0 <= i < vocab_size for i in prefix_ids):
+        raise SettingsError("prefix_ids", f"prefix_ids must be a list of token ids below {vocab_size}")
+    if len(prefix_ids) >= settings.max_new_tokens:
+        raise SettingsError("max_new_tokens", f"최대 길이({settings.max_new_tokens})가 앞부분({len(prefix_ids)}토큰)보다 "
+                                              f"길어야 합니다 / max_new_tokens ({settings.max_new_tokens}) must exceed "
+                                              f"the kept prefix ({len(prefix_ids)} tokens)")
+    return list(prefix_ids)
 
 
 def _batch_end_reason(candidates: list[dict[str, Any]]) -> str:

@@ -6,9 +6,16 @@
 Any backend runs behind it (`--backend openvino` on a CPU box, `transformers` on a GPU). It speaks the part of
 the OpenAI completions API that `relay.backends.openai` (and vLLM's clients) use: the prompt as token ids
 (or text), `max_tokens`, `temperature`, `top_p`, `top_k`, `repetition_penalty`, `min_tokens`, `seed`, `n`,
-`logit_bias` (-100 bans an id), `ignore_eos`, `stream`, and `logprobs` with `return_tokens_as_token_ids`
+`logit_bias` (-100 bans an id), `ignore_eos`, `stream`, and `logprobs` (0 to 5) with `return_tokens_as_token_ids`
 (each token comes back as "token_id:<id>"). `model` picks an adapter by name; any other name is the base model.
-A request stops when its client disconnects. Log-probabilities are not computed (reported as 0.0).
+A request stops when its client disconnects.
+
+Log-probabilities (`logprobs: N`) come from the engine's own recording while it samples (`StepProbs`, no second
+pass): each choice's `logprobs` has `tokens`, `token_logprobs` (the sampled token's), `top_logprobs` (the N
+likeliest, likeliest first) and `text_offset` (where each token's text starts in the completion), in the full
+response and in each stream chunk. They are log-softmax over the logits the sampler used: after `logit_bias`
+bans, the n-gram ban and the repetition penalty, divided by the temperature (1 when greedy), before top-k, top-p
+and typical-p (docs/engine.md). Without `logprobs` nothing is recorded.
 """
 
 
@@ -21,7 +28,11 @@ import threading
 import time
 import uuid
 
+import math
+
 from relay.engine import BACKEND_CHOICES, BACKEND_ENV, Engine, SamplingSettings, SettingsError
+
+MAX_LOGPROBS = 5  # the most alternatives per token, as in OpenAI's completions API
 
 
 def build_app(engine: Engine):
@@ -97,19 +108,26 @@ def build_app(engine: Engine):
         stream = bool(body.get("stream"))
         want_ids = bool(body.get("return_tokens_as_token_ids"))
         want_logprobs = body.get("logprobs") is not None
+        top_n = body.get("logprobs")
+        if want_logprobs and (isinstance(top_n, bool) or not isinstance(top_n, int)
+                              or not 0 <= top_n <= MAX_LOGPROBS):
+            return error(400, f"logprobs must be a whole number from 0 to {MAX_LOGPROBS}")
 
         out: queue.SimpleQueue = queue.SimpleQueue()
         gone = threading.Event()
         counts = [0] * n
         ended = [False] * n
 
+        recorded = []  # this step's StepProbs (on_probs comes just before on_tokens)
+
         def on_tokens(ids: list[int]) -> list[bool]:
             step = []
+            probs = recorded.pop() if recorded else None
             for row, token in enumerate(ids):
                 if ended[row]:
                     continue
                 counts[row] += 1
-                step.append((row, token))
+                step.append((row, token, _row_logprobs(probs, row, top_n) if probs is not None else None))
                 if not ignore_eos and token == eos:
                     ended[row] = True
             out.put(("tokens", step))
@@ -119,7 +137,8 @@ def build_app(engine: Engine):
             prompt=prompt, n=n, settings=settings, seed=seed, adapter=adapter, never_ids=banned,
             paragraph_end_ids=[eos] if min_tokens and eos is not None else [],
             holds_paragraph_end=lambda row: counts[row] < min_tokens, on_tokens=on_tokens, cancelled=gone.is_set,
-            continuation_start=min(int(body.get("continuation_start") or len(prompt)), len(prompt)))
+            continuation_start=min(int(body.get("continuation_start") or len(prompt)), len(prompt)),
+            on_probs=recorded.append, record_probs=want_logprobs)
 
         def run():
             try:
@@ -137,11 +156,24 @@ def build_app(engine: Engine):
         ident, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         decode = engine.tokenizer.backend_tokenizer.decode
 
-        def choice(row: int, tokens: list[int], finish):
+        offsets = [0] * n  # where the next token's text starts in each row's completion (text_offset)
+
+        def token_name(token: int) -> str:
+            return f"token_id:{token}" if want_ids else decode([token], skip_special_tokens=False)
+
+        def choice(row: int, items: list[tuple], finish):
+            tokens = [token for token, _ in items]
             item = {"index": row, "text": decode(tokens, skip_special_tokens=False), "finish_reason": finish}
             if want_logprobs:
-                item["logprobs"] = {"tokens": [f"token_id:{t}" if want_ids else decode([t]) for t in tokens],
-                                    "token_logprobs": [0.0] * len(tokens)}
+                starts = []
+                for token in tokens:
+                    starts.append(offsets[row])
+                    offsets[row] += len(decode([token], skip_special_tokens=False))
+                item["logprobs"] = {
+                    "tokens": [token_name(t) for t in tokens],
+                    "token_logprobs": [lp[0] if lp else None for _, lp in items],
+                    "top_logprobs": [{token_name(i): v for i, v in lp[1]} if lp else None for _, lp in items],
+                    "text_offset": starts}
             return item
 
         def finish_reason(row: int) -> str:
@@ -177,9 +209,9 @@ def build_app(engine: Engine):
                                 step += value
                             else:
                                 held = (kind, value)
-                        by_row: dict[int, list[int]] = {}
-                        for row, token in step:
-                            by_row.setdefault(row, []).append(token)
+                        by_row: dict[int, list[tuple]] = {}
+                        for row, token, logprobs in step:
+                            by_row.setdefault(row, []).append((token, logprobs))
                         choices = [choice(row, tokens, None) for row, tokens in sorted(by_row.items())]
                         if choices:
                             yield f"data: {json.dumps({'id': ident, 'object': 'text_completion', 'created': created, 'model': model, 'choices': choices}, ensure_ascii=False)}\n\n"
@@ -188,21 +220,31 @@ def build_app(engine: Engine):
 
             return StreamingResponse(events(), media_type="text/event-stream")
 
-        tokens: list[list[int]] = [[] for _ in range(n)]
+        tokens: list[list[tuple]] = [[] for _ in range(n)]
         while True:
             kind, value = await asyncio.get_running_loop().run_in_executor(None, out.get)
             if kind == "error":
                 return error(500, value)
             if kind == "end":
                 break
-            for row, token in value:
-                tokens[row].append(token)
+            for row, token, logprobs in value:
+                tokens[row].append((token, logprobs))
         return {"id": ident, "object": "text_completion", "created": created, "model": model,
                 "choices": [choice(row, tokens[row], finish_reason(row)) for row in range(n)],
                 "usage": {"prompt_tokens": len(prompt), "completion_tokens": sum(map(len, tokens)),
                           "total_tokens": len(prompt) + sum(map(len, tokens))}}
 
     return app
+
+
+def _row_logprobs(probs, row: int, top_n: int) -> tuple[float, list[tuple[int, float]]]:
+    """(the sampled token's log-probability, the top_n likeliest (id, log-probability)) of one row's step."""
+    return _log(probs.chosen[row]), [(i, _log(p)) for i, p in list(zip(probs.top_ids[row], probs.top_p[row]))[:top_n]]
+
+
+def _log(p: float) -> float:
+    """log p, with a floor instead of -inf (not valid JSON) for an id with no chance."""
+    return math.log(p) if p > 0 else -9999.0
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -6,7 +6,9 @@ docs/engine.md. What it sends and why:
 - the prompt as token ids, so KoGPT-2's tokenizer stays exact (tokenized here, never by the server);
 - `logit_bias` of -100 for every banned id (markup, specials, and paragraph ends while they are held back);
 - `seed` per candidate; `top_k` and `repetition_penalty` (vLLM's and relay.serve's extensions);
-- `logprobs=1` with `return_tokens_as_token_ids=true`, so each streamed token arrives as its id.
+- `logprobs` with `return_tokens_as_token_ids=true`, so each streamed token arrives as its id, with its
+  log-probability and the 5 likeliest ids (handed to the engine as `StepProbs`; relay.serve computes them as
+  the local backends do; vLLM by its own `--logprobs-mode`, see docs/engine.md).
 
 A paragraph may not end before `min_new_tokens` or before it has visible text; a server cannot know the
 second, so a turn is written in two requests: first with paragraph ends banned until the rule is met, then
@@ -19,10 +21,11 @@ URL and what to start.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 
-from relay.backends.base import Backend, BackendError, GenerationRequest
+from relay.backends.base import TOP_PROBS, Backend, BackendError, GenerationRequest, StepProbs
 
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection
 READ_TIMEOUT = 120.0  # seconds without a byte (a GPU server under load may queue a request a while)
@@ -80,8 +83,9 @@ class OpenAIBackend(Backend):
             f"Start it (e.g. `python -m relay.serve --model MODEL --port 8000`, or vLLM: see docs/engine.md) "
             f"or fix --inference-url / RELAY_INFERENCE_URL.")
 
-    def _stream(self, body: dict, cancelled) :
-        """Yield token ids of one streamed completion; retries connection failures before the first token."""
+    def _stream(self, body: dict, cancelled):
+        """Yield (token id, (p, top ids, top p) or None) of one streamed completion; retries connection failures
+        before the first token."""
         import httpx
 
         delay = 0.5
@@ -107,13 +111,14 @@ class OpenAIBackend(Backend):
                         if "error" in chunk:
                             raise BackendError(f"the inference server failed: {chunk['error']}")
                         for choice in chunk.get("choices", []):
-                            for token in (choice.get("logprobs") or {}).get("tokens") or []:
+                            logprobs = choice.get("logprobs") or {}
+                            for index, token in enumerate(logprobs.get("tokens") or []):
                                 if not str(token).startswith("token_id:"):
                                     raise BackendError(
                                         f"the server at {self.url} does not return token ids "
                                         f"(return_tokens_as_token_ids); use relay.serve or vLLM")
                                 received = True
-                                yield int(str(token)[9:])
+                                yield int(str(token)[9:]), _token_probs(logprobs, index)
                     return
             except (httpx.TransportError, httpx.TimeoutException) as error:
                 if received or attempt == RETRIES - 1:
@@ -135,20 +140,22 @@ class OpenAIBackend(Backend):
             "seed": seed,
             "n": 1,
             "stream": True,
-            "logprobs": 1,
+            "logprobs": TOP_PROBS if request.records else 0,
             "return_tokens_as_token_ids": True,
             "logit_bias": {str(i): BANNED for i in banned},
             "ignore_eos": True,  # the engine decides where a turn ends; </s> is banned when it may not
         }
         if self.relay_server:
             body.update(typical_p=settings.typical_p, no_repeat_ngram_size=settings.no_repeat_ngram_size,
-                        continuation_start=len(request.prompt))
+                        continuation_start=request.continuation_start if request.continuation_start is not None
+                        else len(request.prompt))
         return body
 
     def generate(self, request: GenerationRequest) -> None:
         rows = request.n
         lock = threading.Lock()
         latest: list[int | None] = [None] * rows
+        recorded: list[tuple | None] = [None] * rows  # the latest id's (p, top ids, top p), as the server sent it
         finished = [False] * rows
         errors: list[BaseException] = []
         arrived = threading.Condition(lock)
@@ -163,13 +170,14 @@ class OpenAIBackend(Backend):
                         while pending[row] and not finished[row] and not request.cancelled():
                             arrived.wait(0.05)
 
-                for token in self._row_tokens(request, row, lambda: finished[row] or request.cancelled(), settled):
+                for token, probs in self._row_tokens(request, row, lambda: finished[row] or request.cancelled(),
+                                                     settled):
                     with arrived:
                         while pending[row] and not finished[row] and not request.cancelled():
                             arrived.wait(0.05)
                         if finished[row] or request.cancelled():
                             return
-                        latest[row], pending[row] = token, 1
+                        latest[row], recorded[row], pending[row] = token, probs, 1
                         arrived.notify_all()
             except BaseException as error:  # re-raised in the engine's thread
                 with arrived:
@@ -196,9 +204,14 @@ class OpenAIBackend(Backend):
                     if not any(pending):
                         break  # every stream ended (length, cancel or the server stopped)
                     ids = [latest[r] if pending[r] else filler[r] for r in range(rows)]
+                    step = [recorded[r] if pending[r] else None for r in range(rows)]
                     pending[:] = [0] * rows
                     arrived.notify_all()
                 steps += 1
+                if request.records:
+                    empty = (None, [], [])
+                    request.on_probs(StepProbs([(s or empty)[0] for s in step], [(s or empty)[1] for s in step],
+                                               [(s or empty)[2] for s in step]))
                 done = request.on_tokens(ids)
                 with arrived:
                     for row, row_done in enumerate(done):
@@ -215,7 +228,7 @@ class OpenAIBackend(Backend):
                 worker.join(timeout=5)
 
     def _row_tokens(self, request: GenerationRequest, row: int, stop, settled):
-        """One candidate's ids: the held-back phase (paragraph ends banned), then the rest of the turn."""
+        """One candidate's (id, probabilities): the held-back phase (paragraph ends banned), then the rest of the turn."""
         settings = request.settings
         seed = (request.seed + row) % 2**31
         limit = settings.max_new_tokens
@@ -227,9 +240,9 @@ class OpenAIBackend(Backend):
             body = self._body(request, request.prompt + written, (seed + len(written)) % 2**31,
                               min(need, limit - len(written)), request.never_ids + request.paragraph_end_ids)
             before = len(written)
-            for token in self._stream(body, stop):
+            for token, probs in self._stream(body, stop):
                 written.append(token)
-                yield token
+                yield token, probs
             if len(written) == before:
                 return  # the server wrote nothing: do not ask again forever
             settled()  # the engine's track has seen these ids before we ask whether it still holds
@@ -237,3 +250,17 @@ class OpenAIBackend(Backend):
             body = self._body(request, request.prompt + written, (seed + SECOND_PHASE_SEED + len(written)) % 2**31,
                               limit - len(written), request.never_ids)
             yield from self._stream(body, stop)
+
+
+def _token_probs(logprobs: dict, index: int) -> tuple | None:
+    """(p, top ids, top p) of the index-th token of an OpenAI `logprobs` block, or None when the server sent none.
+
+    Top entries whose key is not "token_id:<id>" are skipped."""
+    values = logprobs.get("token_logprobs") or []
+    value = values[index] if index < len(values) else None
+    if value is None:
+        return None
+    tops = logprobs.get("top_logprobs") or []
+    top = tops[index] if index < len(tops) and isinstance(tops[index], dict) else {}
+    ranked = sorted(((float(v), int(k[9:])) for k, v in top.items() if str(k).startswith("token_id:")), reverse=True)
+    return math.exp(value), [i for _, i in ranked[:TOP_PROBS]], [math.exp(v) for v, _ in ranked[:TOP_PROBS]]

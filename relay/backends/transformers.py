@@ -1,6 +1,9 @@
 """The reference backend: transformers `generate` in PyTorch (fp32 on CPU, fp16 on a GPU), PEFT adapters live.
 
-Every other backend is tested against this one. It generates one request at a time (the engine keeps its
+Every other backend is tested against this one. Token probabilities are recorded by a last LogitsProcessor:
+generate applies the repetition penalty, then our processors (the engine's rules, this one last), and only then
+the temperature and the top-k/top-p/typical cut, so it sees exactly the scores the definition names
+(docs/engine.md); the temperature is applied in `step_probs`. It generates one request at a time (the engine keeps its
 arrival-order lock for it): `torch.manual_seed` is process-wide, so a seeded request must not share the
 random generator with another one.
 """
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 
-from relay.backends.base import Backend, GenerationRequest, logits_processors
+from relay.backends.base import Backend, GenerationRequest, logits_processors, step_probs
 
 
 class TransformersBackend(Backend):
@@ -59,9 +62,21 @@ class TransformersBackend(Backend):
         ends = torch.tensor(request.paragraph_end_ids, dtype=torch.long)
         start = request.continuation_start if request.continuation_start is not None else len(prompt)
         processors = logits_processors(settings, start, request, never, ends)
+        scored = []  # the step's scores as the sampler gets them, before the temperature
+        if request.records:
+            from transformers import LogitsProcessor
+
+            class _Record(LogitsProcessor):
+                def __call__(self, input_ids, scores):
+                    scored[:] = [scores]  # later warpers return new tensors: this one stays as it is
+                    return scores
+
+            processors.append(_Record())
 
         class _FeedEngine(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):
+                if scored:
+                    request.on_probs(step_probs(scored.pop(), settings.temperature, input_ids[:, -1]))
                 done = request.on_tokens(input_ids[:, -1].tolist())
                 return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
