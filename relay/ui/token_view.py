@@ -21,12 +21,12 @@ MAX_TOP = 10  # alternatives shown per position (the engine records 5)
 MAX_PIECE_CHARS = 64  # a token's display text longer than this is not a real token piece
 
 CSS = """
-.relay-tokens { display: none; }
-.relay-probs-on .relay-tokens { display: block; }
-.relay-tk-panel, .relay-tk-key { display: none; }
-.relay-probs-on .relay-tk-panel, .relay-probs-on .relay-tk-key { display: block; }
+/* The toggle is a class on <body> (token_view.js). Gradio also copies each rule under its own container, where
+   <body> never is: these rules only ever apply as written. */
+body:not(.relay-probs-on) .relay-tokens, body:not(.relay-probs-on) .relay-tk-panel,
+body:not(.relay-probs-on) .relay-tk-key { display: none !important; }
+body.relay-probs-on .relay-para.relay-has-tokens > .relay-text { display: none; }
 .relay-para > .relay-tokens { grid-column: 1 / -1; }
-.relay-probs-on .relay-para.relay-has-tokens > .relay-text { display: none; }
 .relay-tk-text { white-space: pre-wrap; line-height: 1.9; font-size: 1.02rem; }
 .relay-tk { border-radius: 3px; color: #111 !important; cursor: pointer; padding: 0.05em 0; }
 .relay-tk:focus-visible, .relay-tk.relay-tk-open { outline: 2px solid #1d4ed8; outline-offset: 1px; }
