@@ -6,6 +6,9 @@
 
 This file parses flags, loads the engine and the store, and serves the page. The page itself is
 built by `relay.ui.build_demo(engine, store)`; importing this module loads no model and starts nothing.
+On the OpenVINO backend the page comes up while the model is converted (a first start) or compiled: the
+terminal shows the progress, the page says the model is being prepared, and model turns start once it is
+ready. `python -m relay.prepare` converts ahead of time (a Space build, a deploy).
 """
 
 from __future__ import annotations
@@ -78,8 +81,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def load_engine(model: str, adapters: dict[str, str], backend: str = "auto", inference_url: str | None = None):
-    """The engine for `model` ("tiny" builds a tiny random model in a cache folder) on `backend`."""
+def load_engine(model: str, adapters: dict[str, str], backend: str = "auto", inference_url: str | None = None,
+                db: str | None = None, background: bool = False):
+    """The engine for `model` ("tiny" builds a tiny random model in a cache folder) on `backend`.
+
+    On OpenVINO, converted models are cached in `cache_dir(db)`; `background` prepares them while the page is up."""
+    from relay.backends.base import cache_dir
     from relay.engine import Engine
 
     tiny = model == "tiny"
@@ -88,7 +95,8 @@ def load_engine(model: str, adapters: dict[str, str], backend: str = "auto", inf
 
         model = str(tiny_model_folder(Path(tempfile.gettempdir()) / "relay-tiny"))
     return Engine.from_pretrained(model=model, adapters=adapters or None, backend=backend,
-                                  inference_url=inference_url), tiny
+                                  inference_url=inference_url,
+                                  openvino_options={"cache": cache_dir(db), "background": background}), tiny
 
 
 def check_model_folder(model: str) -> None:
@@ -200,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Freed {freed} model turn(s) left by a server process that stopped.", file=sys.stderr)
         check_model_folder(args.model)
         try:
-            engine, tiny = load_engine(args.model, args.adapters, args.backend, args.inference_url)
+            print(f"Loading the model {args.model} …", file=sys.stderr)
+            engine, tiny = load_engine(args.model, args.adapters, args.backend, args.inference_url, args.db,
+                                       background=True)
         except Exception as e:  # noqa: BLE001  every load failure ends in a message, never a traceback
             raise StartupError(explain_load_failure(e, args.model, args.adapters)) from None
     except StartupError as e:

@@ -23,6 +23,7 @@ from relay.ui.api import register_api
 from relay.ui.common import STATE_TTL_S
 from relay.ui.controls import i18n_key
 from relay.ui.lab import build_lab_tab
+from relay.ui.preparing import build_preparing_banner
 from relay.ui.presence_view import ai_gate, presence_parts
 from relay.ui.render import CardCache, render_card, render_header, render_status, render_turn
 from relay.ui.steering import render_shared
@@ -153,6 +154,7 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, ai_idle_s: floa
         gr.Markdown(i18n_key("app_title"))
         gr.Markdown(i18n_key("app_intro"))
         gr.Markdown(i18n_key("tiny_banner"), visible=tiny, elem_id="relay-tiny-banner")
+        build_preparing_banner(demo, engine, ui.private)  # "the model is being prepared (N%)" on a first start
         with gr.Row():
             ui.writer = gr.Textbox(label=i18n_key("writer_name"), info=i18n_key("writer_name_info"), max_length=40,
                                    elem_id="relay-writer", scale=3)
