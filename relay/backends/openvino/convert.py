@@ -1,16 +1,18 @@
 """Conversion: a transformers GPT-2 becomes the OpenVINO graph the backend runs, cached on disk.
 
 `_StepGraph` is GPT-2's forward with the KV cache as state and logits only at each sequence's last
-position; `convert` traces it to a stateful OpenVINO model and (unless precision="fp32") `_compress_int8`
-stores its weight matrices as int8 with per-channel scales. That model is what is cached, under
-$RELAY_CACHE/openvino/<`weights_digest`: the weights, the shape and CONVERTER_VERSION> (`cached_model_path`),
-so a changed model or adapter is converted again and an unchanged one loads in seconds. At load time `paged`
+position; `convert` traces it to a stateful OpenVINO model and `compress_weights` stores its weights as the
+precision asks (`COMPRESSION`: NNCF's int8 or group-wise int4, or fp32 as traced). That model is what is cached,
+under $RELAY_CACHE/openvino/<`weights_digest`: the weights, the shape, the precision with its compression
+settings and CONVERTER_VERSION> (`cached_model_path`), so a changed model, adapter or precision is converted
+again and an unchanged one loads in seconds. At load time `paged`
 applies OpenVINO's own paged-attention transformation, which turns the cache into a pool of blocks (pool.py).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -21,9 +23,20 @@ from relay.backends.base import BackendError, cache_dir
 
 log = logging.getLogger(__name__)
 
-CONVERTER_VERSION = "2"  # bump when _StepGraph or _compress_int8 change, so cached graphs are rebuilt
-PRECISIONS = ("int8", "fp32")
-PRECISION_ENV = "RELAY_OPENVINO_PRECISION"  # int8 (default) | fp32 (exact, for comparisons)
+CONVERTER_VERSION = "3"  # bump when _StepGraph or compress_weights change, so cached graphs are rebuilt
+PRECISION_ENV = "RELAY_OPENVINO_PRECISION"  # int8 (default) | int4 (smaller, faster, less exact) | fp32 (exact)
+# How each precision stores the weights: the arguments of nncf.compress_weights (None: fp32 as traced). They are
+# part of the cache key. Measured on a small KoGPT-2-shaped model trained on the corpus (benchmarks/bench_quality.py,
+# BENCHMARKS.md): int8 per output channel, asymmetric (NNCF's default); int4 like OpenVINO GenAI's generic
+# default for models without a tuned recipe (asymmetric, groups of 128 inputs sharing a scale, every block's
+# matrix in int4), the embedding / output matrix kept int8 (NNCF's rule for the first and last layers: the
+# 51,200-wide output layer is what top-1 choices are most sensitive to).
+COMPRESSION: dict[str, dict | None] = {
+    "int8": {"mode": "int8_asym"},
+    "int4": {"mode": "int4_asym", "group_size": 128, "ratio": 1.0, "backup_mode": "int8_asym"},
+    "fp32": None,
+}
+PRECISIONS = tuple(COMPRESSION)
 
 
 def _step_graph_class():
@@ -105,8 +118,7 @@ def convert(model, precision: str = "int8", progress=None):
         port.get_tensor().set_names({name})
     if precision != "fp32" and progress:
         progress("compress")
-    if precision == "int8":
-        _compress_int8(converted)
+    converted = compress_weights(converted, precision)
     apply_make_stateful_transformation(converted, {f"past.{i}": f"present.{i}" for i in range(2 * layers)})
     # Each cache starts empty with the batch of input_ids: the paged-attention transformation looks for a
     # ReadValue with an initializer, as exporters write it.
@@ -139,11 +151,48 @@ def paged(model):
     return model
 
 
-def _compress_int8(model) -> int:
-    """Store every matrix multiplied by activations as int8 with one fp32 scale per output channel (symmetric).
+def compress_weights(model, precision: str):
+    """`model` (a converted OpenVINO model) with its weights stored as `precision` asks (`COMPRESSION`), by NNCF.
 
-    The CPU plugin recognises Constant(i8) -> Convert -> Multiply(scale) as compressed weights and multiplies
-    straight from int8, which halves and halves again the bytes read per token (decoding is memory-bound)."""
+    NNCF writes each compressed weight as Constant(u8/u4) -> Convert -> Subtract(zero point) -> Multiply(scale),
+    which the CPU plugin multiplies from directly (decoding is memory-bound, so fewer bytes a token is faster).
+    A weight whose input width is not a multiple of the group size (tiny test models) gets the largest power of
+    two that divides it (at least 32), else int8."""
+    settings = COMPRESSION[precision]
+    if settings is None:
+        return model
+    try:
+        import nncf
+        from nncf.quantization.advanced_parameters import AdvancedCompressionParameters, GroupSizeFallbackMode
+    except ImportError as error:
+        raise BackendError(f"{precision} weights need NNCF: pip install -r requirements.txt ({error}); or "
+                           f"{PRECISION_ENV}=fp32") from error
+
+    arguments = {"mode": nncf.CompressWeightsMode(settings["mode"])}
+    if "group_size" in settings:
+        arguments.update(group_size=settings["group_size"], ratio=settings["ratio"],
+                         backup_mode=nncf.BackupMode(settings["backup_mode"]),
+                         advanced_parameters=AdvancedCompressionParameters(
+                             group_size_fallback_mode=GroupSizeFallbackMode.ADJUST))
+    return nncf.compress_weights(model, **arguments)
+
+
+def compression_key(precision: str) -> str:
+    """The precision, its compression settings and NNCF's version, as they enter the cache key."""
+    settings = COMPRESSION[precision]
+    if settings is None:
+        return precision
+    from importlib.metadata import version
+
+    return f"{precision}:{json.dumps(settings, sort_keys=True)}:nncf-{version('nncf')}"
+
+
+def _compress_int8(model) -> int:
+    """The hand-written int8 Relay used before NNCF, kept for benchmarks/bench_quality.py to compare against.
+
+    Every matrix multiplied by activations as int8 with one fp32 scale per output channel (symmetric); matrices
+    under 4,096 values and the embedding lookup stay fp32. The CPU plugin recognises Constant(i8) -> Convert ->
+    Multiply(scale) as compressed weights and multiplies straight from int8."""
     import numpy as np
     import openvino as ov
     from openvino import opset13 as ops
@@ -171,7 +220,8 @@ def _compress_int8(model) -> int:
 
 def weights_digest(model, precision: str) -> str:
     """A hash of the weights (after merging an adapter), the shape and the converter: the cache key."""
-    digest = hashlib.sha256(f"{CONVERTER_VERSION}:{precision}:{model.config.to_json_string()}".encode())
+    digest = hashlib.sha256(f"{CONVERTER_VERSION}:{compression_key(precision)}:{model.config.to_json_string()}"
+                            .encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().contiguous().cpu().float().numpy().tobytes())
