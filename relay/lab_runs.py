@@ -11,8 +11,8 @@ A sweep varies one knob over a range of points, k samples per point (the same k 
 batches of at most MAX_CONCURRENT requests, and gives rows (point, measure, value) for a plot.
 
 Both are model jobs under the writer's limits (`lab_allowance`): one model slot for the whole run, a model
-request, and every sample counted as a candidate; a run larger than a writer may ask for in a minute is
-refused before anything starts (`LabTooBig`).
+request, and every sample counted as a lab sample (RELAY_LIMIT_LAB_SAMPLES); a run larger than a writer may
+ask for in a minute is refused before anything starts (`LabTooBig`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class LabTooBig(SettingsError):
     def __init__(self, samples: int, allowed: int):
         super().__init__("samples", f"표본 {samples}개는 1분에 요청할 수 있는 {allowed}개보다 많습니다. 점이나 표본 수를 "
                                     f"줄이세요 / {samples} samples is more than the {allowed} a writer may ask for in "
-                                    f"a minute; use fewer points or samples (RELAY_LIMIT_CANDIDATES sets it).")
+                                    f"a minute; use fewer points or samples (RELAY_LIMIT_LAB_SAMPLES sets it).")
         self.samples, self.allowed = samples, allowed
 
 
@@ -281,13 +281,18 @@ class Sweep:
 @contextlib.contextmanager
 def lab_allowance(limits, writer_id: str | None, ip: str | None, samples: int) -> Iterator[None]:
     """Hold what a lab run or sweep of `samples` samples needs under the writer's limits (relay/limits.py):
-    refused at once when larger than a writer's candidates per minute (LabTooBig) or over a rate
-    (LimitExceeded); else one model request and `samples` candidates are counted and one model slot (and
-    a turn of the fair gate) is held for the whole run."""
-    allowed = limits.rates.candidates[0]
+    refused at once when larger than a writer's lab samples per minute (LabTooBig) or over a rate
+    (LimitExceeded); else one model request and `samples` lab samples are counted and one model slot (and
+    a turn of the fair gate) is held for the whole run: a run is one job however many rows it batches."""
+    allowed = max_lab_samples(limits)
     if samples > allowed:
         raise LabTooBig(samples, allowed)
     limits.check("model_turn", writer_id, ip)
-    limits.check("candidates", writer_id, ip, cost=samples)
+    limits.check("lab_samples", writer_id, ip, cost=samples)
     with limits.model_slot(writer_id, ip):
         yield
+
+
+def max_lab_samples(limits) -> int:
+    """The most samples one lab run or sweep may write: what one writer may ask for in a minute."""
+    return limits.rates.lab_samples[0]

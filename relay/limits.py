@@ -71,7 +71,8 @@ PARAGRAPHS_PER_MINUTE = (6, 30)  # human paragraphs: a person writes far slower 
 STORIES_PER_HOUR = (5, 20)  # new stories (forks count): more is a flood of empty stories
 MODEL_TURNS_PER_MINUTE = (6, 20)  # model requests (continue, regenerate, alternatives, lab runs)
 WRITER_KEYS_PER_HOUR = (60, 60)  # keys issued by /writer_key to one address (each is a database row); no key yet
-CANDIDATES_PER_MINUTE = (16, 48)  # generated texts: alternatives count each candidate, a lab run each column
+CANDIDATES_PER_MINUTE = (16, 48)  # generated texts: alternatives count each candidate
+LAB_SAMPLES_PER_MINUTE = (48, 96)  # lab samples (runs and sweeps, relay/lab_runs.py): one model job, batched rows
 MODEL_SLOTS = (2, 4)  # model jobs waiting or running at once, per writer key and per address
 MAX_CONTEXT_CHARS = 8_000  # lab context / API text; KoGPT-2 reads ~1,024 tokens (~2,500 Korean characters)
 MODEL_JOBS = 8  # model jobs running at once in one process (the OpenVINO backend batches them); more wait, fairly
@@ -86,6 +87,7 @@ RATES = {
     "story": (STORIES_PER_HOUR, "hour"),
     "model_turn": (MODEL_TURNS_PER_MINUTE, "minute"),
     "candidates": (CANDIDATES_PER_MINUTE, "minute"),
+    "lab_samples": (LAB_SAMPLES_PER_MINUTE, "minute"),
     "writer_key": (WRITER_KEYS_PER_HOUR, "hour"),
 }
 
@@ -110,6 +112,7 @@ class Rates:
     story: tuple[int, int] = STORIES_PER_HOUR
     model_turn: tuple[int, int] = MODEL_TURNS_PER_MINUTE
     candidates: tuple[int, int] = CANDIDATES_PER_MINUTE
+    lab_samples: tuple[int, int] = LAB_SAMPLES_PER_MINUTE
     writer_key: tuple[int, int] = WRITER_KEYS_PER_HOUR
     model_slots: tuple[int, int] = MODEL_SLOTS
     max_context_chars: int = MAX_CONTEXT_CHARS
@@ -133,7 +136,7 @@ class Rates:
 # The environment variable of each limit (README "Limits"); pairs are "per_key/per_address".
 ENV_NAMES = {
     "paragraph": "RELAY_LIMIT_PARAGRAPHS", "story": "RELAY_LIMIT_STORIES", "model_turn": "RELAY_LIMIT_MODEL_REQUESTS",
-    "candidates": "RELAY_LIMIT_CANDIDATES", "writer_key": "RELAY_LIMIT_WRITER_KEYS",
+    "candidates": "RELAY_LIMIT_CANDIDATES", "lab_samples": "RELAY_LIMIT_LAB_SAMPLES", "writer_key": "RELAY_LIMIT_WRITER_KEYS",
     "model_slots": "RELAY_LIMIT_MODEL_SLOTS", "max_context_chars": "RELAY_LIMIT_CONTEXT_CHARS",
     "model_jobs": "RELAY_LIMIT_MODEL_JOBS", "model_waiting": "RELAY_LIMIT_MODEL_WAITING",
     "model_wait_s": "RELAY_LIMIT_MODEL_WAIT_S", "live_tabs_per_address": "RELAY_LIMIT_LIVE_TABS",

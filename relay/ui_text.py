@@ -292,3 +292,8 @@ TEXT.update(PRESENCE_TEXT)
 from relay.ui.token_text import TOKEN_TEXT  # noqa: E402
 
 TEXT.update(TOKEN_TEXT)
+
+# The sampling lab's columns, measures and sweeps: relay/ui/lab_columns.py, relay/ui/lab_sweep.py.
+from relay.ui.lab_text import LAB_TEXT  # noqa: E402
+
+TEXT.update(LAB_TEXT)

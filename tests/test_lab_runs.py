@@ -60,13 +60,13 @@ def test_sweep_values_are_checked_against_the_knob():
 
 
 def test_limits_refuse_an_oversized_sweep_before_anything_runs():
-    limits = Limits(Rates(candidates=(16, 48)))
+    limits = Limits(Rates(lab_samples=(16, 48)))
     with pytest.raises(LabTooBig, match="20 samples is more than the 16"):
         with lab_allowance(limits, "w1", "1.2.3.4", 20):
             pytest.fail("an oversized sweep must not run")
     with lab_allowance(limits, "w1", "1.2.3.4", 12):  # a 3 x 4 lab run fits and is counted
         pass
     with pytest.raises(LimitExceeded) as caught:
-        with lab_allowance(limits, "w1", "1.2.3.4", 8):  # 12 + 8 > 16 candidates this minute
+        with lab_allowance(limits, "w1", "1.2.3.4", 8):  # 12 + 8 > 16 lab samples this minute
             pass
-    assert caught.value.action == "candidates"
+    assert caught.value.action == "lab_samples"

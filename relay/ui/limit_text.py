@@ -25,6 +25,10 @@ TEXT: dict[str, tuple[str, str]] = {
         "AI 후보를 너무 많이 만들었습니다 (1분에 {limit}개까지). {retry}초 뒤에 다시 시도하거나 후보 개수를 줄이세요.",
         "Too many model candidates (at most {limit} a minute). Try again in {retry} s or ask for fewer.",
     ),
+    "limit_lab_samples": (
+        "실험실 표본을 너무 많이 만들었습니다 (1분에 {limit}개까지). {retry}초 뒤에 다시 시도하거나 표본·점 수를 줄이세요.",
+        "Too many lab samples (at most {limit} a minute). Try again in {retry} s or ask for fewer samples or points.",
+    ),
     "limit_writer_key": (
         "이 주소에서 작가 키를 너무 많이 받았습니다 (1시간에 {limit}개까지). 이미 받은 키를 계속 쓰세요. {retry}초 뒤에 다시 받을 수 있습니다.",
         "Too many writer keys for this address (at most {limit} an hour). Keep using the key you have; a new one is available in {retry} s.",
