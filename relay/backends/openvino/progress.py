@@ -15,10 +15,11 @@ import time
 
 log = logging.getLogger(__name__)
 
-# Each stage's share of one variant's first preparation, from the real KoGPT-2 shape converted to int8 on
-# 2 cores (BENCHMARKS.md "First start"): hashing the weights, tracing to OpenVINO, compressing the weights,
-# writing the cache, compiling for the CPU. "cached" (a conversion found on disk) skips to "compile".
-STAGE_SHARES = {"check": 0.05, "convert": 0.65, "compress": 0.20, "save": 0.04, "compile": 0.06}
+# Each stage's share of one variant's first preparation, from the real KoGPT-2 shape converted to int8 (NNCF)
+# on 2 cores (BENCHMARKS.md "First start": 2.7 / 23.8 / 18.7 / 1.3 s, compiling ~1 s): hashing the weights,
+# tracing to OpenVINO, compressing the weights, writing the cache, compiling for the CPU. "cached" (a
+# conversion found on disk) skips to "compile".
+STAGE_SHARES = {"check": 0.06, "convert": 0.50, "compress": 0.39, "save": 0.03, "compile": 0.02}
 STAGE_WORDS = {"check": "checking the cache", "cached": "found in the cache", "convert": "converting to OpenVINO",
                "compress": "compressing the weights", "save": "saving to the cache", "compile": "compiling for the CPU"}
 _ORDER = list(STAGE_SHARES)
