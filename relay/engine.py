@@ -168,6 +168,11 @@ class Engine:
         return frozenset(self.backend.unsupported_settings)
 
     @property
+    def paragraph_end_ids(self) -> frozenset[int]:
+        """The ids that end a paragraph (every shown id holding a newline, and </s>)."""
+        return frozenset(self._paragraph_end_ids)
+
+    @property
     def max_new_tokens_limit(self) -> int:
         """The largest max_new_tokens this model's window allows (it must leave MIN_PROMPT_TOKENS of story)."""
         return self.context_window - MIN_PROMPT_TOKENS

@@ -7,6 +7,11 @@ with its writer, "pending", until they accept one, discard them, or stay idle fo
 (then anyone may start a new model turn, and the old suggestions are set aside with a message
 saying why). Asking again in the same turn adds another suggestion: the writer flips between
 them (swipes) and accepts one; the others stay in the accepted paragraph's history.
+
+Every suggestion keeps the model's ids with their recorded probabilities (meta "tokens", docs/engine.md). A
+writer may rewrite a suggestion of their turn from any of its tokens (`branch`: keep the ids before it, put
+another of the alternatives the model considered there, or let the model choose again) or continue it
+(`extend`, "더 쓰기"); either adds a new suggestion to the same turn, rebuilt from the stored ids only.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ from collections.abc import Iterator
 from relay.context import Steering
 from relay.engine import ContextTooLong
 from relay.settings import EngineError, SamplingSettings, SettingsError
-from relay.story_store import MAX_NOTE_CHARS, NameTaken, StoryStore, TurnBusy, writer_id_of
+from relay.story_store import MAX_NOTE_CHARS, NameTaken, StoryError, StoryStore, TurnBusy, writer_id_of
 from relay.ui import limit_text
 from relay.ui.common import _fail
 from relay.ui.render import _esc
-from relay.ui_text import say
+from relay.turn_text import TURN_TEXT
+from relay.ui_text import say as _say_ui
 
 AI_TURN_TTL = 90.0  # seconds a writing turn lives without a refresh (a crashed worker frees it)
 AI_IDLE_S = 180.0  # a finished suggestion keeps the turn this long without activity (editing refreshes it)
@@ -172,9 +178,91 @@ class AITurn:
         watch the text through the store. Stopped, or abandoned by its reader (a closed tab), the text so far is
         still kept as a suggestion; discarded, nothing is kept.
         """
+        def start(paragraphs, steering):
+            return self.engine.continue_story(paragraphs, settings, adapter=adapter, cancel=stop, steering=steering)
+
+        yield from self._write_one(story_id, author, lang, writer_key, turn_note, stop, start)
+
+    def branch(self, story_id: int, author: str, candidate_key: str, at: int, choice: int | None,
+               settings: SamplingSettings, adapter: str | None, stop: threading.Event | None, lang: str, *,
+               writer_key: str | None = None, turn_note: str | None = None) -> Iterator[tuple[str, dict | None]]:
+        """Rewrite one of this writer's waiting suggestions from its token `at`: the ids before it are kept, then
+        the model writes on. `choice` picks the alternative there (an index into the stored top list: that id is
+        put at `at`); None lets the model choose again from `at` (a fresh seed unless one is set). Yields like
+        `stream`; the new suggestion joins the same turn (meta["branch"] says where it came from)."""
+        candidate, tokens = self._branch_source(story_id, author, candidate_key, lang, writer_key)
+        ids, top, probs = tokens["ids"], tokens["top"], tokens["p"]
+        if isinstance(at, bool) or not isinstance(at, int) or not 0 <= at < len(ids):
+            raise _fail(say(lang, "branch_at_range", at=_shown(at), count=len(ids), last=len(ids) - 1))
+        if choice is None:
+            prefix, head = ids[:at], {"p": probs[:at], "top": top[:at]}
+        else:
+            here = top[at] if isinstance(top[at], list) else []
+            if isinstance(choice, bool) or not isinstance(choice, int) or not 0 <= choice < len(here):
+                raise _fail(say(lang, "branch_choice_range", choice=_shown(choice), count=len(here),
+                                last=len(here) - 1))
+            prefix, head = ids[:at] + [here[choice][0]], {"p": probs[:at] + [here[choice][2]], "top": top[:at + 1]}
+        if len(prefix) >= settings.max_new_tokens:
+            raise _fail(say(lang, "branch_too_long", kept=len(prefix), max=settings.max_new_tokens))
+        mark = {"kind": "branch", "at": at, "id": prefix[-1] if choice is not None else None, "from": candidate.id}
+        yield from self._rewrite(story_id, author, prefix, head, mark, settings, adapter, stop, lang, writer_key,
+                                 turn_note)
+
+    def extend(self, story_id: int, author: str, candidate_key: str, settings: SamplingSettings,
+               adapter: str | None, stop: threading.Event | None, lang: str, *, writer_key: str | None = None,
+               turn_note: str | None = None) -> Iterator[tuple[str, dict | None]]:
+        """"더 쓰기": continue one of this writer's waiting suggestions, keeping all of its ids (less its paragraph
+        end, and ids past its trimmed text); the model writes up to settings.max_new_tokens more, at least
+        max(1, min_new_tokens). Yields like `stream`; the longer text is a new suggestion of the same turn."""
+        candidate, tokens = self._branch_source(story_id, author, candidate_key, lang, writer_key)
+        keep = len(tokens["ids"])
+        ends = set(self.engine.paragraph_end_ids)
+        while keep and (tokens["ids"][keep - 1] in ends or not tokens["text"][keep - 1]):
+            keep -= 1
+        limit = min(_MAX_NEW_TOKENS, self.engine.max_new_tokens_limit)
+        if keep >= limit:
+            raise _fail(say(lang, "extend_full", limit=limit))
+        most = min(limit, keep + settings.max_new_tokens)
+        longer = settings.replace(max_new_tokens=most, min_new_tokens=min(most, keep + max(1, settings.min_new_tokens)))
+        head = {"p": tokens["p"][:keep], "top": tokens["top"][:keep]}
+        mark = {"kind": "extend", "at": keep, "id": None, "from": candidate.id}
+        yield from self._rewrite(story_id, author, tokens["ids"][:keep], head, mark, longer, adapter, stop, lang,
+                                 writer_key, turn_note)
+
+    def _branch_source(self, story_id: int, author: str, candidate_key, lang: str,
+                       writer_key: str | None) -> tuple:
+        """The suggestion to rewrite and its stored tokens, once it is a waiting suggestion of this story's
+        current turn and the turn is this writer's; refuses (in `lang`) otherwise."""
+        turn = self.store.ai_turn(story_id)
+        if turn is None:
+            raise _fail(say(lang, "branch_not_this_turn"))
+        if not _holds(turn, author, writer_key):
+            key = "ai_busy" if turn.status == "writing" else "ai_pending_busy"
+            raise _fail(say(lang, key, holder=self.name(turn.holder)))
+        try:
+            candidate = self.store.get_candidate(candidate_key)
+        except StoryError:
+            raise _fail(say(lang, "branch_not_this_turn")) from None
+        if candidate.story_id != story_id or candidate.turn_id != turn.turn_id or candidate.status != "open":
+            raise _fail(say(lang, "branch_not_this_turn"))
+        tokens = candidate.meta.get("tokens")
+        if not _usable_tokens(tokens):
+            raise _fail(say(lang, "branch_no_tokens"))
+        return candidate, tokens
+
+    def _rewrite(self, story_id, author, prefix, head, mark, settings, adapter, stop, lang, writer_key, turn_note):
+        """Write a suggestion whose first ids are `prefix` (with its recorded `head` p/top); meta["branch"] = mark."""
+        def start(paragraphs, steering):
+            return self.engine.branch(paragraphs, settings, prefix, prefix_tokens=head, adapter=adapter, cancel=stop,
+                                      steering=steering)
+
+        yield from self._write_one(story_id, author, lang, writer_key, turn_note, stop, start, {"branch": mark})
+
+    def _write_one(self, story_id, author, lang, writer_key, turn_note, stop, start, extra: dict | None = None):
+        """Hold the turn, stream `start(paragraphs, steering)` (a Continuation) to the store and the caller, and
+        keep its text as a suggestion (meta updated with `extra`)."""
         with self._turn(story_id, author, lang, writer_key, turn_note) as (head, paragraphs, steering):
-            continuation = self.engine.continue_story(paragraphs, settings, adapter=adapter, cancel=stop,
-                                                      steering=steering)
+            continuation = start(paragraphs, steering)
             text, drafted = "", time.monotonic()
             finished = False
             try:
@@ -191,11 +279,11 @@ class AITurn:
                 continuation.close()
                 if not finished and not _discarded(stop) and text.strip():
                     # The reader went away mid-stream: keep what was written, so a reload finds it.
-                    meta = dict(continuation.meta or {}, stopped_by="disconnect")
+                    meta = dict(continuation.meta or {}, stopped_by="disconnect", **(extra or {}))
                     self.store.add_candidate(story_id, author, text, meta, writer_key=writer_key, idle_ttl=self.idle_s)
             if _discarded(stop):
                 return  # the discard handler already threw the turn's suggestions away
-            text, meta = continuation.text, dict(continuation.meta)
+            text, meta = continuation.text, dict(continuation.meta, **(extra or {}))
             if not text.strip():
                 raise _fail(say(lang, "empty_output"))
             candidate_id = self.store.add_candidate(story_id, author, text, meta, writer_key=writer_key,
@@ -227,9 +315,46 @@ class AITurn:
             kept = [(i, t) for i, t in enumerate(stream.texts) if t.strip()]
             if not kept:
                 raise _fail(say(lang, "empty_output"))
-            ids = [self.store.add_candidate(story_id, author, t, {**meta, "alternative": i}, writer_key=writer_key,
+            ids = [self.store.add_candidate(story_id, author, t, _alternative_meta(meta, i), writer_key=writer_key,
                                             idle_ttl=self.idle_s) for i, t in kept]
             yield [t for _, t in kept], {"candidate_ids": ids, "expected_head": head.id if head else 0, "meta": meta}
+
+
+_MAX_NEW_TOKENS = next(spec.maximum for spec in SamplingSettings.specs() if spec.name == "max_new_tokens")
+
+
+def _alternative_meta(meta: dict, index: int) -> dict:
+    """Alternative `index`'s stored meta: the batch's, with its own tokens only (the others' left out)."""
+    own = dict(meta, alternative=index,
+               candidates=[{k: v for k, v in c.items() if k != "tokens"} for c in meta.get("candidates", [])])
+    tokens = (meta.get("candidates") or [{}] * (index + 1))[index].get("tokens")
+    if tokens is not None:
+        own["tokens"] = tokens
+    return own
+
+
+def _usable_tokens(tokens) -> bool:
+    """Whether a stored tokens meta has the parallel lists branching reads (ids, text, p, top)."""
+    if not isinstance(tokens, dict):
+        return False
+    ids, text, probs, top = (tokens.get(k) for k in ("ids", "text", "p", "top"))
+    return (all(isinstance(v, list) for v in (ids, text, probs, top)) and len(ids) == len(text) == len(probs)
+            == len(top) and len(ids) > 0 and all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+            and all(isinstance(t, list) and all(isinstance(e, list) and len(e) == 3 and isinstance(e[0], int)
+                                                for e in t) for t in top))
+
+
+def _shown(value) -> str:
+    """A client's value as a message may quote it (short)."""
+    return repr(value)[:40]
+
+
+def say(lang: str, key: str, **values) -> str:
+    """relay.ui_text.say, and the messages of rewriting and continuing a suggestion (relay/turn_text.py)."""
+    if key in TURN_TEXT:
+        ko, en = TURN_TEXT[key]
+        return (en if lang == "en" else ko).format(**values)
+    return _say_ui(lang, key, **values)
 
 
 def _holds(turn, author: str, writer_key: str | None) -> bool:
