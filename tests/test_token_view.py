@@ -94,11 +94,12 @@ def test_only_a_branchable_view_offers_rewriting_and_the_words_follow_the_page_l
 
 
 def test_the_page_can_only_ask_for_a_candidate_a_position_and_an_alternative():
-    assert parse_branch_request('{"candidate": 7, "at": 3, "choice": 1}') == (7, 3, 1)
-    assert parse_branch_request('{"candidate": 7, "at": 0, "choice": null}') == (7, 0, None)
-    for bad in ("", "nope", "[]", '{"candidate": "7", "at": 1}', '{"candidate": 7, "at": -1}',
-                '{"candidate": 0, "at": 1}', '{"candidate": 7, "at": 1, "choice": 99}',
-                '{"candidate": true, "at": 1}', '{"candidate": 7, "at": 1.5}', "x" * 500, None):
+    assert parse_branch_request('{"candidate": "3P6CHUynW_-Q", "at": 3, "choice": 1}') == ("3P6CHUynW_-Q", 3, 1)
+    assert parse_branch_request('{"candidate": "abc", "at": 0, "choice": null}') == ("abc", 0, None)
+    for bad in ("", "nope", "[]", '{"candidate": 7, "at": 1}', '{"candidate": "abc", "at": -1}',
+                '{"candidate": "", "at": 1}', '{"candidate": "abc", "at": 1, "choice": 99}',
+                '{"candidate": "a\\"><b>", "at": 1}', '{"candidate": "abc", "at": 1.5}',
+                '{"candidate": "abc", "at": true}', "x" * 500, None):
         assert parse_branch_request(bad) is None, bad
 
 

@@ -180,6 +180,11 @@ class Desk:
                 yield [text], done
 
         job = self._start_job(request, sid, name, key, lang, work)
+        yield from self.follow_new_swipe(job, view, lang)
+
+    def follow_new_swipe(self, job: TurnJob, view, lang: str):
+        """The desk while `job` writes one suggestion, streamed into the box; at its end it is the turn's last
+        swipe (after those in `view`). Also used by branching (relay/ui/branch.py)."""
         ids = list(view["ids"]) if view and view.get("ids") else []
         shown = 0.0
         for texts, done in job.follow():

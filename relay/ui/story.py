@@ -16,6 +16,7 @@ import functools
 
 import gradio as gr
 
+from relay.ui.branch import Branch
 from relay.ui.composer import Composer
 from relay.ui.controls import build_settings_panel, i18n_key
 from relay.ui.desk import DESK_SLOTS, MAX_ALTERNATIVES, TOUCH_EVERY_S, Desk
@@ -26,6 +27,7 @@ from relay.ui.render import LIVE_SLOTS
 from relay.ui.story_list import StoryList
 from relay.ui.steering import build_steering_panel
 from relay.ui.story_services import StoryServices
+from relay.ui.token_view import legend_html
 from relay.ui_text import say
 
 __all__ = ["TOUCH_EVERY_S", "build_story_tabs"]  # demo.py takes the touch timer's period from here
@@ -99,6 +101,16 @@ TURN_HANDOVER_JS = """() => {
 }"""
 
 
+# A branch from the token popover (token_view.js put {"candidate", "at", "choice"} in window.__relayBranch).
+WITH_BRANCH_JS = """(...args) => {
+  args[args.length - 1] = window.__relayBranch || "";
+  window.__relayBranch = "";
+  return args;
+}"""
+PROBS_TOGGLE_JS = "(on) => { window.relayTokens && relayTokens.setOn(on); }"
+PROBS_REMEMBERED_JS = "() => !!(window.relayTokens && relayTokens.remembered())"
+
+
 def _both(ko: str, en: str) -> str:
     return f'<span class="relay-ko">{ko}</span><span class="relay-en">{en}</span>'
 
@@ -130,7 +142,12 @@ def build_story_tabs(ui) -> None:
 
     with gr.Tab(i18n_key("tab_story"), id="story"):
         no_story = gr.Markdown(i18n_key("no_story_open"), elem_id="relay-no-story")
-        reading = gr.Checkbox(label=i18n_key("reading_view"), value=False, elem_id="relay-reading")
+        with gr.Row():
+            reading = gr.Checkbox(label=i18n_key("reading_view"), value=False, elem_id="relay-reading")
+            # Colours every model-written token by its probability (relay/ui/token_view.py, token_view.js).
+            probs = gr.Checkbox(label=i18n_key("probs_toggle"), value=False, elem_id="relay-probs")
+        gr.HTML(f'<div class="relay-tk-key">{_both(legend_html("ko"), legend_html("en"))}</div>', padding=False,
+                elem_id="relay-probs-key")
         gr.HTML(LIVE_SLOTS, elem_id="relay-live-root")
         gr.HTML('<div id="relay-presence"></div>', elem_id="relay-presence-root")  # who is here (live.js fills it)
         # The writing desk sticks to the bottom of the window: the newest paragraphs, the suggestion being
@@ -142,6 +159,8 @@ def build_story_tabs(ui) -> None:
             with gr.Group(elem_id="relay-suggestion"):
                 preview = gr.Textbox(label=i18n_key("preview"), lines=3, max_lines=10, interactive=True,
                                      placeholder="…", elem_id="relay-preview")
+                # The suggestion's tokens coloured by probability, when the page's toggle is on (branch.py).
+                preview_tokens = gr.HTML(elem_id="relay-preview-tokens", padding=False)
                 with gr.Row(elem_classes=["relay-swipe"]):
                     prev_btn = gr.Button(i18n_key("swipe_prev"), size="sm", elem_id="relay-swipe-prev",
                                          interactive=False, min_width=60)
@@ -149,16 +168,18 @@ def build_story_tabs(ui) -> None:
                     next_btn = gr.Button(i18n_key("swipe_next"), size="sm", elem_id="relay-swipe-next",
                                          interactive=False, min_width=60)
                 with gr.Row(visible=False) as alts_row:
-                    alt_boxes, pick_btns = [], []
+                    alt_boxes, alt_tokens, pick_btns = [], [], []
                     for i in range(MAX_ALTERNATIVES):
                         with gr.Column(min_width=120):
                             alt_boxes.append(gr.Textbox(label=f"#{i + 1}", lines=4, interactive=False,
                                                         elem_id=f"relay-alt-{i}"))
+                            alt_tokens.append(gr.HTML(elem_id=f"relay-alt-tokens-{i}", padding=False))
                             pick_btns.append(gr.Button(i18n_key("pick"), size="sm", elem_id=f"relay-pick-{i}"))
                 seed_info = gr.Markdown(elem_id="relay-seed-info")
                 with gr.Row():
                     accept_btn = gr.Button(i18n_key("accept"), variant="primary", elem_id="relay-accept", min_width=80)
                     regen_btn = gr.Button(i18n_key("regenerate"), elem_id="relay-regen", min_width=80)
+                    extend_btn = gr.Button(i18n_key("extend"), elem_id="relay-extend", min_width=80)
                     discard_btn = gr.Button(i18n_key("discard"), elem_id="relay-discard", min_width=80)
                     use_seed_btn = gr.Button(i18n_key("use_seed"), size="sm", min_width=80)
             with gr.Group():
@@ -179,6 +200,8 @@ def build_story_tabs(ui) -> None:
         sync_btn = gr.Button("sync", elem_id="relay-turn-sync", elem_classes=["relay-hidden"])
         follow_btn = gr.Button("follow", elem_id="relay-turn-follow", elem_classes=["relay-hidden"])
         ended_btn = gr.Button("ended", elem_id="relay-turn-ended", elem_classes=["relay-hidden"])
+        branch_btn = gr.Button("branch", elem_id="relay-branch-go", elem_classes=["relay-hidden"])
+        branch_request = gr.Textbox(visible=False)  # replaced by WITH_BRANCH_JS with what the popover asked
 
         with gr.Accordion(i18n_key("sampling"), open=False, elem_id="relay-sampling"):
             adapter = gr.Dropdown(choices=adapter_choices, value="", label=i18n_key("adapter"),
@@ -204,6 +227,7 @@ def build_story_tabs(ui) -> None:
     services = StoryServices.from_ui(ui)
     page, stories, human, desk, export = (PageLoad(services), StoryList(services), Composer(services), Desk(services),
                                           Export(services))
+    branch = Branch(desk)
 
     # -- page load, writer, story list -------------------------------------------------------
 
@@ -218,6 +242,8 @@ def build_story_tabs(ui) -> None:
 
     story_state.change(None, [story_state, writer_id], None, js=OPEN_LIVE_JS)
     reading.change(None, [reading], None, js="(on) => { window.relayLive && relayLive.setReading(on); }")
+    ui.demo.load(None, None, [probs], js=PROBS_REMEMBERED_JS)
+    probs.change(None, [probs], None, js=PROBS_TOGGLE_JS)
 
     refresh_btn.click(stories.refresh_list, [lang_state], [stories_html], **private)
     stories_tab.select(stories.refresh_list, [lang_state], [stories_html], show_progress="hidden", **private)
@@ -238,6 +264,14 @@ def build_story_tabs(ui) -> None:
                     concurrency_limit=None, **private)
     for button in (ai_btn, regen_btn):
         button.click(**precheck).success(desk.generate, gen_inputs, desk_outputs, **ui.model_queue, **private)
+
+    # Branching a suggestion at a token, and 더 쓰기 (relay/ui/branch.py): new swipes of the same turn.
+    branch_btn.click(**precheck).success(branch.branch, [*gen_inputs, branch_request], desk_outputs, js=WITH_BRANCH_JS,
+                                         **ui.model_queue, **private)
+    extend_btn.click(**precheck).success(branch.extend, gen_inputs, desk_outputs, **ui.model_queue, **private)
+    token_outputs = dict(outputs=[preview_tokens, *alt_tokens], show_progress="hidden", **private)
+    turn_view.change(branch.token_panels_for_view, [turn_view, lang_state], **token_outputs)
+    preview.blur(branch.token_panels, [turn_view, preview, lang_state], **token_outputs)  # an edit gets its note
 
     stop_btn.click(desk.stop_generation, [story_state, writer, writer_key], None, queue=False, **private)
 

@@ -20,10 +20,10 @@ TOKEN_TEXT: dict[str, tuple[str, str]] = {
     "probs_here": ("여기서부터 다시 쓰기", "Rewrite from here"),
     "probs_close": ("닫기", "Close"),
     "extend": ("더 쓰기", "Write more"),
-    "branch_nothing": ("다시 쓸 후보가 없습니다. 먼저 'AI 이어쓰기'를 누르세요.",
+    "probs_branch_nothing": ("다시 쓸 후보가 없습니다. 먼저 'AI 이어쓰기'를 누르세요.",
                        "There is no suggestion to rewrite; press 'AI continue' first."),
-    "branch_bad_place": ("그 자리에서는 다시 쓸 수 없습니다. 후보를 다시 보고 토큰을 고르세요.",
+    "probs_branch_bad_place": ("그 자리에서는 다시 쓸 수 없습니다. 후보를 다시 보고 토큰을 고르세요.",
                          "That position cannot be rewritten; look at the suggestion again and pick a token."),
-    "branch_no_tokens": ("이 후보에는 토큰 기록이 없어 그 자리에서 다시 쓸 수 없습니다.",
+    "probs_branch_no_tokens": ("이 후보에는 토큰 기록이 없어 그 자리에서 다시 쓸 수 없습니다.",
                          "This suggestion has no token record, so it cannot be rewritten at a token."),
 }

@@ -49,7 +49,7 @@
   const branch = (tok, choice) => {
     const holder = tok.closest("[data-candidate]");
     if (!holder) return;
-    window.__relayBranch = JSON.stringify({ candidate: Number(holder.dataset.candidate), at: Number(tok.dataset.i),
+    window.__relayBranch = JSON.stringify({ candidate: holder.dataset.candidate, at: Number(tok.dataset.i),
                                             choice: choice });
     hide();
     document.getElementById("relay-branch-go")?.click();

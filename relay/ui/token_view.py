@@ -59,10 +59,12 @@ body.relay-probs-on .relay-para.relay-has-tokens > .relay-text { display: none; 
   color: inherit; min-height: 2rem; }
 #relay-tk-pop .relay-pop-here { width: 100%; margin-top: 0.35rem; }
 #relay-tk-pop .relay-pop-close { position: absolute; top: 0.2rem; right: 0.3rem; border: none; background: none;
-  min-height: 0; }
+  min-height: 0; z-index: 1; }
+#relay-tk-pop > .relay-pop-head:first-of-type { padding-right: 1.8rem; }
 @media (max-width: 640px) {
   #relay-tk-pop button { min-height: 44px; }
   #relay-tk-pop .relay-pop-close { min-height: 44px; min-width: 44px; top: 0; right: 0; }
+  #relay-tk-pop > .relay-pop-head:first-of-type { padding-right: 2.8rem; min-height: 2rem; }
 }
 """
 
