@@ -28,7 +28,7 @@ RECORD = {
 
 def spans(markup: str) -> list[dict]:
     """Each token span of the view: its position, band, p, alternatives and the text it shows."""
-    found = re.findall(r'<span class="relay-tk relay-pb(\d)" data-i="(\d+)" data-p="([^"]+)" data-top="([^"]*)"'
+    found = re.findall(r'<span class="relay-tk relay-pb(\d)" data-i="(\d+)" data-p="([^"]+)" data-top=\'([^\']*)\''
                        r'[^>]*>(.*?)</span>', markup, flags=re.S)
     return [{"band": int(b), "i": int(i), "p": float(p), "top": json.loads(html.unescape(top)),
              "text": html.unescape(text)} for b, i, p, top, text in found]
@@ -72,7 +72,7 @@ def test_impossible_probabilities_and_malformed_alternatives_are_left_out():
               "top": [[[1, "가", 2.0], [2, "나", 0.3], "junk", [3, 5, 0.1], [4, "라" * 500, 0.1], [5, "다", 0.2]]]}
     markup = token_html(record, "ko", branchable=False)
     assert 'data-p=' not in markup  # no band, no number for a p that is not a probability
-    top = json.loads(html.unescape(re.search(r'data-top="([^"]*)"', markup).group(1)))
+    top = json.loads(html.unescape(re.search(r"data-top='([^']*)'", markup).group(1)))
     assert [(piece, index) for piece, _, index, _ in top] == [("나", 1), ("다", 5)]
 
 
@@ -87,7 +87,7 @@ def test_an_edited_paragraph_shows_its_original_text_with_a_note():
 def test_only_a_branchable_view_offers_rewriting_and_the_words_follow_the_page_language():
     assert 'data-branchable="1"' in token_html(RECORD, "ko", branchable=True)
     assert 'data-branchable="0"' in token_html(RECORD, "ko", branchable=False)
-    words = json.loads(html.unescape(re.search(r'data-words="([^"]*)"', token_html(RECORD, "ko", branchable=True))
+    words = json.loads(html.unescape(re.search(r"data-words='([^']*)'", token_html(RECORD, "ko", branchable=True))
                                      .group(1)))
     assert words["branch"] == "이 토큰으로 다시 쓰기" and words["here"] == "여기서부터 다시 쓰기"
     assert "80% or more" in legend_html("en") and "80% 이상" in legend_html("ko")
@@ -112,3 +112,27 @@ def test_a_position_or_alternative_the_record_does_not_have_is_refused_in_the_pa
         check_position(RECORD, 1, 5, "en")
     with pytest.raises(Exception, match="no token record"):
         check_position(None, 0, None, "en")
+
+
+def test_a_paragraphs_view_is_served_only_for_a_visible_ai_paragraph_that_has_a_record(tmp_path):
+    from relay.story_store import StoryStore
+    from relay.ui.render import render_card
+    from relay.ui.token_route import paragraph_tokens_html
+
+    store = StoryStore(tmp_path / "relay.db")
+    key = store.new_writer_key()
+    sid = store.create_story("비 오는 밤", "민지", turn_rule="free", writer_key=key).id
+    human = store.add_paragraph(sid, "창밖으로 비가 내렸다.", "민지", kind="human", writer_key=key)
+    ai = store.add_paragraph(sid, "비가 내렸다.", "민지", kind="ai", meta={"tokens": RECORD}, writer_key=key)
+    bare = store.add_paragraph(sid, "오래된 문단.", "민지", kind="ai", meta={}, writer_key=key)
+    # The card only says it has a record; the view comes on demand, in the page's language.
+    assert 'data-tokens="1"' in render_card(ai, "ko") and "relay-tk-text" not in render_card(ai, "ko")
+    assert "data-tokens" not in render_card(bare, "ko")
+    assert "".join(s["text"] for s in spans(paragraph_tokens_html(store, sid, ai.seq, "en"))) == "비가 내렸다."
+    assert paragraph_tokens_html(store, sid, human.seq, "ko") is None
+    assert paragraph_tokens_html(store, sid, bare.seq, "ko") is None
+    assert paragraph_tokens_html(store, sid, 99, "ko") is None
+    store.edit_paragraph(sid, ai.id, "비가 그쳤다.", "민지", writer_key=key)
+    assert "사람이 고친 문단입니다" in paragraph_tokens_html(store, sid, ai.seq, "ko")
+    store.hide_paragraph(sid, ai.id, writer_key=key)
+    assert paragraph_tokens_html(store, sid, ai.seq, "ko") is None  # a hidden paragraph shows nothing

@@ -11,7 +11,7 @@ import threading
 from collections import OrderedDict
 
 from relay.ui.history import paragraph_actions_html, render_time
-from relay.ui.token_view import token_html, tokens_of
+from relay.ui.token_view import tokens_of
 from relay.ui_text import say
 
 CSS = """
@@ -133,8 +133,8 @@ def render_card(p, lang: str) -> str:
     who = say(lang, "ai_for", author=p.author) if p.kind == "ai" else p.author
     edited = f' <span class="relay-badge relay-edited">{_esc(say(lang, "edited_mark"))}</span>' if p.edited else ""
     details, tokens, has_tokens = "", "", ""
-    if p.kind == "ai" and tokens_of(p.meta):  # the probability view, shown when the page's toggle is on
-        tokens = token_html(tokens_of(p.meta), lang, branchable=False, edited=bool(p.edited))
+    if p.kind == "ai" and tokens_of(p.meta):  # token_view.js fetches its probability view when the toggle is on
+        tokens = ' data-tokens="1"'
         has_tokens = "" if p.edited else " relay-has-tokens"  # an edited text stays beside its original's view
     if p.kind == "ai" and p.meta:
         details = (
@@ -142,10 +142,10 @@ def render_card(p, lang: str) -> str:
             f"<pre>{_esc(_meta_summary(p.meta))}</pre></details>"
         )
     return (
-        f'<div class="relay-para kind-{p.kind}{has_tokens}" data-seq="{p.seq}" data-id="{p.id}">'
+        f'<div class="relay-para kind-{p.kind}{has_tokens}" data-seq="{p.seq}" data-id="{p.id}"{tokens}>'
         f'<div class="relay-meta">#{p.seq} · <b class="relay-author">{_esc(who)}</b> · '
         f'<span class="relay-badge">{_esc(badge)}</span>{edited} · {render_time(p.created_at)}</div>'
-        f'<div class="relay-text">{_esc(p.text)}</div>{tokens}{details}{paragraph_actions_html(p, lang)}</div>'
+        f'<div class="relay-text">{_esc(p.text)}</div>{details}{paragraph_actions_html(p, lang)}</div>'
     )
 
 

@@ -34,6 +34,7 @@ from relay.ui.history import CSS as HISTORY_CSS
 from relay.ui.history import head_scripts
 from relay.ui.http_guards import BodyCap, StreamsPerAddress
 from relay.ui.render import CSS, CardCache
+from relay.ui.token_route import add_token_route
 from relay.ui.token_view import CSS as TOKEN_CSS
 from relay.ui_text import say
 
@@ -84,6 +85,8 @@ def build_app(demo: gr.Blocks, store: StoryStore, **gradio_options) -> tuple[Fas
         return StreamingResponse(_guarded(hub, int(story), lang, lambda: streams.give_back(address), writer),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    add_token_route(app, store)  # an AI paragraph's token probabilities, on demand (relay/ui/token_route.py)
 
     @app.get("/relay/older")
     def older(story: str = Query(...), before: str = Query(...), lang: str = Query("ko"),

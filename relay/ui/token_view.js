@@ -11,8 +11,43 @@
   const setOn = (on) => {
     document.body.classList.toggle("relay-probs-on", on);
     try { localStorage.setItem(KEY, on ? "1" : "0"); } catch (e) { /* private mode: not remembered */ }
-    if (!on) hide();
+    if (on) watchCards(); else hide();
   };
+  const isOn = () => document.body.classList.contains("relay-probs-on");
+
+  // An accepted AI paragraph's card only says it has a record (data-tokens): its view is fetched from
+  // /relay/tokens (relay/ui/token_route.py) once the toggle is on and the card comes near the screen.
+  const watched = new WeakSet();
+  let near = null, pending = false;
+  const nearScreen = () => near || (near = new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      if (entry.isIntersecting) { near.unobserve(entry.target); watched.delete(entry.target); load(entry.target); }
+    }
+  }, { rootMargin: "300px" }));
+  const load = async (card) => {
+    const story = window.relayLive && relayLive.story();
+    if (!isOn() || !story || card.querySelector(".relay-tokens")) return;
+    const url = new URL("relay/tokens", location.href.split("?")[0].split("#")[0].replace(/[^/]*$/, ""));
+    url.searchParams.set("story", story);
+    url.searchParams.set("seq", card.dataset.seq);
+    url.searchParams.set("lang", document.documentElement.dataset.relayLang === "en" ? "en" : "ko");
+    try {
+      const response = await fetch(url);
+      if (!response.ok || card.querySelector(".relay-tokens")) return;
+      card.querySelector(".relay-text")?.insertAdjacentHTML("afterend", await response.text());
+      card.classList.add("relay-tk-loaded");
+    } catch (e) { watched.delete(card); /* offline: tried again when the card is redrawn */ }
+  };
+  const watchCards = () => {
+    pending = false;
+    if (!isOn()) return;
+    for (const card of document.querySelectorAll("#relay-timeline .relay-para[data-tokens]:not(.relay-tk-loaded)")) {
+      if (!watched.has(card)) { watched.add(card); nearScreen().observe(card); }
+    }
+  };
+  new MutationObserver(() => {
+    if (isOn() && !pending) { pending = true; requestAnimationFrame(watchCards); }
+  }).observe(document.documentElement, { childList: true, subtree: true });
   const remembered = () => { try { return localStorage.getItem(KEY) === "1"; } catch (e) { return false; } };
 
   const shown = (piece) => (piece === "" ? "∅" : piece.replace(/\n/g, "↵").replace(/ /g, "␣"));

@@ -25,7 +25,7 @@ CSS = """
    <body> never is: these rules only ever apply as written. */
 body:not(.relay-probs-on) .relay-tokens, body:not(.relay-probs-on) .relay-tk-panel,
 body:not(.relay-probs-on) .relay-tk-key { display: none !important; }
-body.relay-probs-on .relay-para.relay-has-tokens > .relay-text { display: none; }
+body.relay-probs-on .relay-para.relay-has-tokens.relay-tk-loaded > .relay-text { display: none; }
 .relay-para > .relay-tokens { grid-column: 1 / -1; }
 .relay-tk-text { white-space: pre-wrap; line-height: 1.9; font-size: 1.02rem; }
 .relay-tk { border-radius: 3px; color: #111 !important; cursor: pointer; padding: 0.05em 0; }
@@ -85,7 +85,7 @@ def token_html(tokens: dict, lang: str, *, branchable: bool, edited: bool = Fals
     says the probabilities are for the model's original text. A missing or bad record shows a note instead."""
     positions = _positions(tokens)
     words = _words(lang)
-    head = f'<div class="relay-tokens" data-branchable="{1 if branchable else 0}" data-words="{_esc(words)}">'
+    head = f'<div class="relay-tokens" data-branchable="{1 if branchable else 0}" data-words=\'{_json_attr(words)}\'>'
     if positions is None:
         return f'{head}<p class="relay-tk-note">{_esc(say(lang, "probs_none"))}</p></div>'
     note = f'<p class="relay-tk-note relay-tk-edited">{_esc(say(lang, "probs_edited"))}</p>' if edited else ""
@@ -109,10 +109,16 @@ def tokens_of(meta) -> dict | None:
 
 def _span(i: int, text: str, p: float | None, top: list) -> str:
     cls = f"relay-tk relay-pb{band(p)}" if p is not None else "relay-tk"
-    data = json.dumps(top, ensure_ascii=False, separators=(",", ":"))
     p_attr = "" if p is None else f' data-p="{p:.4g}"'
-    return (f'<span class="{cls}" data-i="{i}"{p_attr} data-top="{_esc(data)}" tabindex="0" role="button">'
+    return (f'<span class="{cls}" data-i="{i}"{p_attr} data-top=\'{_json_attr(top)}\' tabindex="0" role="button">'
             f"{_esc(text)}</span>")
+
+
+def _json_attr(value) -> str:
+    """JSON for a single-quoted attribute: its double quotes stay as they are (a third of the size of &quot;),
+    and &, <, > and ' are escaped, so no piece of text can end the attribute or open a tag."""
+    data = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return html.escape(data, quote=False).replace("'", "&#x27;")
 
 
 def _positions(tokens) -> list[tuple[str, float | None, list]] | None:
@@ -152,10 +158,10 @@ def _prob(value) -> float | None:
     return round(value, 4) if math.isfinite(value) and 0.0 <= value <= 1.0 else None
 
 
-def _words(lang: str) -> str:
+def _words(lang: str) -> dict:
     """The popover's words in the page's language, for token_view.js."""
     keys = ("probs_chosen", "probs_alternatives", "probs_branch", "probs_here", "probs_close")
-    return json.dumps({k.removeprefix("probs_"): say(lang, k) for k in keys}, ensure_ascii=False)
+    return {k.removeprefix("probs_"): say(lang, k) for k in keys}
 
 
 def _esc(text: object) -> str:
