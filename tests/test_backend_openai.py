@@ -6,6 +6,7 @@ transformers'), else transformers; the app side uses backend "openai".
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -146,3 +147,55 @@ def test_a_server_that_is_down_gives_a_message_naming_the_url_and_what_to_start(
     with pytest.raises(SettingsError) as refused:
         engine.continue_story(STORY, settings(typical_p=0.9))
     assert refused.value.field == "typical_p" and "openai" in str(refused.value)
+
+
+# --- token probabilities (issue 18): relay.serve serves the engine's recording as OpenAI logprobs ---------------
+
+
+def test_remote_probabilities_are_a_softmax_over_the_logits_the_server_sampled_from(remote, reference):
+    from test_token_probs import SAMPLED, _model_logits, _reference, assert_matches_reference
+
+    knobs = SamplingSettings(**SAMPLED)
+    result = remote.continue_story(STORY, knobs)
+    tokens = result.meta["tokens"]
+    assert "".join(tokens["text"]) == result.text and len(tokens["ids"]) == knobs.max_new_tokens
+    prompt = reference.assemble(STORY, knobs).ids
+    logits = _model_logits(reference, prompt, tokens["ids"])  # the server runs the same weights (fp32)
+    assert_matches_reference(tokens, _reference(reference, knobs, prompt, tokens["ids"], logits))
+    # A paragraph written in two requests (paragraph ends held back first) still has one entry per id.
+    held = remote.continue_story(STORY, settings(min_new_tokens=6, max_new_tokens=40))
+    assert "".join(held.meta["tokens"]["text"]) == held.text
+    assert len(held.meta["tokens"]["p"]) == held.meta["output_tokens"] and None not in held.meta["tokens"]["p"]
+
+
+def test_a_remote_branch_keeps_the_ids_before_the_token(remote):
+    greedy = settings(temperature=0.0, stop_at="length", max_new_tokens=16)
+    original = remote.continue_story(STORY, greedy).meta["tokens"]
+    other = original["top"][5][1][0]
+    branch = remote.branch(STORY, greedy, original["ids"][:5] + [other])
+    assert branch.meta["tokens"]["ids"][:6] == original["ids"][:5] + [other]
+    assert "".join(branch.meta["tokens"]["text"]) == branch.text
+
+
+def test_relay_serve_answers_logprobs_like_the_openai_completions_api(server):
+    import httpx
+
+    body = {"prompt": "비가 그친 저녁", "max_tokens": 5, "temperature": 0.8, "seed": 3, "logprobs": 3}
+    choice = httpx.post(f"{server}/completions", json=body, timeout=60).json()["choices"][0]
+    logprobs = choice["logprobs"]
+    assert len(logprobs["tokens"]) == len(logprobs["token_logprobs"]) == len(logprobs["top_logprobs"]) == 5
+    assert all(value < 0 for value in logprobs["token_logprobs"])
+    assert all(len(top) == 3 and list(top.values()) == sorted(top.values(), reverse=True)
+               for top in logprobs["top_logprobs"])
+    starts = [0]
+    for token in logprobs["tokens"][:-1]:
+        starts.append(starts[-1] + len(token))
+    assert logprobs["text_offset"] == starts  # where each token's text starts in the completion
+    with httpx.stream("POST", f"{server}/completions", json={**body, "stream": True}, timeout=60) as response:
+        chunks = [json.loads(line[5:]) for line in response.iter_lines()
+                  if line.startswith("data:") and line[5:].strip() != "[DONE]"]
+    streamed = [c["choices"][0]["logprobs"] for c in chunks if c["choices"][0]["finish_reason"] is None]
+    assert [v for lp in streamed for v in lp["token_logprobs"]] == pytest.approx(logprobs["token_logprobs"])
+    assert [o for lp in streamed for o in lp["text_offset"]] == logprobs["text_offset"]
+    refused = httpx.post(f"{server}/completions", json={**body, "logprobs": 6}, timeout=60)
+    assert refused.status_code == 400 and "logprobs" in refused.json()["error"]["message"]

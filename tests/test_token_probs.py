@@ -56,7 +56,7 @@ def _model_logits(engine: Engine, prompt: list[int], ids: list[int]):
     """The transformers model's logits for each generated position, from one plain forward pass."""
     import torch
 
-    with torch.inference_mode():
+    with torch.inference_mode(), engine.backend._adapter_scope(None):  # the base model, adapters off
         logits = engine.backend.model(input_ids=torch.tensor([prompt + ids]))["logits"][0]
     return logits[len(prompt) - 1:len(prompt) - 1 + len(ids)]
 
