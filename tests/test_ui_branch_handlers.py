@@ -125,3 +125,17 @@ def test_the_desk_shows_the_suggestions_tokens_with_a_key_and_says_when_its_text
     edited, *_ = Branch(Desk(services)).token_panels(view, candidate.text + " 그리고", "ko")
     assert "사람이 고친 문단입니다" in edited
     assert Branch(Desk(services)).token_panels(None, "", "ko") == ("", "", "", "", "")
+
+
+def test_each_side_by_side_column_gets_its_own_token_view_to_rewrite_from(services):
+    store = services.store
+    key = store.new_writer_key()
+    story_id = store.create_story("세 갈래", "민지", turn_rule="alternate", writer_key=key).id
+    Composer(services).add(browser(), story_id, "창밖으로 비가 내렸다.", "민지", key, "ko", 0, "draft-1")
+    *_, final = Desk(services).alternatives(browser(), story_id, "민지", key, None, 3, "", "ko", *VALUES)
+    view = final[1]
+    _, *columns = Branch(Desk(services)).token_panels_for_view(view, "ko")
+    for candidate_id, column in zip(view["alts"], columns):
+        assert f'data-candidate="{candidate_id}"' in column and 'data-branchable="1"' in column
+        assert store.get_candidate(candidate_id).meta["tokens"]["ids"]  # each column's own record
+    assert len(view["alts"]) == 3 and columns[3] == ""

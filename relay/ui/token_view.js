@@ -114,7 +114,8 @@
     if (p !== null) head.append(el("span", "", " · " + percent(p)));
     box.appendChild(head);
     if (top.length) {
-      box.appendChild(el("div", "relay-pop-head", words.alternatives || ""));
+      // On a phone nothing shows a button's title: say what ↻ does where the list starts.
+      box.appendChild(el("div", "relay-pop-head", (words.alternatives || "") + (branchable ? " · ↻ " + words.branch : "")));
       const table = el("table");
       for (const [piece, q, index, chosen] of top) {
         const row = el("tr", chosen ? "relay-pop-chosen" : "");
