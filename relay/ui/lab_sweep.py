@@ -41,10 +41,11 @@ def plot_frame(rows: list[dict], measure: str, lang: str) -> pd.DataFrame:
     return frame.astype({"point": float, "value": float, "measure": str})  # numbers, so the axes are numeric
 
 
-def texts_frame(points: list[dict], knob: str) -> pd.DataFrame:
-    """Every sampled text, one row per sample: the knob's value, the seed, the text."""
-    rows = [{knob: p["value"], "seed": s["seed"], "text": s["text"]} for p in points for s in p["samples"]]
-    return pd.DataFrame(rows, columns=[knob, "seed", "text"])
+def texts_frame(points: list[dict], knob: str, lang: str) -> pd.DataFrame:
+    """Every sampled text, one row per sample: the knob's value, the seed, the text (headers in `lang`)."""
+    seed, text = say(lang, "lab_seed"), say(lang, "lab_text")
+    rows = [{knob: p["value"], seed: s["seed"], text: s["text"]} for p in points for s in p["samples"]]
+    return pd.DataFrame(rows, columns=[knob, seed, text])
 
 
 class LabSweep:
@@ -81,7 +82,7 @@ class LabSweep:
             self.plot = gr.LinePlot(value=None, x="point", y="value", color="measure", x_title=" ", y_title=" ",
                                     color_title=" ", height=320, elem_id="relay-sweep-plot")
             with gr.Accordion(i18n_key("lab_sweep_texts"), open=False, elem_id="relay-sweep-texts"):
-                self.texts = gr.Dataframe(value=texts_frame([], "value"), wrap=True, interactive=False,
+                self.texts = gr.Dataframe(value=texts_frame([], " ", "ko"), wrap=True, interactive=False,
                                           elem_id="relay-sweep-table")
         self.rows = gr.State(None, time_to_live=2 * 3600)
 
@@ -150,7 +151,7 @@ class LabSweep:
                            y_title=self._y_title(measure, lang), color_title=say(lang, "lab_measure"))
         done = say(lang, "lab_sweep_done", total=sum(len(p["samples"]) for p in sweep.points),
                    seconds=f"{sweep.seconds:.1f}")
-        yield done, plot, texts_frame(sweep.points, label), result
+        yield done, plot, texts_frame(sweep.points, label, lang), result
 
     def replot(self, result, measure, lang):
         if not result:

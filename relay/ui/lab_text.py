@@ -54,6 +54,8 @@ LAB_TEXT: dict[str, tuple[str, str]] = {
     "lab_sweep_measure": ("그래프에 그릴 측정", "Measure to plot"),
     "lab_sweep_progress": ("표본 {done}/{total} · {knob} = {points}", "samples {done}/{total} · {knob} = {points}"),
     "lab_sweep_done": ("끝: 표본 {total}개, {seconds}초", "Done: {total} samples in {seconds} s"),
+    "lab_seed": ("시드", "Seed"),
+    "lab_text": ("글", "Text"),
     "lab_sweep_texts": ("점마다 쓴 글", "Texts at each point"),
     "lab_sweep_point": ("{knob} = {value}", "{knob} = {value}"),
     "lab_sweep_plot": ("측정 ↔ 설정", "Measure vs knob"),

@@ -268,6 +268,7 @@ def test_the_lab_keeps_a_multi_line_paragraph_whole(new_page, relay_app):
     from relay.ui.lab import lab_paragraphs
 
     assert lab_paragraphs(context.input_value()) == ["그날 밤,\n바람이 불었다.", "아침이 왔다."]
+    w.page.get_by_role("button", name=re.compile("설정 조절")).first.click()  # every knob, folded per column
     expect(w.page.locator("#relay-lab-max_new_tokens-0")).to_be_visible()
     expect(w.page.locator("#relay-lab-stop_at-0")).to_be_visible()
 

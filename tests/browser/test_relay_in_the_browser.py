@@ -299,12 +299,12 @@ def test_the_sampling_lab_compares_settings_and_copies_one_into_the_story(new_pa
     w.page.locator("#relay-lab-run").click()
     outputs = [w.page.locator(f"#relay-lab-out-{i} textarea") for i in range(2)]
     lab = w.page.locator('[role="tabpanel"]', has=w.page.locator("#relay-lab-run"))
-    expect(lab.get_by_text(re.compile(r"마지막 생성: 시드"))).to_have_count(2, timeout=30_000)
+    expect(w.page.locator("#relay-lab-summary")).to_contain_text("표본 4개", timeout=30_000)
     for box in outputs:
         expect(box).not_to_have_value("")
     w.page.screenshot(path=screenshots / "06-sampling-lab.png", full_page=True)
 
-    column_seed = re.search(r"시드\s*(\d+)", lab.get_by_text(re.compile(r"마지막 생성: 시드")).first.inner_text()).group(1)
+    column_seed = re.search(r"시드 (\d+)", outputs[0].input_value()).group(1)  # the first sample's seed
 
     # Column 1 starts from the "careful" preset (temperature 0.6); copy it into the story's settings,
     # with the seed that wrote its text, so the result can be reproduced in the story.
@@ -331,12 +331,15 @@ def test_an_empty_seed_draws_a_new_seed_for_every_generation_even_with_the_setti
 
     w.tab("lab")
     w.page.locator("#relay-lab-context textarea").fill("바람이 불었다.")
-    w.page.locator("#relay-lab-run").click()
-    lab = w.page.locator('[role="tabpanel"]', has=w.page.locator("#relay-lab-run"))
-    lines = lab.get_by_text(re.compile(r"마지막 생성: 시드"))
-    expect(lines).to_have_count(2, timeout=30_000)
-    lab_seeds = [int(re.search(r"시드\s*`?(\d+)", line).group(1)) for line in lines.all_inner_texts()]
-    assert lab_seeds[0] != lab_seeds[1], f"both lab columns used seed {lab_seeds[0]}"
+    summary = w.page.locator("#relay-lab-summary")
+    lab_seeds = []
+    for _ in range(2):  # every lab run draws its own first seed (its columns share it, to differ only by settings)
+        w.page.locator("#relay-lab-run").click()
+        if lab_seeds:  # the same seed again would leave the line as it is: wait at most 30 s for a new one
+            expect(summary).not_to_contain_text(f"첫 시드 {lab_seeds[-1]}", timeout=30_000)
+        expect(summary).to_contain_text("첫 시드", timeout=30_000)
+        lab_seeds.append(int(re.search(r"첫 시드 (\d+)", summary.inner_text()).group(1)))
+    assert lab_seeds[0] != lab_seeds[1], f"both lab runs used seed {lab_seeds[0]}"
 
 
 @pytest.mark.parametrize("holder", ["준호<img src=//127.0.0.9/x.png>", "<form><button>로그인</button></form>"])
