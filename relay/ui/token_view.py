@@ -24,7 +24,9 @@ CSS = """
 /* The toggle is a class on <body> (token_view.js). Gradio also copies each rule under its own container, where
    <body> never is: these rules only ever apply as written. */
 body:not(.relay-probs-on) .relay-tokens, body:not(.relay-probs-on) .relay-tk-panel,
-body:not(.relay-probs-on) .relay-tk-key { display: none !important; }
+body:not(.relay-probs-on) .relay-tk-key, body:not(.relay-probs-on) #relay-probs-key,
+body:not(.relay-probs-on) #relay-preview-tokens, body:not(.relay-probs-on) [id^="relay-alt-tokens-"] {
+  display: none !important; }
 body.relay-probs-on .relay-para.relay-has-tokens.relay-tk-loaded > .relay-text { display: none; }
 .relay-para > .relay-tokens { grid-column: 1 / -1; }
 .relay-tk-text { white-space: pre-wrap; line-height: 1.9; font-size: 1.02rem; }
