@@ -23,7 +23,7 @@ from relay.ui.api import register_api
 from relay.ui.common import STATE_TTL_S
 from relay.ui.controls import i18n_key
 from relay.ui.lab import build_lab_tab
-from relay.ui.preparing import build_preparing_banner
+from relay.ui.preparing import build_preparing_banner, note_model_buttons
 from relay.ui.presence_view import ai_gate, presence_parts
 from relay.ui.render import CardCache, render_card, render_header, render_status, render_turn
 from relay.ui.steering import render_shared
@@ -165,4 +165,5 @@ def build_demo(engine, store: StoryStore, *, tiny: bool = False, ai_idle_s: floa
             build_story_tabs(ui)
             with gr.Tab(i18n_key("tab_lab"), id="lab"):
                 build_lab_tab(ui)
+        note_model_buttons(demo, engine, ui.private)  # pressed while the model is being prepared: say so
     return demo

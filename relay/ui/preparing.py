@@ -12,6 +12,9 @@ import gradio as gr
 from relay.ui.common import _lang
 
 REFRESH_S = 2.0  # how often an open page re-reads the progress, only while the model is being prepared
+# The buttons that ask the model (their elem_ids, the page's stable names): pressed while it is being prepared,
+# they also say so, and the turn starts by itself once the model is ready.
+MODEL_BUTTONS = ("relay-ai", "relay-alts", "relay-regen", "relay-extend", "relay-lab-run")
 
 TEXT = {
     "preparing": ("**모델을 준비하고 있습니다 ({percent}%, {stage})**: 처음 시작할 때 한 번 변환하며 1분쯤 걸립니다. 지금도 이야기를 읽고 "
@@ -21,6 +24,8 @@ TEXT = {
     "failed": ("⚠️ **모델을 준비하지 못했습니다.** AI 이어쓰기를 쓸 수 없습니다. 서버 관리자에게 알려 주세요 (서버 로그에 이유가 있습니다).",
                "⚠️ **The model could not be prepared.** The AI cannot write. Please tell the server's operator (the "
                "server's log says why)."),
+    "wait": ("모델을 준비하고 있습니다 ({percent}%). 준비가 끝나면 바로 이어 씁니다.",
+             "The model is being prepared ({percent}%). It writes as soon as it is ready."),
 }
 STAGES = {  # what the stage `Preparation.stage` names is doing, for the banner
     "check": ("캐시 확인 중", "checking the cache"), "cached": ("캐시에서 찾음", "found in the cache"),
@@ -63,3 +68,18 @@ def build_preparing_banner(demo: gr.Blocks, engine, private: dict) -> gr.Markdow
     demo.load(show, None, [banner, timer], show_progress="hidden", **private)
     timer.tick(show, None, [banner, timer], show_progress="hidden", **private)
     return banner
+
+
+def note_model_buttons(demo: gr.Blocks, engine, private: dict) -> None:
+    """Pressing a button that asks the model while it is being prepared also shows a note saying so.
+
+    Call inside `demo` after its tabs are built; the buttons' own handlers run as usual (their turn waits)."""
+    def note(request: gr.Request):
+        preparation = preparation_of(engine)
+        if preparation is not None and preparation.error is None:
+            index = 0 if _lang(request) == "ko" else 1
+            gr.Info(TEXT["wait"][index].format(percent=preparation.percent))
+
+    for block in list(demo.blocks.values()):
+        if isinstance(block, gr.Button) and block.elem_id in MODEL_BUTTONS:
+            block.click(note, None, None, show_progress="hidden", **private)
