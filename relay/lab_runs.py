@@ -227,8 +227,9 @@ class Sweep:
 
     def __init__(self, engine, paragraphs: list[str], settings: SamplingSettings, knob: str, values: list,
                  samples: int, *, adapter: str | None = None, seed: int | None = None,
-                 cancel: threading.Event | None = None, steering=None):
+                 cancel: threading.Event | None = None, steering=None, with_tokens: bool = False):
         self.engine, self.paragraphs, self.knob, self.values = engine, paragraphs, knob, list(values)
+        self.with_tokens = with_tokens
         self.adapter, self.steering = adapter, steering
         self.columns = [LabColumn(settings.replace(**{knob: v}, seed=None), samples, adapter) for v in self.values]
         check_columns(self.columns[:1], engine)
@@ -254,7 +255,7 @@ class Sweep:
                     now = sum(s.done for column in samples for s in column)
                     yield done + now, self.total, run
                 done += sum(c.samples for c in batch)
-                result = run.results()
+                result = run.results(with_tokens=self.with_tokens)
                 for value, column in zip(self.values[first:first + per_batch], result["columns"]):
                     self.points.append({"value": value, "samples": column["samples"], "measures": column["measures"]})
         finally:

@@ -70,3 +70,27 @@ def test_limits_refuse_an_oversized_sweep_before_anything_runs():
         with lab_allowance(limits, "w1", "1.2.3.4", 8):  # 12 + 8 > 16 lab samples this minute
             pass
     assert caught.value.action == "lab_samples"
+
+
+def test_the_api_runs_a_measured_lab_and_a_sweep_for_a_keyed_writer_and_refuses_an_oversized_sweep(engine, tmp_path):
+    from relay.story_store import StoryStore
+    from relay.turns import AITurn
+    from relay.ui.api import api_functions
+
+    store = StoryStore(tmp_path / "relay.db")
+    fns = api_functions(engine, store, AITurn(engine, store, escape_names=False), Limits(Rates(lab_samples=(12, 48))))
+    key = fns["writer_key"]()
+    short = SHORT.to_dict()
+    with pytest.raises(Exception, match="writer_key is required"):
+        fns["lab_run"]("바람이 불었다.", [{"settings": short, "samples": 2}])
+    result = fns["lab_run"]("바람이 불었다.\n\n강물이 불었다.", [{"settings": short, "samples": 2},
+                                                           {"settings": {**short, "top_k": 5}, "samples": 1}],
+                            seed=5, writer_key=key, with_tokens=True)
+    assert [[s["seed"] for s in c["samples"]] for c in result["columns"]] == [[5, 6], [5]]
+    assert result["columns"][0]["measures"]["distinct_1"] is not None and "best" in result
+    assert all("token_probabilities" in s for c in result["columns"] for s in c["samples"])
+    with pytest.raises(Exception, match="20 samples is more than the 12"):
+        fns["lab_sweep"]("바람이 불었다.", "top_p", 0.5, 1.0, points=5, samples=4, writer_key=key)
+    sweep = fns["lab_sweep"]("바람이 불었다.", "top_k", 1, 9, points=3, samples=2, settings=short, writer_key=key)
+    assert [p["value"] for p in sweep["points"]] == [1, 5, 9]
+    assert {r["point"] for r in sweep["rows"]} == {1, 5, 9}

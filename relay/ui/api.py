@@ -22,6 +22,7 @@ from relay.store.validation import MAX_PARAGRAPHS_PER_STORY
 from relay.story_store import StoryError, StoryStore
 from relay.turns import AITurn
 from relay.ui.limit_text import limit_message, say as say_limit
+from relay.ui.lab_api import LAB_ENDPOINTS, lab_endpoints
 from relay.ui.steering_api import STEERING_WRITES, steering_endpoints
 
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a bigger id cannot name anything
@@ -81,7 +82,7 @@ def register_api(engine, store: StoryStore, ai_turn: AITurn, limits: Limits | No
     """
     fns = api_functions(engine, store, ai_turn, limits or Limits())
     for name, fn in fns.items():
-        if name == "continue_story":
+        if name == "continue_story" or name in LAB_ENDPOINTS:
             gr.api(fn, api_name=name, concurrency_limit=None)
         else:
             gr.api(fn, api_name=name)
@@ -331,4 +332,6 @@ def api_functions(engine, store: StoryStore, ai_turn: AITurn, limits: Limits) ->
         # memory, author's note, story cards, what the model reads (relay/ui/steering_api.py)
         **steering_endpoints(engine, store, ai_turn, limits, guarded=guarded, writer=writer, positive_id=positive_id,
                              text_arg=text_arg, refusal=Refusal, got=_got),
+        # measured lab runs and sweeps (relay/ui/lab_api.py)
+        **lab_endpoints(engine, limits, guarded=guarded, writer=writer, text_arg=text_arg, refusal=Refusal, got=_got),
     }
