@@ -131,3 +131,24 @@ def test_a_terminal_gets_a_bar_that_ends_at_100_percent():
     shown = terminal.getvalue()
     assert "preparing the model (base 1/2, int8): converting to OpenVINO" in shown
     assert "(noir 2/2, int8): found in the cache" in shown and "100%|" in shown
+
+
+def test_a_preparation_that_fails_says_so_on_the_page_and_to_every_waiting_turn(tiny_model_dir, tmp_path,
+                                                                                 monkeypatch):
+    import relay.backends.openvino.backend as openvino_backend
+    from relay.backends.base import BackendError
+    from relay.ui.preparing import preparation_of, preparing_text
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(openvino_backend, "cached_model_path", disk_full)
+    engine = Engine.from_pretrained(tiny_model_dir, backend="openvino",
+                                    openvino_options={"cache": tmp_path / "cache", "background": True})
+    try:
+        with pytest.raises(BackendError, match="No space left on device"):
+            engine.continue_story(["밤이 깊었다."], SHORT).text
+        assert "모델을 준비하지 못했습니다" in preparing_text(preparation_of(engine), "ko")
+        assert "could not be prepared" in preparing_text(preparation_of(engine), "en")
+    finally:
+        engine.close()
