@@ -32,7 +32,7 @@ body.relay-probs-on .relay-para.relay-has-tokens.relay-tk-loaded > .relay-text {
 .relay-tk-text { white-space: pre-wrap; line-height: 1.9; font-size: 1.02rem; }
 .relay-tk { border-radius: 3px; color: #111 !important; cursor: pointer; padding: 0.05em 0; }
 .relay-tk:focus-visible, .relay-tk.relay-tk-open { outline: 2px solid #1d4ed8; outline-offset: 1px; }
-/* Pale backgrounds under near-black text (contrast above 12:1 for every band); the two least likely bands are
+/* Pale backgrounds under near-black text (contrast 9.9:1 to 16:1, WCAG AAA); the two least likely bands are
    also underlined, so the view does not rest on telling red from green. */
 .relay-pb0 { background: #fca5a5; text-decoration: underline wavy #991b1b; text-underline-offset: 3px; }
 .relay-pb1 { background: #fdba74; text-decoration: underline dotted #9a3412; text-underline-offset: 3px; }
