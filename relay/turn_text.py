@@ -2,6 +2,8 @@
 (merged into relay.ui_text.TEXT; relay/turns.py says them)."""
 
 TURN_TEXT: dict[str, tuple[str, str]] = {
+    "bad_position": ("{what}은(는) 0 이상의 정수여야 합니다 (받은 값: {got}).",
+                     "{what} must be a whole number of 0 or more (got {got})."),
     "branch_not_this_turn": ("그 후보는 이 이야기의 지금 차례 후보가 아닙니다 (이미 받아들였거나 버렸거나 다른 이야기의 것입니다). "
                              "지금 후보를 다시 보세요.",
                              "That suggestion is not a waiting suggestion of this story's current turn (it was "

@@ -181,6 +181,8 @@ def test_every_writing_endpoint_without_a_writer_key_says_where_to_get_one(api):
         "set_memory": (story_id, "기억.", "민지"), "set_note": (story_id, "짧게.", 3, "민지"),
         "set_scan_depth": (story_id, 4, "민지"), "save_card": (story_id, {"name": "민지", "text": "글."}, "민지"),
         "delete_card": (story_id, 1, "민지"), "lock_steering": (story_id, True),
+        "branch_suggestion": (story_id, "민지", "candidate", 0, None, None, None),
+        "extend_suggestion": (story_id, "민지", "candidate", None, None),
     }
     before = counts(db)
     for name in WRITING_ENDPOINTS:

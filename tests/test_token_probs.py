@@ -278,3 +278,41 @@ def test_branching_refuses_another_writer_a_foreign_suggestion_and_positions_out
     assert "max length" in refused(candidate.id, count - 1, 0)  # the kept part leaves nothing to write
     before = [c.id for c in store.ai_turn(story_id).candidates]
     assert before == [candidate.id]  # nothing refused was stored
+
+
+def test_the_api_branches_and_extends_with_the_same_key_and_argument_checks(engine, tmp_path):
+    import gradio as gr
+
+    from relay.limits import Limits
+    from relay.story_store import StoryStore
+    from relay.turns import AITurn
+    from relay.ui.api import api_functions
+
+    store = StoryStore(tmp_path / "api.db")
+    fns = api_functions(engine, store, AITurn(engine, store, escape_names=False), Limits())
+    key, other = fns["writer_key"](), fns["writer_key"]()
+    story = fns["create_story"]("갈래 API", "민지", "free", key)
+    fns["add_paragraph"](story["id"], STORY[0], "민지", 0, key)
+    knobs = {"max_new_tokens": 10, "min_new_tokens": 0, "seed": 4, "stop_at": "length", "trim_incomplete": False}
+    first = _last(fns["continue_story"](story["id"], "민지", knobs, None, key))
+    tokens = first["meta"]["tokens"]
+    updates = list(fns["branch_suggestion"](story["id"], "민지", first["candidate_id"], 3, 1, knobs, None, key))
+    done = updates[-1]
+    assert done["done"] and all(not u["done"] for u in updates[:-1])
+    assert done["meta"]["tokens"]["ids"][:4] == tokens["ids"][:3] + [tokens["top"][3][1][0]]
+    longer = _last(fns["extend_suggestion"](story["id"], "민지", first["candidate_id"], knobs, None, key))
+    assert longer["text"].startswith(first["text"]) and longer["meta"]["branch"]["kind"] == "extend"
+    for call, message in [
+        (lambda: fns["branch_suggestion"](story["id"], "민지", first["candidate_id"], 3, 1, knobs, None, None),
+         "/writer_key"),
+        (lambda: fns["branch_suggestion"](story["id"], "서준", first["candidate_id"], 3, 1, knobs, None, other),
+         "민지"),
+        (lambda: fns["branch_suggestion"](story["id"], "민지", first["candidate_id"], True, 1, knobs, None, key),
+         "at must be a whole number of 0 or more"),
+        (lambda: fns["branch_suggestion"](story["id"], "민지", first["candidate_id"], 3, 9, knobs, None, key),
+         "has 5 alternatives"),
+        (lambda: fns["extend_suggestion"](story["id"], "민지", ["not", "an", "id"], knobs, None, key),
+         "candidate_id"),
+    ]:
+        with pytest.raises(gr.Error, match=message):
+            list(call())

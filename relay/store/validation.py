@@ -25,6 +25,9 @@ MAX_TEXT_CHARS = 4000  # one paragraph, in code points
 MAX_AUTHOR_CHARS = 40
 MAX_TITLE_CHARS = 100
 MAX_JSON_CHARS = 20_000  # settings or meta, serialized
+# A model-written text's meta may also hold its "tokens" record (ids, pieces, probabilities and 5 alternatives per
+# id, docs/engine.md): about 150 characters a token, at most 512 tokens (max_new_tokens), so it gets this much more.
+MAX_TOKENS_JSON_CHARS = 200_000
 MAX_DRAFT_CHARS = MAX_TEXT_CHARS * 4  # the model's text so far may run past one paragraph's limit
 MAX_PARAGRAPHS_PER_STORY = 5000  # live paragraphs a story may hold (writes and imports); a long novel is ~2,000
 MAX_ID = 2**63 - 1  # the largest id a database column holds
@@ -164,8 +167,9 @@ def _dump_json_object(value: Any, what: str) -> str:
         raise InvalidInput(f"{what} must be plain JSON data: {exc}.") from None
     except UnicodeEncodeError:
         raise InvalidInput(f"{what} contains a broken character (a lone surrogate).") from None
-    if len(text) > MAX_JSON_CHARS:
-        raise InvalidInput(f"{what} is too large: {len(text):,} characters as JSON (the limit is {MAX_JSON_CHARS:,}).")
+    limit = MAX_JSON_CHARS + (MAX_TOKENS_JSON_CHARS if isinstance(value.get("tokens"), dict) else 0)
+    if len(text) > limit:
+        raise InvalidInput(f"{what} is too large: {len(text):,} characters as JSON (the limit is {limit:,}).")
     return text
 
 

@@ -20,7 +20,7 @@ from relay.limits import LimitExceeded, Limits, client_ip
 from relay.settings import SamplingSettings, SettingsError
 from relay.store.validation import MAX_PARAGRAPHS_PER_STORY
 from relay.story_store import StoryError, StoryStore
-from relay.turns import AITurn
+from relay.turns import AITurn, say as say_turn
 from relay.ui.limit_text import limit_message, say as say_limit
 from relay.ui.lab_api import LAB_ENDPOINTS, lab_endpoints
 from relay.ui.steering_api import STEERING_WRITES, steering_endpoints
@@ -30,7 +30,9 @@ MAX_CANDIDATE_ID_CHARS = 100
 MAX_CLIENT_ID_CHARS = 100  # the store's limit too (printable ASCII)
 # Every endpoint that writes (the README's API section lists them).
 WRITING_ENDPOINTS = ("create_story", "add_paragraph", "undo_last", "continue_story", "accept", "discard",
-                     "edit_paragraph", "hide_paragraph", "purge", "block_writer") + STEERING_WRITES
+                     "edit_paragraph", "hide_paragraph", "purge", "block_writer", "branch_suggestion",
+                     "extend_suggestion") + STEERING_WRITES
+MODEL_TURN_ENDPOINTS = ("continue_story", "branch_suggestion", "extend_suggestion")  # outside Gradio's queue group
 
 
 class Refusal(Exception):
@@ -82,7 +84,7 @@ def register_api(engine, store: StoryStore, ai_turn: AITurn, limits: Limits | No
     """
     fns = api_functions(engine, store, ai_turn, limits or Limits())
     for name, fn in fns.items():
-        if name == "continue_story" or name in LAB_ENDPOINTS:
+        if name in MODEL_TURN_ENDPOINTS + LAB_ENDPOINTS:
             gr.api(fn, api_name=name, concurrency_limit=None)
         else:
             gr.api(fn, api_name=name)
@@ -238,6 +240,49 @@ def api_functions(engine, store: StoryStore, ai_turn: AITurn, limits: Limits) ->
         except (StoryError, SettingsError) as e:
             raise refuse(str(e) or type(e).__name__) from None
 
+    def _turn_updates(lang, wid, ip, turn: Iterator) -> Iterator[dict]:
+        """A model turn's progress as the API streams it, inside one of the writer's model slots."""
+        try:
+            with limits.model_slot(wid, ip):
+                for text, done in turn:
+                    yield {"text": text, "done": False} if done is None else {"text": text, "done": True, **done}
+        except LimitExceeded as e:
+            raise refuse(limit_message(lang, e)) from None
+        except (StoryError, SettingsError) as e:
+            raise refuse(str(e) or type(e).__name__) from None
+
+    @guarded
+    def _rewrite_args(lang, ip, candidate_id, at, choice):
+        """A suggestion's id and a token position (and alternative) in it; their ranges are the turn's to check."""
+        text_arg(candidate_id, "candidate_id", lang, max_chars=MAX_CANDIDATE_ID_CHARS)
+        for what, value, optional in (("at", at, False), ("choice", choice, True)):
+            if (value is not None or not optional) and (type(value) is not int or not 0 <= value <= MAX_ID):
+                raise Refusal(say_turn(lang, "bad_position", what=what, got=_got(value)))
+        return candidate_id
+
+    def branch_suggestion(story_id: int, author: str, candidate_id: str, at: int, choice: int | None = None,
+                          settings: dict | None = None, adapter: str | None = None, writer_key: str | None = None,
+                          request: gr.Request = None) -> Iterator[dict]:
+        """Rewrite one of your waiting suggestions from its token `at` (meta["tokens"]): the tokens before it are
+        kept; `choice` (an index into meta["tokens"]["top"][at]) puts that alternative there, None lets the model
+        choose again. Streams like continue_story; the result is a new suggestion of the same turn."""
+        candidate_id = _rewrite_args(candidate_id, at, choice, request=request)  # before a limit counts the call
+        sid, name, key, wid, sampling, adapter, lang, ip = _start_turn(story_id, author, settings, adapter, writer_key,
+                                                                      request=request)
+        yield from _turn_updates(lang, wid, ip, ai_turn.branch(sid, name, candidate_id, at, choice, sampling, adapter,
+                                                               None, lang, writer_key=key))
+
+    def extend_suggestion(story_id: int, author: str, candidate_id: str, settings: dict | None = None,
+                          adapter: str | None = None, writer_key: str | None = None,
+                          request: gr.Request = None) -> Iterator[dict]:
+        """"더 쓰기": continue one of your waiting suggestions by up to settings max_new_tokens more tokens, as a
+        new suggestion of the same turn. Streams like continue_story."""
+        candidate_id = _rewrite_args(candidate_id, 0, None, request=request)
+        sid, name, key, wid, sampling, adapter, lang, ip = _start_turn(story_id, author, settings, adapter, writer_key,
+                                                                      request=request)
+        yield from _turn_updates(lang, wid, ip, ai_turn.extend(sid, name, candidate_id, sampling, adapter, None, lang,
+                                                               writer_key=key))
+
     @guarded
     def _accept(lang, ip, candidate_id, author, text, head, writer_key):
         text_arg(candidate_id, "candidate_id", lang, max_chars=MAX_CANDIDATE_ID_CHARS)
@@ -323,6 +368,8 @@ def api_functions(engine, store: StoryStore, ai_turn: AITurn, limits: Limits) ->
         "add_paragraph": add_paragraph,
         "undo_last": undo_last,
         "continue_story": continue_story,
+        "branch_suggestion": branch_suggestion,
+        "extend_suggestion": extend_suggestion,
         "accept": accept,
         "discard": discard,
         "edit_paragraph": edit_paragraph,
