@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("openvino")
 
 from relay.backends.base import BackendError  # noqa: E402
-from relay.backends.openvino import KV_MB_ENV, OpenVinoBackend, cached_model_path  # noqa: E402
+from relay.backends.openvino import KV_MB_ENV, PRECISION_ENV, OpenVinoBackend, cached_model_path  # noqa: E402
 from relay.engine import Engine, SamplingSettings, load_tokenizer  # noqa: E402
 from relay.tiny import build_tiny_adapter  # noqa: E402
 
@@ -280,19 +280,25 @@ def test_the_picker_penalises_repeats_and_samples_top_k_like_transformers():
     assert drawn <= allowed and len(drawn) > 1  # only the 5 likeliest ids, and really sampled among them
 
 
-@pytest.fixture(scope="module")
-def real_width(tmp_path_factory, kogpt2_dir, relay_cache) -> Engine:
+@pytest.fixture(scope="module", params=["int8", "int4"])
+def real_width(request, tmp_path_factory, kogpt2_dir, relay_cache) -> Engine:
     """KoGPT-2's widths (768 wide, 12 heads, its 51,200-id vocabulary and tokenizer), 2 layers, random weights,
-    int8 through the real from_pretrained path: the CPU kernels the real model runs (a tiny model picks others)."""
+    int8 or int4 (RELAY_OPENVINO_PRECISION) through the real from_pretrained path: the CPU kernels the real model
+    runs (a tiny model picks others; int4 runs other kernels again)."""
     from relay.tiny import build_tiny_model
 
     folder = build_tiny_model(tmp_path_factory.mktemp("kogpt2-width"), tokenizer_file=kogpt2_dir / "tokenizer.json",
                               n_layer=2, n_embd=768, n_head=12, n_positions=1024)
-    return Engine.from_pretrained(folder, backend="openvino")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(PRECISION_ENV, request.param)
+        engine = Engine.from_pretrained(folder, backend="openvino")
+    assert engine.backend.precision == request.param
+    yield engine
+    engine.close()
 
 
 @pytest.mark.parametrize("neighbours", [1, 3, 7])
-def test_a_seed_writes_the_same_text_beside_other_writers_on_int8_at_kogpt2_widths(real_width, neighbours):
+def test_a_seed_writes_the_same_text_beside_other_writers_at_kogpt2_widths(real_width, neighbours):
     mine = (STORY, SAMPLED.replace(seed=11, max_new_tokens=24))
     others = [(OTHER_STORIES[i % len(OTHER_STORIES)] + [f"{i}번째 이야기."], SAMPLED.replace(seed=60 + i, max_new_tokens=40))
               for i in range(neighbours)]
@@ -301,3 +307,119 @@ def test_a_seed_writes_the_same_text_beside_other_writers_on_int8_at_kogpt2_widt
     together = write_at_once(real_width, [mine, *others])
     assert together[0] == alone
     assert real_width.backend.stats()["widest_step"] >= min(neighbours + 1, 2) or before >= 2  # it shared a batch
+
+
+def constant_types(xml) -> dict[str, int]:
+    """How many weight values of each element type a saved OpenVINO model holds."""
+    import math
+
+    import openvino as ov
+
+    counts: dict[str, int] = {}
+    for op in ov.Core().read_model(xml).get_ops():
+        if op.get_type_name() == "Constant":
+            name = op.get_output_element_type(0).get_type_name()
+            counts[name] = counts.get(name, 0) + math.prod(op.get_output_shape(0))
+    return counts
+
+
+def test_int4_stores_4_bit_weights_in_its_own_cache_and_an_unknown_precision_is_refused(tiny_model_dir, relay_cache,
+                                                                                        monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    paths = {precision: cached_model_path(model, precision) for precision in ("int8", "int4", "fp32")}
+    assert len({path.parent for path in paths.values()}) == 3  # an int8 conversion is never reused for int4
+    sizes = {precision: (path.parent / "model.bin").stat().st_size for precision, path in paths.items()}
+    assert sizes["int4"] < sizes["int8"] < sizes["fp32"]
+    int4, int8 = constant_types(paths["int4"]), constant_types(paths["int8"])
+    assert int4.get("u4", 0) > int4.get("u8", 0)  # most weights in 4 bits (the embedding / output matrix in 8)
+    assert "u4" not in int8 and int8.get("u8", 0) > int8.get("f32", 0)
+    monkeypatch.setenv(PRECISION_ENV, "int3")
+    with pytest.raises(BackendError, match="int8, int4, fp32"):
+        OpenVinoBackend.from_model(model)
+
+
+def test_stories_read_together_finish_together_and_a_short_read_starts_within_two_steps():
+    """The batcher's share of a step among the stories being read (reading_pieces): whole cache blocks, never more
+    than the budget or a story's rest; a story that arrived one step ahead is caught up with; a next turn's short
+    read is not queued behind long ones; the whole budget is used while there is reading to do."""
+    from relay.backends.openvino.batcher import reading_pieces
+
+    def read(remaining, budget, arrivals=()):
+        """Steps until each story is read, reading_pieces applied step after step; arrivals: (step, length)."""
+        remaining, done, step, arrivals = list(remaining), {}, 0, list(arrivals)
+        while any(remaining) or arrivals:
+            while arrivals and arrivals[0][0] == step:
+                remaining.append(arrivals.pop(0)[1])
+            pieces = reading_pieces(remaining, budget, 32)
+            assert all(0 <= p <= left and (p % 32 == 0 or p == left) for p, left in zip(pieces, remaining))
+            assert sum(pieces) == min(budget, sum(remaining)) or budget - 32 * len(remaining) < sum(pieces) <= budget
+            remaining = [left - p for left, p in zip(remaining, pieces)]
+            step += 1
+            done.update({i: step for i, left in enumerate(remaining) if not left and i not in done})
+        return [done[i] for i in range(len(remaining))]
+
+    ahead = read([512], 256, arrivals=[(1, 512), (1, 512), (1, 512)])  # one writer a step before three others
+    assert max(ahead) - min(ahead) <= 1
+    assert max(read([512] * 16, 256)) == 32  # 16 stories: all read in 8,192 / 256 steps, none left behind
+    short = read([900, 900, 60], 256)
+    assert short[2] <= 2 and max(short) == -(-(900 * 2 + 60) // 256)
+
+
+def token_steps(engine: Engine, jobs, *, first: int) -> dict[int, list[int]]:
+    """Write `jobs` at once, the first `first` of them admitted one step before the rest (the batcher waits until
+    every job is queued, so thread start-up cannot change who goes when); per seed, the batcher's step at each
+    token."""
+    batcher = engine.backend._batchers[None]
+    real_admit, real_generate, opened = batcher._admit, engine.backend.generate, []
+    steps: dict[int, list[int]] = {}
+
+    def admit():
+        if opened:
+            return real_admit()
+        if len(batcher.waiting) == len(jobs):
+            later = [batcher.waiting.pop() for _ in range(len(jobs) - first)]
+            real_admit()
+            batcher.waiting.extend(reversed(later))
+            opened.append(True)
+
+    def generate(request):
+        inner = request.on_tokens
+
+        def on_tokens(ids):
+            steps.setdefault(request.seed, []).append(batcher.steps)
+            return inner(ids)
+
+        request.on_tokens = on_tokens
+        return real_generate(request)
+
+    batcher._admit, engine.backend.generate = admit, generate
+    try:
+        write_at_once(engine, jobs)
+    finally:
+        del batcher._admit, engine.backend.generate
+    return steps
+
+
+def test_a_writer_a_step_ahead_starts_with_the_others_and_no_writer_misses_a_step(fast, monkeypatch):
+    import relay.backends.openvino.batcher as batcher_module
+
+    monkeypatch.setattr(batcher_module, "STEP_TOKENS", 64)  # two cache blocks: the stories below take several steps
+    jobs = [(story * 4, SAMPLED.replace(seed=80 + i, max_new_tokens=12)) for i, story in enumerate(OTHER_STORIES)]
+    steps = token_steps(fast, jobs, first=1)
+    firsts = [steps[80 + i][0] for i in range(len(jobs))]
+    assert min(firsts) > 3  # reading took several steps, the first writer's too
+    assert max(firsts) - min(firsts) <= 1  # its head start was caught up with: they write side by side
+    for seen in steps.values():  # once writing, every step gives each writer its next token
+        assert seen == list(range(seen[0], seen[0] + len(seen)))
+
+
+def test_a_story_read_in_small_pieces_beside_other_writers_gives_the_same_text(real_width, monkeypatch):
+    import relay.backends.openvino.batcher as batcher_module
+
+    mine = (STORY * 3, SAMPLED.replace(seed=12, max_new_tokens=16))
+    alone = real_width.continue_story(*mine).text  # read in one piece
+    monkeypatch.setattr(batcher_module, "STEP_TOKENS", 64)  # two cache blocks: pieces of one or two blocks
+    others = [(story, SAMPLED.replace(seed=90 + i, max_new_tokens=30)) for i, story in enumerate(OTHER_STORIES[:3])]
+    assert write_at_once(real_width, [mine, *others])[0] == alone

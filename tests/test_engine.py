@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -61,12 +62,27 @@ def settings(**changes) -> SamplingSettings:
     return SamplingSettings(**{"seed": 7, "max_new_tokens": 40, "min_new_tokens": 0, **changes})
 
 
-BACKENDS = ["transformers"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
+# openvino runs the contract twice: at its default int8 and at int4 (RELAY_OPENVINO_PRECISION), whose other kernels
+# and NNCF's group-wise compression must keep every rule too.
+BACKENDS = ["transformers"] + (["openvino", "openvino-int4"] if importlib.util.find_spec("openvino") else [])
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def backend(request, relay_cache) -> str:
-    return request.param
+def backend(request, relay_cache):
+    """The backend's name; for "openvino-int4", "openvino" with RELAY_OPENVINO_PRECISION=int4 while its tests run."""
+    name, _, precision = request.param.partition("-")
+    with pytest.MonkeyPatch.context() as patch:
+        if precision:
+            patch.setenv("RELAY_OPENVINO_PRECISION", precision)
+        yield name
+
+
+def rules_only_once() -> None:
+    """Skip at int4: the fixed-preference and real-vocabulary models test rules of the token loop and the decoder,
+    the same code at every precision, so they are converted once (int8) rather than again at int4. The int4 run
+    keeps what int4 changes: the weights and kernels under seeds, batches, streams, cancels and adapters."""
+    if os.environ.get("RELAY_OPENVINO_PRECISION") == "int4":
+        pytest.skip("a rule of the token loop, the same code at every precision: tested at int8")
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +103,7 @@ def adapted_engine(tiny_model_dir, adapter_dir, backend) -> Engine:
 @pytest.fixture(scope="module")
 def newline_engine(tiny_model_dir, tmp_path_factory, backend) -> Engine:
     """A model that always prefers "\\n" (so it ends the paragraph as soon as it may)."""
+    rules_only_once()
     folder = fixed_preference_model(tiny_model_dir, tmp_path_factory.mktemp("newline"), {"\n": 12.0})
     return Engine.from_pretrained(folder, backend=backend)
 
@@ -94,6 +111,7 @@ def newline_engine(tiny_model_dir, tmp_path_factory, backend) -> Engine:
 @pytest.fixture(scope="module")
 def sentence_engine(tiny_model_dir, tmp_path_factory, backend) -> Engine:
     """A model that writes only "었다." and "▁그녀", at random: sentences end whenever "었다." meets "▁그녀"."""
+    rules_only_once()
     folder = fixed_preference_model(tiny_model_dir, tmp_path_factory.mktemp("sentence"),
                                     {"었다.": 10.0, "▁그녀": 10.0})
     return Engine.from_pretrained(folder, backend=backend)
@@ -401,6 +419,7 @@ def test_stream_decoder_keeps_the_space_before_the_first_new_word(engine):
 
 @pytest.fixture(scope="module")
 def kogpt2_engine(kogpt2_tiny_model_dir, backend) -> Engine:
+    rules_only_once()
     return Engine.from_pretrained(kogpt2_tiny_model_dir, backend=backend)
 
 
@@ -500,6 +519,7 @@ def test_emoticons_emoji_and_typed_jamo_come_out_exactly_as_written(kogpt2_engin
 
 def test_no_special_markup_or_unk_token_reaches_the_output_even_when_the_model_prefers_them(
         kogpt2_tiny_model_dir, tmp_path, backend):
+    rules_only_once()
     markup = ["<s>", "</s>", "<usr>", "<pad>", "<sys>", "<unk>", "<mask>", "<d>", "</d>", "<unused0>", "<unused99>"]
     preferred = {token: 12.0 for token in markup}
     preferred.update({":)": 10.0, "😊": 10.0, "▁그는": 10.0, "었다.": 10.0})
