@@ -9,6 +9,7 @@ The page reads `percent` and `stage` from another thread while the model is prep
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import threading
 import time
@@ -119,8 +120,10 @@ class Preparation:
         if self._bar is None:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=100, file=self.stream, unit="%", dynamic_ncols=True,
-                             bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}")
+            # A terminal that reports no size (a pty under `script`, some CI runners) would hide tqdm's bar.
+            size = shutil.get_terminal_size((120, 24))
+            self._bar = tqdm(total=100, file=self.stream, unit="%", ncols=max(size.columns, 60),
+                             nrows=max(size.lines, 5), bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}")
         self._bar.set_description_str(self._label(), refresh=False)
         self._bar.n = self.percent
         self._bar.refresh()
