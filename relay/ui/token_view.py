@@ -64,6 +64,8 @@ body.relay-probs-on .relay-para.relay-has-tokens.relay-tk-loaded > .relay-text {
   min-height: 0; z-index: 1; }
 #relay-tk-pop > .relay-pop-head:first-of-type { padding-right: 1.8rem; }
 @media (max-width: 640px) {
+  /* The desk has 40 % of a phone's screen: its tokens, not a second copy of the key at the top of the story. */
+  .relay-tk-panel .relay-tk-legend { display: none; }
   #relay-tk-pop button { min-height: 44px; }
   #relay-tk-pop .relay-pop-close { min-height: 44px; min-width: 44px; top: 0; right: 0; }
   #relay-tk-pop > .relay-pop-head:first-of-type { padding-right: 2.8rem; min-height: 2rem; }
