@@ -19,10 +19,11 @@ LAB_CSS = """
 .relay-lab-table th, .relay-lab-table td { border-bottom: 1px solid var(--border-color-primary, #ddd);
   padding: 0.2rem 0.3rem; text-align: left; vertical-align: top; }
 .relay-lab-table td.relay-lab-value { white-space: nowrap; font-variant-numeric: tabular-nums; }
-.relay-lab-table td.relay-lab-help { font-size: 0.78rem; opacity: 0.85; }
+.relay-lab-table th { font-weight: 600; }
+.relay-lab-table .relay-lab-help { font-size: 0.75rem; font-weight: 400; opacity: 0.8; margin-top: 0.1rem; }
 .relay-lab-best { color: #15803d; }
-@media (max-width: 640px) { .relay-lab-table td.relay-lab-help { display: none; }
-  .relay-lab-table tr:hover td.relay-lab-help, .relay-lab-table tr:focus-within td.relay-lab-help { display: block; } }
+/* The lab's token view shows whether or not the story's "show probabilities" toggle is on. */
+body:not(.relay-probs-on) .relay-lab-tokens .relay-tokens { display: block !important; }
 """
 
 

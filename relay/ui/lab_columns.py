@@ -20,6 +20,7 @@ from relay.ui.controls import (_setting_component, i18n_key, setting_limits, set
 from relay.ui.lab_story import lab_writer_id, offer_sample
 from relay.ui.messages import info, user_error, warn
 from relay.ui.limit_text import limit_message
+from relay.ui.token_view import legend_html, token_html, tokens_of
 from relay.ui_text import say
 
 LAB_COLUMNS = 4
@@ -47,7 +48,7 @@ class LabColumns:
         ui, engine = self.ui, self.ui.engine
         adapters = [(i18n_key("lab_base_model"), "")] + [(name, name) for name in engine.adapter_names]
         self.columns, self.presets, self.outputs, self.tables, self.picks = [], [], [], [], []
-        self.use_settings, self.use_text, self.inputs = [], [], []
+        self.use_settings, self.use_text, self.inputs, self.token_views = [], [], [], []
         presets = list(PRESETS)
         with gr.Row(equal_height=False):
             for i in range(LAB_COLUMNS):
@@ -68,6 +69,9 @@ class LabColumns:
                     self.tables.append(gr.HTML(elem_id=f"relay-lab-measures-{i}", padding=False))
                     self.picks.append(gr.Dropdown(choices=[], label=i18n_key("lab_pick_sample"), interactive=True,
                                                   elem_id=f"relay-lab-pick-{i}"))
+                    with gr.Accordion(i18n_key("lab_tokens"), open=False):
+                        self.token_views.append(gr.HTML(elem_id=f"relay-lab-tokens-{i}", padding=False,
+                                                        elem_classes=["relay-lab-tokens"]))
                     with gr.Row():
                         self.use_text.append(gr.Button(i18n_key("lab_use_text"), size="sm",
                                                        elem_id=f"relay-lab-use-text-{i}"))
@@ -123,10 +127,12 @@ class LabColumns:
             if total > allowed:
                 raise user_error(lang, say(lang, "lab_too_big", samples=total, allowed=allowed))
 
-        outputs = [*self.outputs, *self.tables, *self.picks, self.summary, self.result]
+        outputs = [*self.outputs, *self.tables, *self.picks, *self.token_views, self.summary, self.result]
         run_btn.click(check, inputs, None, **private).success(self.run, inputs, outputs, **ui.model_queue, **private)
         stop_btn.click(self.stop, None, None, queue=False, **private)
         for i in range(LAB_COLUMNS):
+            self.picks[i].input(self._show_tokens(i), [ui.lang_state, self.result, self.picks[i]],
+                                [self.token_views[i]], **private)
             column_controls = self.inputs[i * self.per_column:(i + 1) * self.per_column]
             self.use_settings[i].click(self._use_settings(i), [ui.lang_state, self.result, self.picks[i],
                                                                *column_controls], [ui.tabs, *ui.controls], **private)
@@ -155,7 +161,7 @@ class LabColumns:
                     if time.monotonic() - shown < SHOW_EVERY_S:
                         continue
                     shown = time.monotonic()
-                    yield (*self._texts(samples, lang), *hidden, *hidden, gr.skip(), gr.skip())
+                    yield (*self._texts(samples, lang), *hidden, *hidden, *hidden, gr.skip(), gr.skip())
                 result = run.results()
         except (LimitExceeded, LabTooBig) as e:  # a rate used up since the check step: say so, keep the page
             warn(lang, limit_message(lang, e) if isinstance(e, LimitExceeded) else str(e))
@@ -176,7 +182,9 @@ class LabColumns:
         pad = LAB_COLUMNS - len(columns)
         total = sum(len(c["samples"]) for c in result["columns"])
         summary = say(lang, "lab_summary", n=total, seconds=f"{result['seconds']:.1f}", seed=result["seed"])
-        yield (*self._texts(run.samples, lang), *tables, *[""] * pad, *picks, *[gr.skip()] * pad, summary, result)
+        views = [sample_tokens_html(column[0]["meta"], lang) for column in result["samples"]]
+        yield (*self._texts(run.samples, lang), *tables, *[""] * pad, *picks, *[gr.skip()] * pad, *views,
+               *[""] * pad, summary, result)
 
     def _texts(self, samples, lang) -> list[str]:
         texts = [column_text(column, lang) for column in samples]
@@ -188,6 +196,13 @@ class LabColumns:
             return None
         k = pick if isinstance(pick, int) and 0 <= pick < len(result["samples"][i]) else 0
         return k, result["samples"][i][k]
+
+    def _show_tokens(self, i: int):
+        def show(lang, result, pick):
+            """The picked sample's token probabilities."""
+            picked = self._sample(result, i, pick)
+            return sample_tokens_html(picked[1]["meta"], lang) if picked else ""
+        return show
 
     def _use_settings(self, i: int):
         def use(lang, result, pick, *values):
@@ -230,6 +245,11 @@ def lab_paragraphs(context: str | None) -> list[str]:
     return [p.strip("\n") for p in re.split(r"\n[ \t\u3000]*\n\s*", context or "") if p.strip()]
 
 
+def sample_tokens_html(meta: dict, lang: str) -> str:
+    """A sample's token probability view (relay/ui/token_view.py), with its colour key."""
+    return legend_html(lang) + token_html(tokens_of(meta) or {}, lang, branchable=False)
+
+
 def column_text(samples, lang: str) -> str:
     """One column's samples as its box shows them: a head line (number, seed; "writing…" until done), the text."""
     parts = []
@@ -240,14 +260,15 @@ def column_text(samples, lang: str) -> str:
 
 
 def measures_html(measures: dict, best: dict, column: int, lang: str) -> str:
-    """A column's measures table: name, value (★ when this column is the best), and what it means."""
+    """A column's measures table: each measure's name with what it means under it, and its value (★ when this
+    column is the best). Two columns, so it stays readable in a narrow lab column or on a phone."""
     rows = []
     for m in MEASURES:
         star = column in best.get(m.key, [])
         value = html.escape(formatted(m.key, measures.get(m.key)))
-        mark = f' <b class="relay-lab-best">{html.escape(say(lang, "lab_best"))}</b>' if star else ""
-        rows.append(f'<tr data-measure="{m.key}"><th>{html.escape(m.label(lang))}</th>'
-                    f'<td class="relay-lab-value">{value}{mark}</td>'
-                    f'<td class="relay-lab-help">{html.escape(m.help(lang))}</td></tr>')
-    head = "".join(f"<th>{html.escape(say(lang, k))}</th>" for k in ("lab_measure", "lab_value", "lab_meaning"))
-    return (f'<table class="relay-lab-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+        mark = f'<br><b class="relay-lab-best">{html.escape(say(lang, "lab_best"))}</b>' if star else ""
+        rows.append(f'<tr data-measure="{m.key}"><th>{html.escape(m.label(lang))}'
+                    f'<div class="relay-lab-help">{html.escape(m.help(lang))}</div></th>'
+                    f'<td class="relay-lab-value">{value}{mark}</td></tr>')
+    head = "".join(f"<th>{html.escape(say(lang, k))}</th>" for k in ("lab_measure", "lab_value"))
+    return f'<table class="relay-lab-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'

@@ -160,4 +160,4 @@ class LabSweep:
 
     @staticmethod
     def _y_title(measure, lang) -> str:
-        return say(lang, "lab_sweep_ratios") if measure == RATIOS else MEASURE_BY_KEY[measure].label(lang)
+        return say(lang, "lab_ratio_axis") if measure == RATIOS else MEASURE_BY_KEY[measure].label(lang)

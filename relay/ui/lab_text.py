@@ -54,12 +54,14 @@ LAB_TEXT: dict[str, tuple[str, str]] = {
     "lab_sweep_measure": ("그래프에 그릴 측정", "Measure to plot"),
     "lab_sweep_progress": ("표본 {done}/{total} · {knob} = {points}", "samples {done}/{total} · {knob} = {points}"),
     "lab_sweep_done": ("끝: 표본 {total}개, {seconds}초", "Done: {total} samples in {seconds} s"),
+    "lab_tokens": ("토큰 확률 보기 (고른 표본)", "Token probabilities (the picked sample)"),
     "lab_seed": ("시드", "Seed"),
     "lab_text": ("글", "Text"),
     "lab_sweep_texts": ("점마다 쓴 글", "Texts at each point"),
     "lab_sweep_point": ("{knob} = {value}", "{knob} = {value}"),
     "lab_sweep_plot": ("측정 ↔ 설정", "Measure vs knob"),
     "lab_sweep_ratios": ("0~1 비율 모두 (다양성·반복·잘림)", "Every 0-1 ratio (diversity, repetition, cut)"),
+    "lab_ratio_axis": ("비율 (0~1)", "Ratio (0-1)"),
     "lab_sweep_need_range": ("범위의 시작과 끝을 입력하세요.", "Enter where the range starts and ends."),
 }
 # The measures' names for static labels (the plot's measure choice).
