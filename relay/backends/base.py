@@ -95,21 +95,36 @@ class StepProbs:
 
 def step_probs(scores, temperature: float, chosen, top=None) -> StepProbs:
     """StepProbs from one step's processed scores [n, vocab] (before the temperature), the picked ids [n] and,
-    when the sampler already has them, its top-k (values, ids) sorted likeliest first (k >= TOP_PROBS).
+    when the sampler already has them, its top-k (values, ids) sorted likeliest first (k >= TOP_PROBS); numpy
+    arrays or torch tensors.
 
-    Cheap: one logsumexp per row over the vocabulary; the top ids come from the sampler's own top-k."""
-    import torch
+    Cheap: one logsumexp per row over the vocabulary, in numpy on the CPU (torch spreads a 51,200-wide row over
+    its thread pool, whose wake-ups cost more than the sum on a busy machine); the top ids come from the
+    sampler's own top-k."""
+    import numpy as np
 
     scale = 1.0 / temperature if temperature > 0 else 1.0
-    if scale != 1.0:
-        scores = scores * scale
-    log_total = torch.logsumexp(scores, dim=-1, keepdim=True)
+    if getattr(scores, "device", None) is not None and scores.device.type != "cpu":  # a GPU: stay there
+        import torch
+
+        log_total = torch.logsumexp(scores * scale, dim=-1, keepdim=True)
+        values, ids = top if top is not None and top[0].shape[-1] >= TOP_PROBS else torch.topk(scores, TOP_PROBS)
+        picked = scores.gather(1, torch.as_tensor(chosen, device=scores.device).view(-1, 1))[:, 0]
+        return StepProbs(torch.exp(picked * scale - log_total[:, 0]).tolist(), ids[:, :TOP_PROBS].tolist(),
+                         torch.exp(values[:, :TOP_PROBS] * scale - log_total).tolist())
+    x = np.asarray(scores, dtype=np.float32)
     if top is not None and top[0].shape[-1] >= TOP_PROBS:
-        values, ids = top[0][:, :TOP_PROBS] * scale, top[1][:, :TOP_PROBS]
+        values, ids = np.asarray(top[0])[:, :TOP_PROBS], np.asarray(top[1])[:, :TOP_PROBS]
     else:
-        values, ids = torch.topk(scores, min(TOP_PROBS, scores.shape[-1]), dim=-1)
-    chosen_p = torch.exp(scores.gather(1, chosen.view(-1, 1)) - log_total)[:, 0]
-    return StepProbs(chosen_p.tolist(), ids.tolist(), torch.exp(values - log_total).tolist())
+        ids = np.argpartition(-x, TOP_PROBS - 1, axis=-1)[:, :TOP_PROBS]
+        values = np.take_along_axis(x, ids, axis=-1)
+        order = np.argsort(-values, axis=-1, kind="stable")
+        ids, values = np.take_along_axis(ids, order, axis=-1), np.take_along_axis(values, order, axis=-1)
+    peak = x.max(axis=-1, keepdims=True)
+    log_total = peak * scale + np.log(np.exp((x - peak) * scale).sum(axis=-1, keepdims=True))
+    picked = x[np.arange(x.shape[0]), np.asarray(chosen).reshape(-1)]
+    return StepProbs(np.exp(picked * scale - log_total[:, 0]).tolist(), ids.tolist(),
+                     np.exp(values * scale - log_total).tolist())
 
 
 class Backend:
