@@ -104,16 +104,22 @@ def main(argv=None) -> None:
         columns = lab_columns(args.new_tokens)
         engine.continue_story(story, columns[0].settings.replace(seed=1, max_new_tokens=4)).text  # warm up
 
-        batched, serial = [], []
-        for run in range(args.repeat):
+        batched, serial, ratios = [], [], []
+        for run in range(args.repeat):  # pairs, the order alternating, so a burst of load hits both alike
             seed = 100 + run * 10
-            batched.append(time_batched(engine, story, columns, seed))
-            serial.append(time_one_after_another(engine, story, columns, seed))
-            print(f"lab 3x4 run {run + 1}: together {batched[-1]:.2f} s, one after another {serial[-1]:.2f} s",
-                  flush=True)
+            if run % 2:
+                serial.append(time_one_after_another(engine, story, columns, seed))
+                batched.append(time_batched(engine, story, columns, seed))
+            else:
+                batched.append(time_batched(engine, story, columns, seed))
+                serial.append(time_one_after_another(engine, story, columns, seed))
+            ratios.append(serial[-1] / batched[-1])
+            print(f"lab 3x4 run {run + 1}: together {batched[-1]:.2f} s, one after another {serial[-1]:.2f} s "
+                  f"({ratios[-1]:.2f}x), load {os.getloadavg()[0]:.1f}", flush=True)
         b, s = statistics.median(batched), statistics.median(serial)
         print(f"\nLAB 3 columns x 4 samples x {args.new_tokens} tokens (median of {args.repeat}): together {b:.2f} s, "
-              f"one after another {s:.2f} s -> {s / b:.2f}x faster", flush=True)
+              f"one after another {s:.2f} s; median of the pairs' ratios {statistics.median(ratios):.2f}x faster "
+              f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)", flush=True)
 
         store = StoryStore(Path(tmp) / "relay.db")
         story_id = store.create_story("벤치", "작가", turn_rule="free").id

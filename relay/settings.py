@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 SEED_MAX = 2**31 - 1
 STOP_CHOICES = ("paragraph", "sentence", "length")
+STORY_PRESETS_KEY = "presets"  # in a story's settings JSON: its named presets (relay/store/presets.py)
 
 
 class EngineError(Exception):
@@ -132,6 +133,12 @@ class SamplingSettings:
                 raise SettingsError(str(key), f"알 수 없는 설정: {key!r} / unknown setting {key!r}; "
                                               f"known: {', '.join(sorted(names))}")
         return cls(**d)
+
+    @classmethod
+    def of_story(cls, saved: Mapping[str, Any] | None) -> "SamplingSettings":
+        """A story's own settings from its saved settings JSON; the named presets kept beside them
+        (STORY_PRESETS_KEY, saved from the lab) are not settings and are set aside."""
+        return cls.from_dict({k: v for k, v in (saved or {}).items() if k != STORY_PRESETS_KEY})
 
     def to_dict(self) -> dict[str, Any]:
         """A plain JSON-ready dict of every field."""

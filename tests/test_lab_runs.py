@@ -94,3 +94,19 @@ def test_the_api_runs_a_measured_lab_and_a_sweep_for_a_keyed_writer_and_refuses_
     sweep = fns["lab_sweep"]("바람이 불었다.", "top_k", 1, 9, points=3, samples=2, settings=short, writer_key=key)
     assert [p["value"] for p in sweep["points"]] == [1, 5, 9]
     assert {r["point"] for r in sweep["rows"]} == {1, 5, 9}
+
+
+def test_a_story_preset_saved_from_the_lab_is_shared_with_the_story_and_leaves_its_settings_as_they_were(tmp_path):
+    from relay.store.presets import story_presets
+    from relay.story_store import StoryError, StoryStore
+
+    store = StoryStore(tmp_path / "relay.db")
+    key, other = store.new_writer_key(), store.new_writer_key()
+    story = store.create_story("프리셋", "민지", settings=SHORT.to_dict(), writer_key=key)
+    store.save_story_preset(story.id, "차분한 밤", SHORT.replace(temperature=0.5).to_dict(), "민지", writer_key=key)
+    store.save_story_preset(story.id, "차분한 밤", SHORT.replace(temperature=0.4).to_dict(), "민지", writer_key=key)
+    saved = store.get_story(story.id).settings
+    assert list(story_presets(saved)) == ["차분한 밤"] and story_presets(saved)["차분한 밤"]["temperature"] == 0.4
+    assert SamplingSettings.of_story(saved) == SHORT  # the story's own settings still load, presets set aside
+    with pytest.raises(StoryError):  # 민지's name in this story belongs to her key
+        store.save_story_preset(story.id, "남의 것", SHORT.to_dict(), "민지", writer_key=other)

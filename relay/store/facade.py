@@ -20,7 +20,7 @@ from typing import Iterator
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from relay.store import changes, exchange, history, moderation, steering, timeline, turns, writers
+from relay.store import changes, exchange, history, moderation, presets, steering, timeline, turns, writers
 from relay.store.errors import BUSY_MESSAGE, InvalidInput, NotFound, StoreBusy, StoryError, db_error
 from relay.store.records import AITurnState, Candidate, Paragraph, ParagraphVersion, Story
 from relay.store.schema import create_engine, default_db_target, is_postgres_url, migrate
@@ -137,6 +137,16 @@ class StoryStore(SteeringMethods, PresenceMethods):
         now = _now()
         with self._write() as conn:
             return timeline.create_story(conn, title, author, turn_rule, settings_json, writer_key, wid, now)
+
+    def save_story_preset(self, story_id: int, name: str, settings: dict, author: str, *,
+                          writer_key: str | None = None) -> dict[str, dict]:
+        """Save sampling `settings` as the story's named preset (replacing one of that name), shared with everyone
+        writing the story; returns the story's presets. Kept in the story's settings JSON (relay/store/presets.py)."""
+        story_id, author = _validate_id(story_id, "story_id"), validate_author(author)
+        name = presets.validate_preset_name(name)
+        _dump_json_object(settings, "Settings")
+        with self._write() as conn:
+            return presets.save_preset(conn, story_id, name, dict(settings), author, writer_key)
 
     def list_stories(self) -> list[Story]:
         """Every story, most recently active first, with its paragraph count and last activity."""

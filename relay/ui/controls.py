@@ -253,7 +253,7 @@ def build_settings_panel(ui) -> list:
         settings = defaults
         if story_id is not None:
             try:
-                settings = SamplingSettings.from_dict(store.get_story(int(story_id)).settings or {})
+                settings = SamplingSettings.of_story(store.get_story(int(story_id)).settings)
             except SettingsError:  # a story whose saved defaults no longer validate gets the app's
                 settings = defaults
         return settings_to_values(names, settings)

@@ -33,7 +33,7 @@ def assembled_context(engine, store, ai_turn, story_id: int) -> str:
     The story's own settings give the room left to write."""
     story = store.get_story(story_id)
     try:
-        settings = SamplingSettings.from_dict(story.settings or {})
+        settings = SamplingSettings.of_story(story.settings)
     except SettingsError:
         settings = SamplingSettings()
     timeline = store.timeline(story_id)

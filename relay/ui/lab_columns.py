@@ -13,7 +13,9 @@ import gradio as gr
 from relay.lab_measures import MEASURES, formatted
 from relay.lab_runs import LabColumn, LabRun, LabTooBig, lab_allowance, max_lab_samples
 from relay.limits import LimitExceeded, client_ip
-from relay.settings import PRESETS, EngineError, SamplingSettings, SettingsError
+from relay.settings import PRESET_LABELS, PRESETS, EngineError, SamplingSettings, SettingsError
+from relay.store.presets import MAX_PRESET_NAME_CHARS, story_presets
+from relay.story_store import StoryError
 from relay.ui.common import _need_name, _need_story, ui_error
 from relay.ui.controls import (_setting_component, i18n_key, setting_limits, settings_from_values, settings_to_values,
                                wire_range_checks)
@@ -26,6 +28,7 @@ from relay.ui_text import say
 LAB_COLUMNS = 4
 UI_MAX_SAMPLES = 4  # samples per column the page offers (the API allows relay.lab_runs.MAX_SAMPLES)
 SHOW_EVERY_S = 0.1  # streamed text reaches the browser at most this often
+STORY_PRESET = "story:"  # a preset choice naming one of the open story's presets
 SYNC_TURN_JS = "() => { document.querySelector('#relay-turn-sync')?.click(); }"  # the desk loads the suggestion
 
 
@@ -49,6 +52,7 @@ class LabColumns:
         adapters = [(i18n_key("lab_base_model"), "")] + [(name, name) for name in engine.adapter_names]
         self.columns, self.presets, self.outputs, self.tables, self.picks = [], [], [], [], []
         self.use_settings, self.use_text, self.inputs, self.token_views = [], [], [], []
+        self.preset_names, self.save_presets = [], []
         presets = list(PRESETS)
         with gr.Row(equal_height=False):
             for i in range(LAB_COLUMNS):
@@ -77,16 +81,44 @@ class LabColumns:
                                                        elem_id=f"relay-lab-use-text-{i}"))
                         self.use_settings.append(gr.Button(i18n_key("lab_use"), size="sm",
                                                            elem_id=f"relay-lab-use-{i}"))
+                    with gr.Row():
+                        self.preset_names.append(gr.Textbox(label=i18n_key("lab_preset_name"), max_lines=1,
+                                                            max_length=40, elem_id=f"relay-lab-preset-name-{i}",
+                                                            scale=2, min_width=120))
+                        self.save_presets.append(gr.Button(i18n_key("lab_save_preset"), size="sm", scale=1,
+                                                           min_width=100, elem_id=f"relay-lab-save-preset-{i}"))
                 self.columns.append(column)
                 self.presets.append(preset)
                 self.inputs += [preset, samples, adapter, *knobs]
-                preset.input(self._preset_values, [preset], knobs, **ui.private)
+                preset.input(self._preset_values, [preset, ui.story_state], knobs, **ui.private)
                 wire_range_checks(self.specs, knobs, ui.lang_state, self.range, ui.private)
         self.summary = gr.Markdown(elem_id="relay-lab-summary")
         self.result = gr.State(None, time_to_live=2 * 3600)  # the last run's samples: what "use" buttons take
 
-    def _preset_values(self, name):
-        return settings_to_values(self.names, PRESETS[name]) if name in PRESETS else [gr.skip()] * len(self.names)
+    def _preset_values(self, name, story_id):
+        """The knobs of a built-in preset, or of one of the open story's presets ("story:<name>")."""
+        if name in PRESETS:
+            return settings_to_values(self.names, PRESETS[name])
+        saved = self._story_presets(story_id).get(str(name or "").removeprefix(STORY_PRESET))
+        try:
+            return settings_to_values(self.names, SamplingSettings.from_dict(saved)) if saved else \
+                [gr.skip()] * len(self.names)
+        except SettingsError:
+            return [gr.skip()] * len(self.names)
+
+    def _story_presets(self, story_id) -> dict:
+        if story_id in (None, ""):
+            return {}
+        try:
+            return story_presets(self.ui.store.get_story(int(story_id)).settings)
+        except StoryError:
+            return {}
+
+    def preset_choices(self, story_id, lang) -> list:
+        """Every column's preset choice: the built-in presets, then the open story's (shared by its writers)."""
+        built_in = [(PRESET_LABELS[p][0 if lang == "ko" else 1], p) for p in PRESETS]
+        mine = [(say(lang, "lab_story_preset", name=n), STORY_PRESET + n) for n in self._story_presets(story_id)]
+        return [gr.Dropdown(choices=built_in + mine) for _ in range(LAB_COLUMNS)]
 
     # -- reading the controls ----------------------------------------------------------------------
 
@@ -130,10 +162,15 @@ class LabColumns:
         outputs = [*self.outputs, *self.tables, *self.picks, *self.token_views, self.summary, self.result]
         run_btn.click(check, inputs, None, **private).success(self.run, inputs, outputs, **ui.model_queue, **private)
         stop_btn.click(self.stop, None, None, queue=False, **private)
+        ui.story_state.change(self.preset_choices, [ui.story_state, ui.lang_state], self.presets, **private)
         for i in range(LAB_COLUMNS):
+            column_controls = self.inputs[i * self.per_column:(i + 1) * self.per_column]
+            self.save_presets[i].click(self._save_preset(i), [ui.story_state, ui.writer, ui.writer_key, ui.lang_state,
+                                                              self.preset_names[i], *column_controls], None,
+                                       **private).success(self.preset_choices, [ui.story_state, ui.lang_state],
+                                                          self.presets, **private)
             self.picks[i].input(self._show_tokens(i), [ui.lang_state, self.result, self.picks[i]],
                                 [self.token_views[i]], **private)
-            column_controls = self.inputs[i * self.per_column:(i + 1) * self.per_column]
             self.use_settings[i].click(self._use_settings(i), [ui.lang_state, self.result, self.picks[i],
                                                                *column_controls], [ui.tabs, *ui.controls], **private)
             self.use_text[i].click(self._use_text(i), [ui.story_state, ui.writer, ui.writer_key, ui.lang_state,
@@ -203,6 +240,27 @@ class LabColumns:
             picked = self._sample(result, i, pick)
             return sample_tokens_html(picked[1]["meta"], lang) if picked else ""
         return show
+
+    def _save_preset(self, i: int):
+        def save(request: gr.Request, story_id, name, key, lang, preset_name, *values):
+            """Column i's settings (as set now, seed included) as a named preset of the open story."""
+            sid = _need_story(story_id, lang)
+            name = _need_name(name, lang)
+            preset_name = (preset_name or "").strip()
+            if not preset_name or len(preset_name) > MAX_PRESET_NAME_CHARS:
+                raise user_error(lang, say(lang, "lab_preset_need_name"))
+            try:
+                settings = self.column_of(values).settings
+            except SettingsError as e:
+                raise user_error(lang, e) from None
+            ui = self.ui
+            try:
+                with ui.limits.counted("paragraph", lab_writer_id(ui.store, key), client_ip(request)):
+                    ui.store.save_story_preset(sid, preset_name, settings.to_dict(), name, writer_key=key)
+            except (LimitExceeded, StoryError) as e:
+                raise ui_error(lang, e, name=name) from None
+            info(lang, say(lang, "lab_preset_saved", name=html.escape(preset_name)))
+        return save
 
     def _use_settings(self, i: int):
         def use(lang, result, pick, *values):

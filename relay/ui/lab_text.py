@@ -28,6 +28,7 @@ LAB_TEXT: dict[str, tuple[str, str]] = {
     "lab_preset_saved": ("'{name}' 프리셋을 이 이야기에 저장했습니다. 이야기를 쓰는 모두가 씁니다.",
                          "Saved the preset '{name}' with this story, for everyone writing it."),
     "lab_preset_need_name": ("프리셋 이름을 입력하세요 (40자까지).", "Enter a preset name (up to 40 characters)."),
+    "lab_story_preset": ("이 이야기: {name}", "This story: {name}"),
     "lab_sample_head": ("#{i} · 시드 {seed}", "#{i} · seed {seed}"),
     "lab_running": ("쓰는 중…", "writing…"),
     "lab_measure": ("측정", "Measure"),

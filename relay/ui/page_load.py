@@ -41,7 +41,7 @@ class PageLoad:
     def story_defaults(self, story) -> SamplingSettings:
         """The sampling settings a story was created with (the page's defaults if they no longer validate)."""
         try:
-            return SamplingSettings.from_dict(story.settings or {})
+            return SamplingSettings.of_story(story.settings)
         except SettingsError:
             return self.services.defaults
 

@@ -80,7 +80,7 @@ def test_a_sweep_draws_its_plot_and_keeps_the_texts_one_click_away(new_page, rel
     expect(table.get_by_text("1.4", exact=True).first).to_be_visible()  # the last point's samples are listed
 
 
-def test_use_this_text_puts_a_lab_sample_into_the_story_as_the_writers_suggestion(new_page, relay_app):
+def test_use_this_text_puts_a_lab_sample_into_the_story_as_the_writers_suggestion_and_presets_are_shared(new_page, relay_app):
     w = RelayPage(new_page(), relay_app.url).open()
     w.sign_in("연구원")
     sid = w.create_story("실험실에서 온 글")
@@ -108,3 +108,14 @@ def test_use_this_text_puts_a_lab_sample_into_the_story_as_the_writers_suggestio
     column = page.locator("#relay-lab-out-1 textarea").input_value()
     assert suggestion and suggestion in column  # column 2's first sample
     expect(w.preview).to_have_value(suggestion)
+
+    # Column 1's settings, saved as a preset of the story, are offered in every column's preset list.
+    w.tab("lab")
+    page.locator("#relay-lab-preset-name-0 input, #relay-lab-preset-name-0 textarea").first.fill("차분한 밤")
+    page.locator("#relay-lab-save-preset-0").click()
+    expect(w.toast("info").last).to_contain_text("차분한 밤")
+    from relay.store.presets import story_presets
+
+    assert story_presets(relay_app.store.get_story(sid).settings)["차분한 밤"]["temperature"] == 0.6  # "careful"
+    page.locator("#relay-lab-preset-1 input").click()
+    expect(page.get_by_role("option", name="이 이야기: 차분한 밤")).to_be_visible()
