@@ -18,11 +18,11 @@ Where things happen:
 
 # The names relay.backends.openvino had as one module, private ones included (benchmarks use _Row).
 from relay.backends.openvino.backend import OpenVinoBackend
-from relay.backends.openvino.batcher import PREFILL_CHUNK, _Batcher, _Job, _Row  # noqa: F401
+from relay.backends.openvino.batcher import STEP_TOKENS, _Batcher, _Job, _Row  # noqa: F401
 from relay.backends.openvino.convert import (CONVERTER_VERSION, PRECISION_ENV, PRECISIONS,  # noqa: F401
                                              _check_supported, _compress_int8, _step_graph_class, cached_model_path,
                                              convert, paged, weights_digest)
 from relay.backends.openvino.pool import DEFAULT_KV_MB, KV_MB_ENV, MAX_BLOCKS, _Pool  # noqa: F401
 
 __all__ = ["OpenVinoBackend", "convert", "paged", "cached_model_path", "weights_digest", "CONVERTER_VERSION",
-           "PRECISIONS", "PRECISION_ENV", "KV_MB_ENV", "DEFAULT_KV_MB", "MAX_BLOCKS", "PREFILL_CHUNK"]
+           "PRECISIONS", "PRECISION_ENV", "KV_MB_ENV", "DEFAULT_KV_MB", "MAX_BLOCKS", "STEP_TOKENS"]

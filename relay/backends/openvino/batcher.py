@@ -1,18 +1,25 @@
 """Who runs in the next step: one batcher thread per model variant serves every writer at once.
 
-Every step it runs, in one call of the runtime, the next token of every candidate being written and the next
-piece of every story still being read, then picks each candidate's next id under its own request's rules and
-seed (`TokenPicker`). The runtime does the ragged batching (one row per sequence, each with its own length and
-cache blocks); the batcher only says who is in the step. A row's logits are bit for bit the same alone, beside
-others or read in other pieces (checked on the real architecture), so a seed gives the same text however busy
-the server is. A request (`_Job`) waits, in arrival order, until the pool (pool.py) has blocks for it.
+Every step it runs, in one call of the runtime, the next token of every candidate being written and a piece
+of every story still being read, then picks each candidate's next id under its own request's rules and seed
+(`TokenPicker`). The runtime does the ragged batching (one row per sequence, each with its own length and cache
+blocks); the batcher only says who is in the step (`_step_entries`, `reading_pieces`): every writing row, and
+pieces of the stories being read within a budget of STEP_TOKENS positions, shared so that stories read at the
+same time finish together (then their writers decode side by side at the same pace) and a short read finishes
+within a step or two. A row's logits are bit for bit the same alone, beside others or read in other pieces
+(checked on the real architecture), so a seed gives the same text however busy the server is. A request
+(`_Job`) waits, in arrival order, until the pool (pool.py) has blocks for it. `StepClock` says where the
+thread's time goes (for benchmarks/bench_writers.py).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
+from dataclasses import dataclass, fields, replace
+from itertools import chain
 
 import numpy as np
 
@@ -21,9 +28,76 @@ from relay.backends.openvino.pool import KV_MB_ENV, _Pool
 
 log = logging.getLogger(__name__)
 
-# While another writer's candidates are being written, a story is read this many positions per step, so their
-# next tokens come every ~50 ms instead of waiting for the whole story (a multiple of the cache block size).
-PREFILL_CHUNK = 128
+# Positions one step carries at most: every writing row's next token first (never left out), then pieces of the
+# stories being read. Bounds the pause a reading puts between a writer's tokens (~0.1 s on 2 cores) and lets a
+# story that arrives while others are read join them after one step. OpenVINO GenAI's default is also 256.
+STEP_TOKENS = 256
+# While few stories are read at once, each gets at least this many positions of every step (a cache block at
+# least), so a short read (a next turn: the new paragraph on top of kept blocks) starts writing within a step or two.
+MIN_PIECE = 32
+
+
+def reading_pieces(remaining: list[int], budget: int, block: int) -> list[int]:
+    """How many positions of each story being read (`remaining` each, in arrival order) the next step reads.
+
+    Pieces are whole cache blocks (but the one that ends a story): with the int8 cache the CPU plugin gives the
+    same logits only when a story is read in the same blocks, whoever else is in the step (a piece that ends
+    inside a block changes the next piece's logits). Each story gets MIN_PIECE while that takes at most half the
+    budget; the rest goes to the stories with the most left, bringing them down to one level, so stories that
+    arrive together (or a step apart) finish reading together. At least one block is read per step."""
+    blocks = [-(-left // block) for left in remaining]
+    shares = _level(blocks, max(budget // block, 1), max(MIN_PIECE // block, 1))
+    return [min(share * block, left) for share, left in zip(shares, remaining)]
+
+
+def _level(remaining: list[int], budget: int, least: int) -> list[int]:
+    """Shares of `budget` (whole units): `least` each while that takes at most half of it, then the largest
+    remainders brought down to one level."""
+    shares = [0] * len(remaining)
+    if sum(1 for left in remaining if left) * least * 2 <= budget:
+        shares = [min(left, least) for left in remaining]
+        budget -= sum(shares)
+    left = [total - share for total, share in zip(remaining, shares)]
+    order = sorted(range(len(left)), key=lambda i: -left[i])
+    taken = 0  # sum of left over order[:k]
+    for k, index in enumerate(order, start=1):
+        taken += left[index]
+        below = left[order[k]] if k < len(order) else 0
+        if taken - k * below >= budget:  # the k with the most left come down to one level, >= `below`
+            level = (taken - budget) // k
+            over = taken - k * level - budget  # < k: the earliest arrivals among equals get the extra unit
+            for rank, top in enumerate(order[:k]):
+                shares[top] += left[top] - level - (rank >= k - over)
+            return shares
+    return [share + rest for share, rest in zip(shares, left)]  # every story finishes in this step
+
+
+@dataclass
+class StepClock:
+    """Where the batcher thread's time goes: perf_counter sums in seconds, steps run and ids picked."""
+
+    steps: int = 0
+    ids: int = 0  # ids picked: one per writing candidate per step
+    plan: float = 0.0  # admitting jobs, choosing the step's rows
+    inputs: float = 0.0  # building the runtime's inputs
+    infer: float = 0.0  # the runtime's infer call
+    book: float = 0.0  # booking the step: lengths, kept blocks, fan-out
+    pick: float = 0.0  # TokenPicker.pick, its probabilities included
+    engine: float = 0.0  # the engine's callbacks (on_probs, on_tokens): stop rules, text, streaming
+
+    def since(self, earlier: "StepClock") -> "StepClock":
+        return replace(self, **{f.name: getattr(self, f.name) - getattr(earlier, f.name) for f in fields(self)})
+
+    def outside_infer(self) -> float:
+        """Seconds of the thread's work outside the runtime's infer call."""
+        return self.plan + self.inputs + self.book + self.pick + self.engine
+
+    def summary(self) -> str:
+        per = 1000 / max(self.ids, 1)
+        parts = ", ".join(f"{name} {getattr(self, name) * per:.3f}" for name in
+                          ("plan", "inputs", "book", "pick", "engine", "infer"))
+        return (f"{self.steps} steps, {self.ids} ids; ms per id: outside infer {self.outside_infer() * per:.3f} "
+                f"({parts})")
 
 
 class _Row:
@@ -57,7 +131,7 @@ class _Batcher:
     """Runs one compiled model for every writer at once: one thread, one infer request, one block pool.
 
     The thread also picks every job's ids (`TokenPicker`) and calls the engine back (`on_tokens`) between
-    steps (~0.7 ms a candidate), so a step needs no hand-over between threads."""
+    steps, so a step needs no hand-over between threads; `clock` sums where its time goes."""
 
     def __init__(self, compiled, budget_bytes: int, name: str, blocks: int | None = None):
         self.compiled = compiled
@@ -69,6 +143,9 @@ class _Batcher:
         self.stopped = False
         self.steps = 0
         self.widest = 0  # the most sequences one step carried
+        self.clock = StepClock()
+        self.padding = (None, 0, [0], 0)  # a one-id row in the pool's scratch block (see _infer)
+        self.padding_rows = [_Row([self.pool.scratch], 0)]
         self.thread = threading.Thread(target=self._run, name=f"openvino-batcher-{name}", daemon=True)
         self.thread.start()
 
@@ -119,6 +196,7 @@ class _Batcher:
 
     def _step(self) -> bool:
         """Run one step for every job with input; False once the batcher is closed."""
+        clock = self.clock
         with self.cond:
             while True:
                 if self.stopped:
@@ -126,8 +204,10 @@ class _Batcher:
                         job.error = job.error or BackendError("the openvino backend was closed")
                         job.finished.set()
                     return False
+                started = time.perf_counter()
                 self._admit()
                 entries = self._step_entries()
+                clock.plan += time.perf_counter() - started
                 if entries:
                     break
                 self.cond.wait()
@@ -140,20 +220,28 @@ class _Batcher:
                     job.error = BackendError(f"the openvino backend failed: {error}")
                     job.closed = True
             return True
+        started = time.perf_counter()
         with self.cond:
             served = self._deliver(entries, logits)
+        clock.book += time.perf_counter() - started
         for job, job_logits in served:
             self._advance(job, job_logits)
         return True
 
     def _advance(self, job: _Job, logits) -> None:
-        """Pick the job's next ids and hand them (and their probabilities) to the engine; the job ends when every candidate is finished,
-        at max_new_tokens, or on a cancel (on_tokens then says all are finished)."""
+        """Pick the job's next ids and hand them (and their probabilities) to the engine; the job ends when every
+        candidate is finished, at max_new_tokens, or on a cancel (on_tokens then says all are finished)."""
+        clock = self.clock
         try:
+            started = time.perf_counter()
             ids = job.picker.pick(logits)
+            picked = time.perf_counter()
+            clock.pick += picked - started
+            clock.ids += len(ids)
             if job.picker.probs is not None:  # the step's probabilities, recorded by the picker from these logits
                 job.request.on_probs(job.picker.probs)
             done = job.request.on_tokens(ids)
+            clock.engine += time.perf_counter() - picked
             job.written += 1
             if all(done) or job.written >= job.limit:
                 job.closed = True
@@ -206,64 +294,92 @@ class _Batcher:
             self.active.append(job)
 
     def _step_entries(self) -> list[tuple]:
-        """(job, row, ids, past length) for every sequence that has input now."""
-        entries = []
-        writing = any(job.read == len(job.prompt) for job in self.active if not job.closed)
+        """(job, row, ids, past length) for every sequence in the next step: each writing candidate's next id,
+        then the pieces `reading_pieces` gives the stories being read, within STEP_TOKENS positions."""
+        entries, reading = [], []
         for job in self.active:
             if job.closed:
                 continue
             if job.read < len(job.prompt):
-                end = min(len(job.prompt), job.read + PREFILL_CHUNK) if writing else len(job.prompt)
-                entries.append((job, 0, job.prompt[job.read:end], job.read))
+                reading.append(job)
             elif job.next_ids is not None:
                 for index, row in enumerate(job.rows):
-                    entries.append((job, index, [job.next_ids[index]], row.length))
+                    entries.append((job, index, job.next_ids[index:index + 1], row.length))
                 job.next_ids = None
+        budget = max(STEP_TOKENS - len(entries), MIN_PIECE)
+        remaining = [len(job.prompt) - job.read for job in reading]
+        for job, piece in zip(reading, reading_pieces(remaining, budget, self.pool.size)):
+            if piece:
+                entries.append((job, 0, job.prompt[job.read:job.read + piece], job.read))
         return entries
 
     def _infer(self, entries) -> "np.ndarray":
-        size = self.pool.size
-        lengths = [len(ids) for _, _, ids, _ in entries]
-        begins = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-        tables = [job.rows[row].blocks[:-(-(past + len(ids)) // size)] for job, row, ids, past in entries]
+        """Run the step; its logits [sequences, vocab], a copy pickers may change in place.
+
+        A step of one id (one writer alone) gets a second, padding row: the CPU plugin computes a step of one
+        id with other kernels than a step of several, whose logits differ in the last bits, and the int8 cache
+        can round that up into another id; with two rows or more a row's logits are the same bit for bit
+        whatever else is in the step, so a seed writes the same text alone and beside other writers."""
+        started = time.perf_counter()
+        count = len(entries)
+        if count == 1 and len(entries[0][2]) == 1:
+            entries = [entries[0], self.padding]
+        size, rows = self.pool.size, len(entries)
+        lengths = np.fromiter((len(ids) for _, _, ids, _ in entries), np.int32, rows)
+        pasts = np.fromiter((past for *_, past in entries), np.int32, rows)
+        begins = np.zeros(rows + 1, np.int32)
+        np.cumsum(lengths, out=begins[1:])
+        ends = pasts + lengths
+        held = (ends + size - 1) // size  # the blocks each sequence reads and writes in this step
+        tables = np.zeros(rows + 1, np.int32)
+        np.cumsum(held, out=tables[1:])
+        total = int(begins[-1])
         inputs = {
-            "input_ids": np.fromiter((i for _, _, ids, _ in entries for i in ids), dtype=np.int64),
-            "position_ids": np.concatenate([np.arange(past, past + len(ids)) for _, _, ids, past in entries]),
+            "input_ids": np.fromiter(chain.from_iterable(ids for _, _, ids, _ in entries), np.int64, total),
+            "position_ids": np.arange(total, dtype=np.int64) - np.repeat((begins[:-1] - pasts).astype(np.int64),
+                                                                         lengths),
             "logits_indices": (begins[1:] - 1).astype(np.int64),
-            "past_lens": np.array([past for *_, past in entries], dtype=np.int32),
+            "past_lens": pasts,
             "subsequence_begins": begins,
-            "block_indices": np.concatenate(tables).astype(np.int32),
-            "block_indices_begins": np.concatenate([[0], np.cumsum([len(t) for t in tables])]).astype(np.int32),
-            "max_context_len": np.array(max(past + len(ids) for _, _, ids, past in entries), dtype=np.int32),
+            "block_indices": np.fromiter(chain.from_iterable(self._rows(job)[row].blocks[:n] for (job, row, _, _), n
+                                                             in zip(entries, held.tolist())), np.int32, tables[-1]),
+            "block_indices_begins": tables,
+            "max_context_len": np.array(ends.max(), dtype=np.int32),
         }
-        logits = self.request.infer(inputs)["logits"]
+        infer = time.perf_counter()
+        logits = np.array(self.request.infer(inputs)["logits"][:count])
+        done = time.perf_counter()
+        self.clock.inputs += infer - started
+        self.clock.infer += done - infer
+        self.clock.steps += 1
         self.steps += 1
-        self.widest = max(self.widest, len(entries))
-        return np.array(logits)
+        self.widest = max(self.widest, count)
+        return logits
+
+    def _rows(self, job: _Job | None) -> list[_Row]:
+        return job.rows if job is not None else self.padding_rows
 
     def _deliver(self, entries, logits) -> list[tuple[_Job, "np.ndarray"]]:
         """Book the step: each job's rows' logits [n, vocab]; a job whose prompt is now read fans out into its n
-        candidates."""
-        served: dict[int, _Job] = {}
-        rows: dict[int, dict[int, "np.ndarray"]] = {}
+        candidates (each its own copy of the logits, which pickers change in place)."""
+        served: dict[int, tuple[_Job, "np.ndarray"]] = {}
         size = self.pool.size
-        for (job, row, ids, past), row_logits in zip(entries, logits):
+        for index, (job, row, ids, past) in enumerate(entries):
             if job.closed:
                 continue
             if job.read < len(job.prompt):  # a piece of the prompt was read
                 job.read = job.rows[0].length = past + len(ids)
-                for index in range(past // size, job.read // size):  # whole blocks read as prompt: keep them
-                    if index * size >= job.request.cached_tokens:
-                        self.pool.keep(job.rows[0].blocks[index], job.prompt, index)
+                for block in range(past // size, job.read // size):  # whole blocks read as prompt: keep them
+                    if block * size >= job.request.cached_tokens:
+                        self.pool.keep(job.rows[0].blocks[block], job.prompt, block)
                 if job.read == len(job.prompt):
                     self._fan_out(job)
-                    rows[id(job)] = {index: row_logits for index in range(job.n)}
-                    served[id(job)] = job
+                    served[id(job)] = (job, np.repeat(logits[index:index + 1], job.n, axis=0))
             else:
                 job.rows[row].length += 1
-                rows.setdefault(id(job), {})[row] = row_logits
-                served[id(job)] = job
-        return [(job, np.stack([rows[key][index] for index in range(job.n)])) for key, job in served.items()]
+                if row == 0:  # a job's rows are consecutive entries, in row order (_step_entries)
+                    served[id(job)] = (job, logits[index:index + job.n])
+        return list(served.values())
 
     def _fan_out(self, job: _Job) -> None:
         """Candidates 2..n share the read prompt's whole blocks and get a copy of its last, partial one."""

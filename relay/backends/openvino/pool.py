@@ -4,7 +4,8 @@ The paged graph reads every sequence's keys and values from fixed-size blocks of
 value_cache.i), bound once to the model's infer request. A candidate holds the blocks of its positions;
 candidates of one request share the blocks of their common prompt. Kept story caches: whole blocks of a
 prompt, once read, stay in the pool keyed by the ids they hold up to their end, until the space is needed,
-so a new turn of the same story starts from them and reads only the new text.
+so a new turn of the same story starts from them and reads only the new text. One more block, `scratch`, is
+never handed out: the batcher's padding row writes there (see _Batcher._infer).
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ class _Pool:
         for port in ports:
             shape = port.get_partial_shape()
             block_bytes += port.get_element_type().size * int(np.prod([shape[i].get_length() for i in (1, 2, 3)]))
-        self.count = count or max(8, min(MAX_BLOCKS, budget_bytes // block_bytes))
+        self.count = count or max(8, min(MAX_BLOCKS, budget_bytes // block_bytes))  # blocks for candidates
+        self.scratch = self.count  # the block after them: for a padding row, never handed out
         self.size = compiled.input("value_cache.0").get_partial_shape()[2].get_length()  # positions per block
         self.tensors = []
         for port in ports:
             shape = port.get_partial_shape()
-            tensor = ov.Tensor(port.get_element_type(), [self.count] + [shape[i].get_length() for i in (1, 2, 3)])
+            tensor = ov.Tensor(port.get_element_type(), [self.count + 1] + [shape[i].get_length() for i in (1, 2, 3)])
             request.set_tensor(port.get_any_name(), tensor)
             self.tensors.append(tensor.data)
         self.free: list[int] = []
