@@ -339,3 +339,88 @@ def test_int4_stores_4_bit_weights_in_its_own_cache_and_an_unknown_precision_is_
     with pytest.raises(BackendError, match="int8, int4, fp32"):
         OpenVinoBackend.from_model(model)
 
+
+def test_stories_read_together_finish_together_and_a_short_read_starts_within_two_steps():
+    """The batcher's share of a step among the stories being read (reading_pieces): whole cache blocks, never more
+    than the budget or a story's rest; a story that arrived one step ahead is caught up with; a next turn's short
+    read is not queued behind long ones; the whole budget is used while there is reading to do."""
+    from relay.backends.openvino.batcher import reading_pieces
+
+    def read(remaining, budget, arrivals=()):
+        """Steps until each story is read, reading_pieces applied step after step; arrivals: (step, length)."""
+        remaining, done, step, arrivals = list(remaining), {}, 0, list(arrivals)
+        while any(remaining) or arrivals:
+            while arrivals and arrivals[0][0] == step:
+                remaining.append(arrivals.pop(0)[1])
+            pieces = reading_pieces(remaining, budget, 32)
+            assert all(0 <= p <= left and (p % 32 == 0 or p == left) for p, left in zip(pieces, remaining))
+            assert sum(pieces) == min(budget, sum(remaining)) or budget - 32 * len(remaining) < sum(pieces) <= budget
+            remaining = [left - p for left, p in zip(remaining, pieces)]
+            step += 1
+            done.update({i: step for i, left in enumerate(remaining) if not left and i not in done})
+        return [done[i] for i in range(len(remaining))]
+
+    ahead = read([512], 256, arrivals=[(1, 512), (1, 512), (1, 512)])  # one writer a step before three others
+    assert max(ahead) - min(ahead) <= 1
+    assert max(read([512] * 16, 256)) == 32  # 16 stories: all read in 8,192 / 256 steps, none left behind
+    short = read([900, 900, 60], 256)
+    assert short[2] <= 2 and max(short) == -(-(900 * 2 + 60) // 256)
+
+
+def token_steps(engine: Engine, jobs, *, first: int) -> dict[int, list[int]]:
+    """Write `jobs` at once, the first `first` of them admitted one step before the rest (the batcher waits until
+    every job is queued, so thread start-up cannot change who goes when); per seed, the batcher's step at each
+    token."""
+    batcher = engine.backend._batchers[None]
+    real_admit, real_generate, opened = batcher._admit, engine.backend.generate, []
+    steps: dict[int, list[int]] = {}
+    start = batcher.steps
+
+    def admit():
+        if opened:
+            return real_admit()
+        if len(batcher.waiting) == len(jobs):
+            later = [batcher.waiting.pop() for _ in range(len(jobs) - first)]
+            real_admit()
+            batcher.waiting.extend(reversed(later))
+            opened.append(True)
+
+    def generate(request):
+        inner = request.on_tokens
+
+        def on_tokens(ids):
+            steps.setdefault(request.seed, []).append(batcher.steps - start)
+            return inner(ids)
+
+        request.on_tokens = on_tokens
+        return real_generate(request)
+
+    batcher._admit, engine.backend.generate = admit, generate
+    try:
+        write_at_once(engine, jobs)
+    finally:
+        del batcher._admit, engine.backend.generate
+    return steps
+
+
+def test_a_writer_a_step_ahead_starts_with_the_others_and_no_writer_misses_a_step(fast, monkeypatch):
+    import relay.backends.openvino.batcher as batcher_module
+
+    monkeypatch.setattr(batcher_module, "STEP_TOKENS", 128)  # four cache blocks: the stories below take several steps
+    jobs = [(story * 12, SAMPLED.replace(seed=80 + i, max_new_tokens=12)) for i, story in enumerate(OTHER_STORIES)]
+    steps = token_steps(fast, jobs, first=1)
+    firsts = [steps[80 + i][0] for i in range(len(jobs))]
+    assert min(firsts) > 3  # reading took several steps, the first writer's too
+    assert max(firsts) - min(firsts) <= 1  # its head start was caught up with: they write side by side
+    for seen in steps.values():  # once writing, every step gives each writer its next token
+        assert seen == list(range(seen[0], seen[0] + len(seen)))
+
+
+def test_a_story_read_in_small_pieces_beside_other_writers_gives_the_same_text(real_width, monkeypatch):
+    import relay.backends.openvino.batcher as batcher_module
+
+    mine = (STORY * 3, SAMPLED.replace(seed=12, max_new_tokens=16))
+    alone = real_width.continue_story(*mine).text  # read in one piece
+    monkeypatch.setattr(batcher_module, "STEP_TOKENS", 64)  # two cache blocks: pieces of one or two blocks
+    others = [(story, SAMPLED.replace(seed=90 + i, max_new_tokens=30)) for i, story in enumerate(OTHER_STORIES[:3])]
+    assert write_at_once(real_width, [mine, *others])[0] == alone
