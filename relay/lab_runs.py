@@ -1,9 +1,10 @@
 """Measured lab runs and sweeps: many samples written together, then measured (relay/lab_measures.py).
 
 A lab run writes, for each column (settings, adapter, n samples), n samples with the seeds seed, seed+1, ...
-Every sample is its own request, and all of them start at once: the OpenVINO backend's batcher writes
-concurrent requests in one batch (the transformers backend takes them in turn), and `LabRun` multiplexes
-their streams so every column grows side by side. A column without a fixed seed takes the run's seed, so
+Every sample is its own request; one per model variant starts first and, as soon as it has read the story,
+all the others start at once (they find the story in the backend's kept prefix): the OpenVINO backend's
+batcher writes concurrent requests in one batch (the transformers backend takes them in turn), and `LabRun`
+multiplexes their streams so every column grows side by side. A column without a fixed seed takes the run's seed, so
 columns differ only by their settings. One request per sample means each sample's seed and settings write
 the same text again anywhere (the story's "use these settings" reproduces it).
 
@@ -113,22 +114,31 @@ class LabRun:
         self.samples: list[list[LabSample]] = []
         self.started = time.perf_counter()
         self.seconds = 0.0
-        streams = []
+        self._paragraphs, self._steering = paragraphs, steering
+        for c, column in enumerate(self.columns):
+            own = column.settings.seed
+            seeds = sample_seeds(self.seed if own is None else own, column.samples)
+            self.samples.append([LabSample(c, i, s) for i, s in enumerate(seeds)])
+        every = [s for column in self.samples for s in column]
+        self._left = len(every)
+        # The first sample of each model variant reads the story; the rest start once one has read it, so
+        # they find it in the backend's kept prefix instead of all reading it at the same time.
+        firsts = list({self.columns[s.column].adapter: s for s in reversed(every)}.values())
+        self._pending = [s for s in every if s not in firsts]
+        self._start(firsts)
+
+    def _start(self, samples: list[LabSample]) -> None:
+        """Start one request per sample, each followed by a reader thread; on a refusal stop every one started."""
         try:
-            for c, column in enumerate(self.columns):
-                own = column.settings.seed
-                seeds = sample_seeds(self.seed if own is None else own, column.samples)
-                self.samples.append([LabSample(c, i, s) for i, s in enumerate(seeds)])
-                for sample in self.samples[-1]:
-                    settings = column.settings.replace(seed=sample.seed)
-                    streams.append((sample, engine.continue_story(paragraphs, settings, adapter=column.adapter,
-                                                                  cancel=self._cancel, steering=steering)))
+            for sample in samples:
+                column = self.columns[sample.column]
+                stream = self.engine.continue_story(self._paragraphs, column.settings.replace(seed=sample.seed),
+                                                    adapter=column.adapter, cancel=self._cancel,
+                                                    steering=self._steering)
+                threading.Thread(target=self._follow, args=(sample, stream), name="relay-lab", daemon=True).start()
         except BaseException:
             self._cancel.set()
             raise
-        self._left = len(streams)
-        for sample, stream in streams:
-            threading.Thread(target=self._follow, args=(sample, stream), name="relay-lab", daemon=True).start()
 
     def _follow(self, sample: LabSample, stream) -> None:
         """Reader thread of one sample: its chunks, then its end (or error), into the run's queue."""
@@ -146,6 +156,9 @@ class LabRun:
         try:
             while self._left:
                 item = self._queue.get()
+                if self._pending and not isinstance(item[1], BaseException):  # a first sample read the story
+                    pending, self._pending = self._pending, []
+                    self._start(pending)  # the others, at once
                 sample = item[0]
                 if isinstance(item[1], BaseException):
                     raise item[1]
