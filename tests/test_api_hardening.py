@@ -70,8 +70,8 @@ def fn_index(cfg, *, api_name=None, button_key=None, trigger=None) -> int:
         if api_name is not None and dep.get("api_name") == api_name:
             return i
         for target, event in dep.get("targets") or []:
-            if trigger is not None and event == trigger:
-                return i
+            if trigger is not None and event == trigger and len(dep.get("outputs") or []) > 2:
+                return i  # the page's own load (the model-preparing banner has a load of two outputs too)
             value = str(components.get(target, {}).get("props", {}).get("value"))
             if button_key is not None and event == "click" and f'"key": "{button_key}"' in value:
                 return i
