@@ -147,10 +147,11 @@ def test_edit_hide_purge_and_block_refuse_bad_arguments_clearly(api, story_id, p
 
 def test_the_endpoint_list_names_every_endpoint_that_writes(api):
     from relay.ui.api import WRITING_ENDPOINTS
+    from relay.ui.lab_api import LAB_ENDPOINTS
 
     fns, *_ = api
     reading = {"writer_key", "list_stories", "timeline", "steering", "steering_versions", "what_the_model_reads"}
-    assert set(WRITING_ENDPOINTS) == set(fns) - reading
+    assert set(WRITING_ENDPOINTS) | set(LAB_ENDPOINTS) == set(fns) - reading
 
 
 @pytest.mark.parametrize("bad", [True, False, 1.0, 1.5, "1", None, "abc", [], math.nan, 2**63, 0, -1])
@@ -167,6 +168,7 @@ def test_a_story_id_that_is_not_a_positive_int_is_refused_with_what_to_send(api,
 
 def test_every_writing_endpoint_without_a_writer_key_says_where_to_get_one(api):
     from relay.ui.api import WRITING_ENDPOINTS
+    from relay.ui.lab_api import LAB_ENDPOINTS
 
     fns, store, db, key, story_id = api
     # A paragraph of our own: the fuzz tests before this one may have undone the story's first one.
@@ -183,9 +185,12 @@ def test_every_writing_endpoint_without_a_writer_key_says_where_to_get_one(api):
         "delete_card": (story_id, 1, "민지"), "lock_steering": (story_id, True),
         "branch_suggestion": (story_id, "민지", "candidate", 0, None, None, None),
         "extend_suggestion": (story_id, "민지", "candidate", None, None),
+        # model jobs that write nothing, but count against the writer's limits
+        "lab_run": ("이야기.", [{"settings": {}, "samples": 1}], None),
+        "lab_sweep": ("이야기.", "temperature", 0.5, 1.0, 2, 1, None, None, None),
     }
     before = counts(db)
-    for name in WRITING_ENDPOINTS:
+    for name in (*WRITING_ENDPOINTS, *LAB_ENDPOINTS):
         with pytest.raises(gr.Error, match="/writer_key"):
             result = fns[name](*args[name], None)
             if hasattr(result, "__next__"):
