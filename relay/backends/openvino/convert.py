@@ -26,11 +26,11 @@ log = logging.getLogger(__name__)
 CONVERTER_VERSION = "3"  # bump when _StepGraph or compress_weights change, so cached graphs are rebuilt
 PRECISION_ENV = "RELAY_OPENVINO_PRECISION"  # int8 (default) | int4 (smaller, faster, less exact) | fp32 (exact)
 # How each precision stores the weights: the arguments of nncf.compress_weights (None: fp32 as traced). They are
-# part of the cache key. Measured on a small KoGPT-2-shaped model trained on the corpus (benchmarks/bench_quality.py,
-# BENCHMARKS.md): int8 per output channel, asymmetric (NNCF's default); int4 like OpenVINO GenAI's generic
-# default for models without a tuned recipe (asymmetric, groups of 128 inputs sharing a scale, every block's
-# matrix in int4), the embedding / output matrix kept int8 (NNCF's rule for the first and last layers: the
-# 51,200-wide output layer is what top-1 choices are most sensitive to).
+# part of the cache key. Compared side by side in benchmarks/bench_quality.py (BENCHMARKS.md, "Weight compression"):
+# int8 per output channel, asymmetric (NNCF's default; no slower than the hand-written int8 it replaced and closer
+# to fp32); int4 as OpenVINO GenAI's generic default for models without a tuned recipe (asymmetric, groups of 128
+# inputs sharing a scale, every block's matrix in int4), the embedding / output matrix kept int8 (NNCF's rule for
+# the first and last layers).
 COMPRESSION: dict[str, dict | None] = {
     "int8": {"mode": "int8_asym"},
     "int4": {"mode": "int4_asym", "group_size": 128, "ratio": 1.0, "backup_mode": "int8_asym"},
