@@ -214,6 +214,19 @@ def quiet_llama_cpp() -> None:
         ll.llama_log_set(_SILENT_LOG[0], None)
 
 
+def llama_extra_buffers() -> bool:
+    """Whether llama.cpp may put weights in its "extra buffer types" (repacked Q4_0 rows, AMX tiles), as llama-cli
+    does by default. Not with a build that has AMX kernels: on an AMX Xeon they crash in llama_decode of any prompt
+    batch (a segfault in ggml-cpu/amx, llama.cpp of llama-cpp-python 0.3.36), so such a build runs without them
+    (llama-cli's --no-repack); peers-requirements.txt builds llama.cpp without AMX, which keeps the repacking."""
+    import llama_cpp as ll
+
+    setting = os.environ.get("RELAY_PEERS_LLAMA_EXTRA_BUFTS")  # 1 / 0 overrides the guess
+    if setting is not None:
+        return setting == "1"
+    return "AMX_INT8 = 1" not in ll.llama_print_system_info().decode()
+
+
 class LlamaCppRuntime:
     """llama.cpp through its C API: one context, up to `slots` sequences, flash attention, sampling in C."""
 
@@ -224,10 +237,7 @@ class LlamaCppRuntime:
         quiet_llama_cpp()
         ll.llama_backend_init()
         model_params = ll.llama_model_default_params()
-        # llama.cpp's "extra buffer types" (AMX tiles, repacked Q4_0) crash llama_decode of a prompt batch on this
-        # AMX Xeon (a segfault in the AMX kernels, any batch > 1); RELAY_PEERS_LLAMA_EXTRA_BUFTS=1 turns them on
-        # for a build or CPU where they work (llama-cli's --no-repack is the same switch).
-        model_params.use_extra_bufts = os.environ.get("RELAY_PEERS_LLAMA_EXTRA_BUFTS") == "1"
+        model_params.use_extra_bufts = llama_extra_buffers()
         self.model = ll.llama_model_load_from_file(str(path).encode(), model_params)
         params = ll.llama_context_default_params()
         params.n_ctx, params.n_batch, params.n_ubatch, params.n_seq_max = n_ctx, n_batch, n_batch, slots
@@ -409,7 +419,9 @@ def load_runtimes(names: list[str], cache: Path, threads: int, new: int) -> dict
             runtimes["transformers generate fp32"] = PlainRuntime(hf_folder(cache), threads, new)
         else:
             sys.exit(f"unknown runtime {name}")
-        print(f"{name}: loaded in {time.perf_counter() - started:.1f} s")
+        print(f"{name}: loaded in {time.perf_counter() - started:.1f} s"
+              + (f" (llama.cpp extra buffer types {'on' if llama_extra_buffers() else 'off'})"
+                 if name.startswith("llama") else ""))
     return runtimes
 
 
