@@ -28,6 +28,9 @@ from relay.ui_text import say
 log = logging.getLogger(__name__)
 
 MAX_IMPORT_BYTES = 2 * 1024 * 1024  # a story export at the paragraph cap fits; the browser refuses larger files
+# A larger export is read (up to this size) and sent without its token probabilities (meta "tokens", ~20 KB an AI
+# paragraph), which the import does not need to restore the story; if it still does not fit, it is refused.
+MAX_IMPORT_READ_BYTES = 40 * 1024 * 1024
 IMPORT_TOO_BIG = "relay:too-big"  # what the page script sends instead of a file over MAX_IMPORT_BYTES
 TITLE_MAX = 100  # the store's title limit
 
@@ -124,11 +127,33 @@ IMPORT_JS = """
   const first = ((navigator.languages && navigator.languages[0]) || navigator.language || "").toLowerCase();
   document.documentElement.dataset.relayLang = !first || first.startsWith("ko") ? "ko" : "en";
 })();
+function withoutTokens(text) {  // an export over the limit, less its token probabilities; the marker if still too big
+  try {
+    const data = JSON.parse(text);
+    const strip = (meta) => {
+      if (!meta || typeof meta !== "object") return;
+      delete meta.tokens;
+      for (const candidate of Array.isArray(meta.candidates) ? meta.candidates : []) {
+        if (candidate && typeof candidate === "object") delete candidate.tokens;
+      }
+    };
+    for (const p of Array.isArray(data.paragraphs) ? data.paragraphs : []) {
+      if (!p || typeof p !== "object") continue;
+      strip(p.meta);
+      for (const v of Array.isArray(p.versions) ? p.versions : []) if (v && typeof v === "object") strip(v.meta);
+    }
+    const smaller = JSON.stringify(data);
+    return new Blob([smaller]).size > %(max)d ? "%(too_big)s" : smaller;
+  } catch (error) {
+    return "%(too_big)s";
+  }
+}
 document.addEventListener("change", async (event) => {
   const input = event.target;
   if (!input || input.id !== "relay-import-input" || !input.files || !input.files[0]) return;
   const file = input.files[0];
-  const text = file.size > %(max)d ? "%(too_big)s" : await file.text();
+  let text = file.size > %(read_max)d ? "%(too_big)s" : await file.text();
+  if (file.size > %(max)d && text !== "%(too_big)s") text = withoutTokens(text);
   input.value = "";
   const box = document.querySelector("#relay-import-text textarea, #relay-import-text input");
   if (!box) return;
@@ -136,7 +161,7 @@ document.addEventListener("change", async (event) => {
   box.dispatchEvent(new Event("input", {bubbles: true}));
   setTimeout(() => document.getElementById("relay-import-go")?.click(), 50);
 });
-""" % {"max": MAX_IMPORT_BYTES, "too_big": IMPORT_TOO_BIG}
+""" % {"max": MAX_IMPORT_BYTES, "read_max": MAX_IMPORT_READ_BYTES, "too_big": IMPORT_TOO_BIG}
 
 HISTORY_HEAD_JS = PARAGRAPH_ACTIONS_JS + IMPORT_JS + """
 (() => {

@@ -159,6 +159,31 @@ def test_importing_a_json_export_opens_the_same_story(new_page, desk_app, tmp_pa
     assert all(p.writer_id is None for p in imported)
 
 
+def test_an_export_over_the_size_limit_is_imported_without_its_token_probabilities(new_page, desk_app, tmp_path):
+    from relay.ui.history import MAX_IMPORT_BYTES
+
+    store = desk_app.store
+    story = story_with(store, ["하나", "둘", "셋"])
+    data = json.loads(store.export(story.id, "json"))
+    pieces = ["가나다라마바"] * 30_000  # a record far bigger than a real one, so three paragraphs pass the limit
+    for paragraph in data["paragraphs"]:
+        paragraph["meta"] = {**(paragraph.get("meta") or {}),
+                             "tokens": {"v": 1, "ids": list(range(30_000)), "text": pieces, "p": [0.5] * 30_000}}
+    export = tmp_path / "relay-story.json"
+    export.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    assert export.stat().st_size > MAX_IMPORT_BYTES
+    page = open_desk(new_page, desk_app, None)
+    expect(page).to_have_url(re.compile(r"\?story=\d+$"))
+    before = page.url
+    open_accordion(page, "relay-more")
+    page.locator("#relay-history-import input[type=file]").set_input_files(str(export))
+    expect(page).not_to_have_url(before)
+    new_id = int(re.search(r"story=(\d+)", page.url).group(1))
+    imported = store.timeline(new_id)
+    assert new_id != story.id and [p.text for p in imported] == ["하나", "둘", "셋"]
+    assert all("tokens" not in (p.meta or {}) for p in imported)
+
+
 def test_a_file_that_is_not_an_export_is_refused_in_korean(new_page, desk_app, tmp_path):
     bad = tmp_path / "notes.json"
     bad.write_text(json.dumps({"hello": 1}), encoding="utf-8")
