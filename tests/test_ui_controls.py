@@ -76,3 +76,32 @@ def test_settings_the_engine_cannot_honour_are_hidden_and_named_in_a_note(tmp_pa
     notes = [b.value for b in demo.blocks.values() if isinstance(b, gr.Markdown) and "unsupported." in str(b.value)]
     assert len(notes) == 2
     assert setting_translations()["unsupported.typical_p"][0].startswith("*전형성 (typical-p)*: 이 모델을 돌리는")
+
+
+def test_a_story_preset_saved_in_the_lab_is_offered_and_applied_in_the_story_panel(tmp_path):
+    import gradio as gr
+
+    from relay.story_store import StoryStore
+    from relay.ui.controls import build_settings_panel
+
+    store = StoryStore(tmp_path / "r.db")
+    key = store.new_writer_key()
+    story = store.create_story("밤의 정원", "민지", settings=SamplingSettings().to_dict(), writer_key=key)
+    slow = PRESETS["careful"].replace(temperature=0.45, top_k=25, max_new_tokens=60)
+    store.save_story_preset(story.id, "느린 밤", slow.to_dict(), "민지", writer_key=key)
+    with gr.Blocks() as demo:
+        ui = SimpleNamespace(engine=SimpleNamespace(context_window=1024), store=store, story_state=gr.State(None),
+                             lang_state=gr.State("ko"), private={})
+        build_settings_panel(ui)
+    handlers = {block_fn.fn.__name__: block_fn.fn for block_fn in demo.fns.values() if block_fn.fn}
+
+    choices = handlers["story_choices"](story.id, "ko").choices  # opening the story lists its preset
+    assert ("이 이야기: 느린 밤", "story:느린 밤") in choices and ("신중하게", "careful") in choices
+    assert all(not value.startswith("story:") for _, value in handlers["story_choices"](None, "ko").choices)
+
+    values = handlers["apply_preset"]("story:느린 밤", story.id)  # read from the store by the page's story id
+    assert settings_from_values(NAMES, values) == slow
+    assert handlers["show_active"](story.id, "ko", *values) == ("**현재 설정:** 이 이야기: 느린 밤", "story:느린 밤")
+    assert handlers["apply_preset"]("story:지운 것", story.id) == [gr.skip()] * len(NAMES)  # gone: nothing changes
+    assert handlers["apply_preset"]("story:느린 밤", None) == [gr.skip()] * len(NAMES)  # no story open
+    assert handlers["apply_preset"]("careful", story.id) == settings_to_values(NAMES, PRESETS["careful"])

@@ -2,23 +2,28 @@
 
 The controls are generated from SamplingSettings.specs(), so a new knob in the engine shows up in
 the UI with its range and explanation without touching the UI code. `build_settings_panel(ui)`
-lays out the story's settings (preset, reset, the controls and the "active settings" line).
+lays out the story's settings (preset, reset, the controls and the "active settings" line); its preset
+choice lists the built-in presets and, once a story is open, the story's own (saved from the sampling lab).
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 import gradio as gr
 from gradio.i18n import I18nData
 
 from relay.settings import PRESET_LABELS, PRESETS, SamplingSettings, SettingsError
+from relay.store.presets import story_presets
+from relay.story_store import StoryError
 from relay.ui.messages import error_text, warn
 from relay.ui_text import say, translations
 
 LENGTH_SETTINGS = ("max_new_tokens", "min_new_tokens")
 WINDOW_MARGIN = 32  # tokens of story the model always keeps in view beside the longest allowed continuation
 CUSTOM = "custom"  # the "active settings" line's name for settings that match no preset
+STORY_PRESET = "story:"  # a preset choice naming one of the open story's presets (as in the lab's columns)
 
 
 # The number a person typed into a slider's box, exactly as typed. The slider hands a typed value to
@@ -182,12 +187,16 @@ def make_i18n() -> gr.I18n:
 
 
 
-def preset_of(settings: SamplingSettings) -> str | None:
-    """The name of the preset `settings` match, or None ("custom"). The seed is left out: a fixed seed
-    picks one text among many the same preset writes, it does not change how the model writes."""
-    mine = {**settings.to_dict(), "seed": None}
+def preset_of(settings: SamplingSettings, mine: dict[str, SamplingSettings] | None = None) -> str | None:
+    """The name of the preset `settings` match, or None ("custom"): one of the open story's presets `mine`
+    first (as "story:<name>"), then the built-in ones. The seed is left out: a fixed seed picks one text among
+    many the same preset writes, it does not change how the model writes."""
+    unseeded = {**settings.to_dict(), "seed": None}
+    for name, preset in (mine or {}).items():
+        if {**preset.to_dict(), "seed": None} == unseeded:
+            return STORY_PRESET + name
     for name, preset in PRESETS.items():
-        if {**preset.to_dict(), "seed": None} == mine:
+        if {**preset.to_dict(), "seed": None} == unseeded:
             return name
     return None
 
@@ -196,7 +205,44 @@ def active_preset_line(lang: str, name: str | None) -> str:
     """The "active settings" line: the preset's name, or "custom" once a control left every preset."""
     if name in PRESET_LABELS:
         return say(lang, "active_preset", name=PRESET_LABELS[name][0 if lang == "ko" else 1])
+    if isinstance(name, str) and name.startswith(STORY_PRESET):
+        label = story_preset_label(lang, name.removeprefix(STORY_PRESET))
+        return say(lang, "active_preset", name=_markdown_text(label))
     return say(lang, "active_preset_custom")
+
+
+def story_preset_label(lang: str, name: str) -> str:
+    """How a story's own preset is named in a preset choice ("이 이야기: name"), as in the lab."""
+    return say(lang, "lab_story_preset", name=name)
+
+
+def _markdown_text(text: str) -> str:
+    """A writer's text shown literally inside Markdown (no markup, no HTML)."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~<>&])", r"\\\1", text)
+
+
+def story_presets_of(store, story_id) -> dict[str, SamplingSettings]:
+    """The open story's presets, read from the store by the page's story id (never from the client); presets
+    that no longer validate are left out, and no story (or an unknown one) has none."""
+    if story_id in (None, ""):
+        return {}
+    try:
+        saved = story_presets(store.get_story(int(story_id)).settings)
+    except (StoryError, TypeError, ValueError, OverflowError):
+        return {}
+    out = {}
+    for name, values in saved.items():
+        try:
+            out[name] = SamplingSettings.from_dict(values)
+        except SettingsError:
+            continue
+    return out
+
+
+def preset_choices(lang: str, mine: dict[str, SamplingSettings]) -> list[tuple[str, str]]:
+    """The preset choice's entries: the built-in presets, then the open story's ("story:<name>")."""
+    return ([(PRESET_LABELS[p][0 if lang == "ko" else 1], p) for p in PRESETS]
+            + [(story_preset_label(lang, n), STORY_PRESET + n) for n in mine])
 
 
 def build_settings_panel(ui) -> list:
@@ -230,24 +276,36 @@ def build_settings_panel(ui) -> list:
     controls = [_setting_component(s, getattr(defaults, s.name), limits, visible=s.name not in unsupported)
                 for s in specs]
 
-    def show_active(lang, *values):
+    def show_active(story_id, lang, *values):
         """The active line and the preset choice for the controls' current values."""
         try:
-            name = preset_of(settings_from_values(names, values, limits))
+            settings = settings_from_values(names, values, limits)
         except SettingsError:
-            name = None
+            return active_preset_line(lang, None), None
+        name = preset_of(settings, story_presets_of(store, story_id))
         return active_preset_line(lang, name), name
 
     for control in controls:
-        control.change(show_active, [lang_state, *controls], [active, preset], trigger_mode="always_last",
+        control.change(show_active, [story_state, lang_state, *controls], [active, preset], trigger_mode="always_last",
                        show_progress="hidden", queue=False, **private)
 
-    def apply_preset(name):
-        if name not in PRESETS:
-            return [gr.skip()] * len(names)
-        return settings_to_values(names, PRESETS[name])
+    def apply_preset(name, story_id):
+        """A built-in preset's values, or the open story's preset's as the store has them now (a name the
+        story no longer has changes nothing)."""
+        if name in PRESETS:
+            return settings_to_values(names, PRESETS[name])
+        mine = story_presets_of(store, story_id)
+        if isinstance(name, str) and name.startswith(STORY_PRESET) and name.removeprefix(STORY_PRESET) in mine:
+            return settings_to_values(names, mine[name.removeprefix(STORY_PRESET)])
+        return [gr.skip()] * len(names)
 
-    preset.input(apply_preset, [preset], controls, show_progress="hidden", **private)
+    preset.input(apply_preset, [preset, story_state], controls, show_progress="hidden", **private)
+
+    def story_choices(story_id, lang):
+        """The preset choice for the story now open: the built-in presets and the story's own."""
+        return gr.Radio(choices=preset_choices(lang, story_presets_of(store, story_id)))
+
+    story_state.change(story_choices, [story_state, lang_state], [preset], show_progress="hidden", **private)
 
     def reset(story_id):
         settings = defaults
