@@ -200,11 +200,8 @@ class LabColumns:
                     shown = time.monotonic()
                     yield (*self._texts(samples, lang), *hidden, *hidden, *hidden, gr.skip(), gr.skip())
                 result = run.results()
-        except (LimitExceeded, LabTooBig) as e:  # a rate used up since the check step: say so, keep the page
-            warn(lang, limit_message(lang, e) if isinstance(e, LimitExceeded) else str(e))
-            return
-        except EngineError as e:
-            warn(lang, str(e))
+        except (LimitExceeded, LabTooBig, EngineError) as e:  # a rate used up since the check step, or the model
+            warn(lang, lab_failure(lang, e))  # failed: say so, keep the page
             return
         finally:
             ui.cancels.done(session, cancel)
@@ -294,6 +291,12 @@ class LabColumns:
                 raise ui_error(lang, e) from None
             info(lang, say(lang, "lab_use_text_done", n=i + 1, k=picked[0] + 1, seed=picked[1]["seed"]))
         return use
+
+
+def lab_failure(lang: str, error: Exception) -> str:
+    """What a lab run or sweep that could not finish tells the writer: a used-up rate in the page's words, else the
+    refusal's or the engine's own message."""
+    return limit_message(lang, error) if isinstance(error, LimitExceeded) else str(error)
 
 
 def lab_paragraphs(context: str | None) -> list[str]:

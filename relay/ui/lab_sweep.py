@@ -13,9 +13,8 @@ from relay.lab_runs import (MAX_SWEEP_POINTS, SWEEP_KNOBS, LabTooBig, Sweep, lab
 from relay.limits import LimitExceeded, client_ip
 from relay.settings import EngineError, SamplingSettings, SettingsError
 from relay.ui.controls import i18n_key
-from relay.ui.lab_columns import lab_paragraphs
+from relay.ui.lab_columns import lab_failure, lab_paragraphs
 from relay.ui.lab_story import lab_writer_id
-from relay.ui.limit_text import limit_message
 from relay.ui.messages import info, user_error, warn
 from relay.ui_text import say
 
@@ -135,11 +134,8 @@ class LabSweep:
                         last = done
                         yield (say(lang, "lab_sweep_progress", done=done, total=total, knob=knob_label(knob, lang),
                                    points=shown_points), gr.skip(), gr.skip(), gr.skip())
-        except (LimitExceeded, LabTooBig) as e:
-            warn(lang, limit_message(lang, e) if isinstance(e, LimitExceeded) else str(e))
-            return
-        except EngineError as e:
-            warn(lang, str(e))
+        except (LimitExceeded, LabTooBig, EngineError) as e:  # a rate used up since the check step, or the model
+            warn(lang, lab_failure(lang, e))  # failed: say so, keep the page
             return
         finally:
             ui.cancels.done(session, cancel)
