@@ -4,45 +4,21 @@ the tiny model. The page sends only the candidate, the position and the alternat
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import gradio as gr
 import pytest
 
-from relay.limits import Limits
 from relay.settings import SamplingSettings
-from relay.turns import AITurn, Stops
 from relay.ui.branch import Branch
 from relay.ui.composer import Composer
-from relay.ui.controls import setting_limits, settings_to_values
+from relay.ui.controls import settings_to_values
 from relay.ui.desk import Desk
-from relay.ui.story_services import StoryServices
+from test_ui_story_handlers import browser, engine, services  # noqa: F401  (fixtures: the tiny model, a real store)
 
 NAMES = tuple(s.name for s in SamplingSettings.specs())
 # Stop at the length with nothing trimmed: every recorded token adds text, so positions are easy to reason about.
 VALUES = settings_to_values(NAMES, SamplingSettings(min_new_tokens=6, max_new_tokens=12, stop_at="length",
                                                     trim_incomplete=False, seed=5))
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_model_dir):
-    from relay.engine import Engine
-
-    return Engine.from_pretrained(model=str(tiny_model_dir))
-
-
-@pytest.fixture
-def services(engine, tmp_path) -> StoryServices:
-    from relay.story_store import StoryStore
-
-    store = StoryStore(tmp_path / "relay.db")
-    return StoryServices(engine=engine, store=store, ai_turn=AITurn(engine, store, escape_names=True), stops=Stops(),
-                         limits=Limits(), names=NAMES, defaults=SamplingSettings(), setting_range=setting_limits(engine))
-
-
-def browser():
-    return SimpleNamespace(session_hash="tab-1", client=SimpleNamespace(host="127.0.0.1"),
-                           headers={"accept-language": "ko-KR,ko"}, query_params={})
 
 
 def suggestion(services):
