@@ -156,6 +156,18 @@ def test_another_tab_of_the_same_writer_stops_the_turn(services):
     assert services.store.get_candidate(final[1]["ids"][-1]).meta["stopped_by"] == "cancel"
 
 
+def test_a_suggestion_discarded_while_written_leaves_the_box_empty_at_the_streams_end(services):
+    story_id, key = story_for_the_model(services)
+    desk = Desk(services)
+    long = settings_to_values(NAMES, SamplingSettings(min_new_tokens=200, max_new_tokens=200, stop_at="length"))
+    stream = desk.generate(browser("tab-1"), story_id, "민지", key, None, "", "ko", *long)
+    assert next(stream)[0]  # half a suggestion is in the box
+    assert desk.discard(story_id, "민지", key, "ko")[0] == ""
+    *_, last = stream  # what the page shows last: no half-written text poured back over the cleared box
+    assert last[0] == "" and last[1] is None
+    assert services.store.ai_turn(story_id) is None
+
+
 def test_a_co_writer_takes_over_a_suggestion_whose_writer_left_and_the_writers_tab_is_told(services, monkeypatch):
     monkeypatch.setenv("RELAY_TURN_GRACE_S", "0.1")
     story_id, key = story_for_the_model(services)

@@ -186,7 +186,7 @@ class Desk:
         """The desk while `job` writes one suggestion, streamed into the box; at its end it is the turn's last
         swipe (after those in `view`). Also used by branching (relay/ui/branch.py)."""
         ids = list(view["ids"]) if view and view.get("ids") else []
-        shown = 0.0
+        shown, kept = 0.0, False
         for texts, done in job.follow():
             if done is None:
                 # Nothing to accept until the text is finished and kept as a suggestion.
@@ -195,9 +195,14 @@ class Desk:
                 shown = time.monotonic()
                 yield writing_desk(texts[0])
             else:
+                kept = True
                 ids.append(done["candidate_id"])
                 new_view = {"ids": ids, "index": len(ids) - 1, "expected_head": done["expected_head"]}
                 yield self._show(lang, new_view, texts[0], done["meta"])
+        if not kept:
+            # Discarded while written: end on an empty box, or the last half-written text (sent after the
+            # discard's own clearing, or repeated by the stream's end) would pour back in.
+            yield empty_desk()
 
     def alternatives(self, request: gr.Request, story_id, name, key, view, n, adapter_name, lang, *values):
         """2-4 suggestions stream side by side, each a column; all become swipes of the turn.
@@ -215,7 +220,7 @@ class Desk:
         job = self._start_job(request, sid, name, key, lang, work, candidates=n)
         labels = [say(lang, "candidate_n", n=i + 1) for i in range(MAX_ALTERNATIVES)]
         picks_hidden = [gr.Button(visible=False)] * MAX_ALTERNATIVES
-        shown = 0.0
+        shown, kept = 0.0, False
         for texts, done in job.follow():
             boxes = [gr.Textbox(value=texts[i], visible=True, label=labels[i]) if i < len(texts)
                      else gr.Textbox(value="", visible=False) for i in range(MAX_ALTERNATIVES)]
@@ -230,7 +235,11 @@ class Desk:
             new_view = {"ids": ids, "index": len(ids) - len(new_ids), "expected_head": done["expected_head"],
                         "alts": new_ids}
             picks = [gr.Button(visible=i < len(texts)) for i in range(MAX_ALTERNATIVES)]
+            kept = True
             yield (*self._show(lang, new_view, texts[0], done["meta"]), gr.Row(visible=True), *boxes, *picks)
+        if not kept:  # discarded while written: nothing pours back in (see follow_new_swipe)
+            yield (*empty_desk(), gr.Row(visible=False), *[gr.Textbox(value="", visible=False)] * MAX_ALTERNATIVES,
+                   *picks_hidden)
 
     def follow(self, story_id, name, key, lang):
         """In a reloaded (or another) tab of the writer, the model turn they started, where it is, to its end.
