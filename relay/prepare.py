@@ -1,4 +1,4 @@
-"""`python -m relay.prepare`: convert the model (and each adapter) for the OpenVINO backend ahead of time.
+"""`python -m relay.prepare`: convert the model (and its LoRA graph) for the OpenVINO backend ahead of time.
 
 The app converts on its first start (about a minute for KoGPT-2 on 2 cores, BENCHMARKS.md "First start");
 run this in a Space's build, a deploy script or a container image instead, and the app finds the conversion
@@ -8,7 +8,10 @@ in the cache and starts in seconds. It reads the same settings as app.py, so bot
     python -m relay.prepare --model ./kogpt2 --adapter noir=./outputs/lora --db /data/relay.db
     RELAY_CACHE=/srv/relay-cache python -m relay.prepare --model tiny --precision fp32
 
-Exit status: 0 the model (and every adapter) is in the cache, converted now or already there ("nothing to do");
+Adapters are read (and checked) but not converted: one LoRA graph of the base model serves every adapter, and
+each adapter's LoRA matrices are bound into it when the app starts (relay/backends/openvino/lora.py).
+
+Exit status: 0 the model (and the LoRA graph) is in the cache, converted now or already there ("nothing to do");
 2 it cannot be prepared as asked (a model, adapter or precision that cannot be used, openvino not installed),
 with one paragraph saying what to do; 1 the conversion itself failed (the message and the log say why).
 """
@@ -16,7 +19,6 @@ with one paragraph saying what to do; 1 the conversion itself failed (the messag
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import os
 import sys
@@ -57,18 +59,20 @@ class CannotPrepare(Exception):
 
 def prepare(model: str, adapters: dict[str, str], precision: str | None = None, db: str | None = None,
             *, bar: bool | None = None):
-    """Convert `model` and each adapter into the cache unless there already; returns (the finished `Preparation`,
-    the cache folder). Its `converted` lists what was converted now (empty: all cached). CannotPrepare says why not."""
+    """Convert `model` (and its LoRA graph, with adapters) into the cache unless there already; returns (the
+    finished `Preparation`, the cache folder). Its `converted` lists what was converted now (empty: all cached).
+    Every adapter is read first, as the app reads it. CannotPrepare says why not."""
     try:
         import openvino  # noqa: F401
     except ImportError as error:
         raise CannotPrepare(f"The openvino package is not installed ({error}); pip install -r requirements.txt. "
                             "Without it the app runs on transformers and needs no preparation.") from None
     from relay.backends.base import BackendError, cache_dir
-    from relay.backends.openvino.backend import _chosen_precision, prepare_variants
+    from relay.backends.openvino.backend import _chosen_precision, prepare_variants, variant_names
     from relay.backends.openvino.convert import _check_supported
+    from relay.backends.openvino.lora import read_adapters
     from relay.backends.openvino.progress import Preparation
-    from relay.loading import ModelLoadError, load_adapters, load_model, model_source
+    from relay.loading import ModelLoadError, load_model, model_source
 
     try:
         precision = _chosen_precision(precision)
@@ -83,11 +87,10 @@ def prepare(model: str, adapters: dict[str, str], precision: str | None = None, 
     try:
         base = load_model(model, model_source(model), {}, "cpu")
         _check_supported(base)
-        for name, path in adapters.items():  # every adapter checked before the long conversion starts
-            load_adapters(copy.deepcopy(base), {name: path})
+        read_adapters(base, adapters)  # every adapter checked before the long conversion starts
     except (ModelLoadError, BackendError) as error:
         raise CannotPrepare(str(error)) from None
-    preparation = Preparation(["base", *adapters], precision, bar=bar)
+    preparation = Preparation(variant_names(adapters), precision, bar=bar)
     for _ in prepare_variants(base, adapters, precision, cache, preparation):
         pass
     preparation.finish()

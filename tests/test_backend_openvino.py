@@ -1,5 +1,5 @@
-"""The OpenVINO backend against the transformers reference: same tokens, merged adapters, writers in one batch,
-kept caches, a full cache pool.
+"""The OpenVINO backend against the transformers reference: same tokens, adapters, writers in one batch,
+kept caches, a full cache pool (adapters at runtime in detail: tests/test_openvino_lora.py).
 
 The engine's whole contract also runs on this backend (tests/test_engine.py is parametrized over backends);
 here are the things only a converted, concurrent, caching backend can get wrong.
@@ -93,7 +93,7 @@ def test_fp32_conversion_writes_the_same_greedy_tokens_as_transformers(exact, re
         assert ids(exact, story, GREEDY) == ids(reference, story, GREEDY)
 
 
-def test_a_merged_adapter_writes_the_same_greedy_tokens_as_the_peft_adapter(exact, reference):
+def test_an_adapter_writes_the_same_greedy_tokens_as_the_peft_adapter(exact, reference):
     styled = ids(reference, STORY, GREEDY, adapter="noir")
     assert styled != ids(reference, STORY, GREEDY)  # the adapter matters
     assert ids(exact, STORY, GREEDY, adapter="noir") == styled
@@ -206,20 +206,19 @@ def test_alternatives_stream_side_by_side_and_join_to_the_same_candidates(fast):
     assert stream.meta["n"] == 3 and stream.meta["backend"] == "openvino"
 
 
-def test_a_conversion_is_cached_and_redone_when_the_adapter_changes(fast, tiny_model_dir, adapter_dir, relay_cache,
+def test_a_conversion_is_cached_and_redone_when_the_weights_change(fast, tiny_model_dir, adapter_dir, relay_cache,
                                                                    tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    def merged(folder):
-        return PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(folder)) \
-            .merge_and_unload()
-
     converted = {path.parent for path in relay_cache.glob("openvino/*/model.xml")}
-    first = cached_model_path(merged(adapter_dir), "int8")  # `fast` converted this adapter already
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    first = cached_model_path(base, "int8")  # `fast` converted the base model already
     assert first.parent in converted
-    changed = build_tiny_adapter(tiny_model_dir, tmp_path / "noir-retrained", seed=1)
-    second = cached_model_path(merged(changed), "int8", tmp_path)
+    assert cached_model_path(base, "int8", lora=True).parent in converted  # and its LoRA graph, for "noir"
+    changed = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(adapter_dir)) \
+        .merge_and_unload()  # a model with other weights (here: an adapter merged in)
+    second = cached_model_path(changed, "int8", tmp_path)
     assert second.parent.name != first.parent.name and second.is_file()
 
 

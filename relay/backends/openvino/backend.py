@@ -1,15 +1,17 @@
-"""`OpenVinoBackend`: the converted model (one copy per LoRA adapter), each run by its own batcher.
+"""`OpenVinoBackend`: the converted base model, and one LoRA graph that runs every adapter, each with its batcher.
 
-LoRA adapters are merged into a copy of the base weights before conversion: one converted model per adapter,
-each compiled for the CPU with PagedAttention and served by a `_Batcher` (batcher.py). Conversion and its
-cache are in convert.py, the KV block pool in pool.py, the progress shown while preparing in progress.py.
-`prepare_variants` converts into the cache without compiling (`python -m relay.prepare`); `from_model` can
-prepare in a background thread, so the page is up while a first start converts; turns wait until it is done.
+The base model's graph has no LoRA operation (its speed is the app's). With adapters, one more graph of the same
+base weights is converted, with a low-rank branch on every linear layer adapters train; each adapter is read into
+its LoRA matrices (lora.py), bound into that graph at load time, and picked per position, so writers of every
+adapter share one batcher (batcher.py) and an adapter costs its LoRA weights, not a converted model. Both graphs
+are compiled for the CPU with PagedAttention. Conversion and its cache are in convert.py, the KV block pool in
+pool.py, the progress shown while preparing in progress.py. `prepare_variants` converts into the cache without
+compiling (`python -m relay.prepare`); `from_model` can prepare in a background thread, so the page is up while a
+first start converts; turns wait until it is done.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import threading
@@ -18,9 +20,9 @@ from pathlib import Path
 from relay.backends.base import Backend, BackendError, GenerationRequest
 from relay.backends.openvino.batcher import _Batcher
 from relay.backends.openvino.convert import PRECISION_ENV, PRECISIONS, _check_supported, cached_model_path, paged
+from relay.backends.openvino.lora import AdapterSet, bind, read_adapters
 from relay.backends.openvino.pool import DEFAULT_KV_MB, KV_MB_ENV
 from relay.backends.openvino.progress import Preparation
-from relay.loading import load_adapters
 
 log = logging.getLogger(__name__)
 
@@ -32,59 +34,74 @@ class OpenVinoBackend(Backend):
     unsupported_settings = frozenset()
     concurrent = True
 
-    def __init__(self, variants: dict[str | None, object], *, context_window: int, vocab_size: int, precision: str,
-                 kv_megabytes: int | None = None, kv_blocks: int | None = None):
-        """kv_blocks (tests) sets the pool's size in blocks instead of kv_megabytes / $RELAY_OPENVINO_KV_MB."""
+    def __init__(self, base=None, lora=None, adapters: AdapterSet | None = None, *, context_window: int,
+                 vocab_size: int, precision: str, kv_megabytes: int | None = None, kv_blocks: int | None = None):
+        """base / lora: the compiled base graph and LoRA graph (with `adapters` bound into it), or None to open
+        later. kv_blocks (tests) sets each pool's size in blocks instead of kv_megabytes / $RELAY_OPENVINO_KV_MB."""
         self._budget = (kv_megabytes or int(os.environ.get(KV_MB_ENV) or DEFAULT_KV_MB)) * 1024 * 1024
         self._kv_blocks = kv_blocks
-        self._batchers: dict[str | None, _Batcher] = {}
+        self._batchers: dict[str | None, _Batcher] = {}  # None: the base model; each adapter's name: the LoRA graph's
         self._prepared = threading.Event()
         self._closed = False
         self.preparation: Preparation | None = None  # set by from_model: the page shows its progress
         self.context_window = context_window
         self.vocab_size = vocab_size
         self.precision = precision
-        if variants:
-            self._open(variants)
+        self.adapters = adapters
+        if base is not None:
+            self._open(base, lora, adapters)
 
-    def _open(self, variants: dict[str | None, object]) -> None:
-        """Start one batcher per compiled variant; turns waiting for the model go ahead."""
-        self._batchers = {name: _Batcher(compiled, self._budget, name or "base", self._kv_blocks)
-                          for name, compiled in variants.items()}
+    def _open(self, base, lora=None, adapters: AdapterSet | None = None) -> None:
+        """Start the base model's batcher and, with adapters, the LoRA graph's (shared by every adapter); turns
+        waiting for the model go ahead."""
+        batchers: dict[str | None, _Batcher] = {None: _Batcher(base, self._budget, "base", self._kv_blocks)}
+        if lora is not None and adapters is not None:
+            shared = _Batcher(lora, self._budget, "adapters", self._kv_blocks, adapters)
+            batchers.update({name: shared for name in adapters.names})
+        self.adapters = adapters
+        self._batchers = batchers
         self._prepared.set()
+
+    def _unique_batchers(self) -> list[_Batcher]:
+        return list({id(batcher): batcher for batcher in self._batchers.values()}.values())
 
     @classmethod
     def from_model(cls, model, *, source: str = "", adapters: dict[str, str] | None = None,
                    precision: str | None = None, cache: Path | None = None, kv_blocks: int | None = None,
                    background: bool = False, preparation: Preparation | None = None) -> "OpenVinoBackend":
-        """Convert (or load from the cache) a transformers GPT-2 and one merged copy per LoRA adapter.
+        """Convert (or load from the cache) a transformers GPT-2 and, with adapters, its LoRA graph.
 
-        `model` is the plain base model (adapters are merged here from their folders). With `background`,
-        it returns at once and prepares in a thread: `preparation` shows how far it is, and turns wait for it.
+        `model` is the plain base model; each adapter folder is read here (before returning: a LoRA the graph
+        cannot run is refused at once) and bound into the LoRA graph. With `background`, it returns at once and
+        prepares in a thread: `preparation` shows how far it is, and turns wait for it.
         """
         import openvino as ov
 
         precision = _chosen_precision(precision)
         if hasattr(model, "peft_config"):
-            raise BackendError("pass the base model without adapters; the openvino backend merges them itself")
+            raise BackendError("pass the base model without adapters; the openvino backend reads them itself")
         megabytes = _kv_megabytes()
         _check_supported(model)
         adapters = dict(adapters or {})
-        preparation = preparation or Preparation(["base", *adapters], precision)
+        adapter_set = read_adapters(model, adapters) if adapters else None
+        preparation = preparation or Preparation(variant_names(adapters), precision)
         config = model.config
-        backend = cls({}, context_window=int(config.n_positions), vocab_size=int(config.vocab_size),
+        backend = cls(context_window=int(config.n_positions), vocab_size=int(config.vocab_size),
                       precision=precision, kv_megabytes=megabytes, kv_blocks=kv_blocks)
         backend.preparation = preparation
 
         def prepare() -> None:
             core, properties = ov.Core(), _compile_properties(precision)
-            variants = {}
+            compiled = {}
             for name, xml in prepare_variants(model, adapters, precision, cache, preparation):
                 preparation("compile")
-                variants[name] = core.compile_model(paged(core.read_model(xml)), "CPU", properties)
+                graph = core.read_model(xml)
+                if name is not None:
+                    graph = bind(graph, adapter_set)
+                compiled[name] = core.compile_model(paged(graph), "CPU", properties)
             preparation.finish()
             if not backend._closed:
-                backend._open(variants)
+                backend._open(compiled[None], compiled.get(LORA), adapter_set)
 
         if not background:
             prepare()
@@ -104,13 +121,13 @@ class OpenVinoBackend(Backend):
 
     @property
     def ready(self) -> bool:
-        """True once every variant is compiled (False while a background preparation runs, or after it failed)."""
+        """True once every graph is compiled (False while a background preparation runs, or after it failed)."""
         return bool(self._batchers)
 
     def stats(self) -> dict:
-        """Steps run and the most sequences one step carried, over every model variant (for tests and benchmarks)."""
-        return {"steps": sum(b.steps for b in self._batchers.values()),
-                "widest_step": max((b.widest for b in self._batchers.values()), default=0)}
+        """Steps run and the most sequences one step carried, over both graphs (for tests and benchmarks)."""
+        batchers = self._unique_batchers()
+        return {"steps": sum(b.steps for b in batchers), "widest_step": max((b.widest for b in batchers), default=0)}
 
     def generate(self, request: GenerationRequest) -> None:
         while not self._prepared.wait(0.25):  # a first start still converting: the turn starts when it is done
@@ -125,19 +142,26 @@ class OpenVinoBackend(Backend):
 
     def close(self) -> None:
         self._closed = True
-        for batcher in self._batchers.values():
+        for batcher in self._unique_batchers():
             batcher.close()
+
+
+LORA = "adapters"  # prepare_variants' name for the LoRA graph (the progress shows it as a variant)
+
+
+def variant_names(adapters: dict[str, str]) -> list[str]:
+    """What is prepared, as the progress names it: "base", and "adapters" (the LoRA graph) when there are any."""
+    return ["base", LORA] if adapters else ["base"]
 
 
 def prepare_variants(model, adapters: dict[str, str], precision: str, cache: Path | None,
                      preparation: Preparation):
-    """(name, cached .xml) for the base model (name None) and each adapter merged into a copy of it, converting
-    what the cache lacks; `preparation` is told each variant and stage. Nothing is compiled here."""
+    """(name, cached .xml) for the base graph (name None) and, when there are adapters, the LoRA graph (name LORA),
+    converting what the cache lacks; `preparation` is told each graph and stage. Nothing is compiled here, and
+    no adapter is read: the LoRA graph is the same for every adapter (lora.py binds them in at load time)."""
     yield None, cached_model_path(model, precision, cache, preparation.next_variant())
-    for name, path in adapters.items():
-        merged = load_adapters(copy.deepcopy(model), {name: path}).merge_and_unload()  # checked by the engine
-        yield name, cached_model_path(merged, precision, cache, preparation.next_variant())
-        del merged
+    if adapters:
+        yield LORA, cached_model_path(model, precision, cache, preparation.next_variant(), lora=True)
 
 
 def _chosen_precision(precision: str | None) -> str:

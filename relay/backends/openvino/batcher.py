@@ -1,4 +1,4 @@
-"""Who runs in the next step: one batcher thread per model variant serves every writer at once.
+"""Who runs in the next step: one batcher thread per compiled model (the base, the LoRA graph) serves every writer.
 
 Every step it runs, in one call of the runtime, the next token of every candidate being written and a piece
 of every story still being read, then picks each candidate's next id under its own request's rules and seed
@@ -9,7 +9,8 @@ same time finish together (then their writers decode side by side at the same pa
 within a step or two. A row's logits are bit for bit the same alone, beside others or read in other pieces
 (checked on the real architecture), so a seed gives the same text however busy the server is. A request
 (`_Job`) waits, in arrival order, until the pool (pool.py) has blocks for it. `StepClock` says where the
-thread's time goes (for benchmarks/bench_writers.py).
+thread's time goes (for benchmarks/bench_writers.py). The LoRA graph's batcher serves every adapter in the same
+steps: each position's row of lora_mask (lora.py) says whose low-rank update it gets.
 """
 
 from __future__ import annotations
@@ -133,8 +134,10 @@ class _Batcher:
     The thread also picks every job's ids (`TokenPicker`) and calls the engine back (`on_tokens`) between
     steps, so a step needs no hand-over between threads; `clock` sums where its time goes."""
 
-    def __init__(self, compiled, budget_bytes: int, name: str, blocks: int | None = None):
+    def __init__(self, compiled, budget_bytes: int, name: str, blocks: int | None = None, adapters=None):
+        """adapters: the `AdapterSet` bound into a LoRA graph (each step then gets its lora_mask), else None."""
         self.compiled = compiled
+        self.adapters = adapters
         self.request = compiled.create_infer_request()
         self.pool = _Pool(compiled, self.request, budget_bytes, blocks)
         self.cond = threading.Condition()
@@ -270,7 +273,8 @@ class _Batcher:
                 job.finished.set()
                 continue
             size = self.pool.size
-            kept = self.pool.kept_prefix(job.prompt, (len(job.prompt) - 1) // size)  # read >= 1 id: its logits
+            kept = self.pool.kept_prefix(job.prompt, (len(job.prompt) - 1) // size,  # read >= 1 id: its logits
+                                         job.request.adapter)
             need = self._blocks_needed(job, len(kept))
             if need + len(kept) > self.pool.count:
                 self.waiting.popleft()
@@ -346,6 +350,9 @@ class _Batcher:
             "block_indices_begins": tables,
             "max_context_len": np.array(ends.max(), dtype=np.int32),
         }
+        if self.adapters is not None:  # each position gets its writer's adapter (the padding row: none)
+            inputs["lora_mask"] = self.adapters.mask([job.request.adapter if job is not None else None
+                                                      for job, *_ in entries], lengths)
         infer = time.perf_counter()
         logits = np.array(self.request.infer(inputs)["logits"][:count])
         done = time.perf_counter()
@@ -371,7 +378,7 @@ class _Batcher:
                 job.read = job.rows[0].length = past + len(ids)
                 for block in range(past // size, job.read // size):  # whole blocks read as prompt: keep them
                     if block * size >= job.request.cached_tokens:
-                        self.pool.keep(job.rows[0].blocks[block], job.prompt, block)
+                        self.pool.keep(job.rows[0].blocks[block], job.prompt, block, job.request.adapter)
                 if job.read == len(job.prompt):
                     self._fan_out(job)
                     served[id(job)] = (job, np.repeat(logits[index:index + 1], job.n, axis=0))

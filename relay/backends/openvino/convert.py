@@ -1,11 +1,14 @@
 """Conversion: a transformers GPT-2 becomes the OpenVINO graph the backend runs, cached on disk.
 
 `_StepGraph` is GPT-2's forward with the KV cache as state and logits only at each sequence's last
-position; `convert` traces it to a stateful OpenVINO model and `compress_weights` stores its weights as the
+position; its LoRA form (`lora=True`, one graph for every adapter) adds a low-rank branch to each linear layer
+adapters train (`LORA_MODULES`), whose matrices lora.py binds in at load time. `convert` traces it to a stateful
+OpenVINO model and `compress_weights` stores its weights as the
 precision asks (`COMPRESSION`: NNCF's int8 or group-wise int4, or fp32 as traced). That model is what is cached,
 under $RELAY_CACHE/openvino/<`weights_digest`: the weights, the shape, the precision with its compression
-settings and CONVERTER_VERSION> (`cached_model_path`), so a changed model, adapter or precision is converted
-again and an unchanged one loads in seconds. At load time `paged`
+settings, CONVERTER_VERSION and which graph (base or LoRA)> (`cached_model_path`), so a changed model or
+precision is converted again and an unchanged one loads in seconds; adapters are not part of any key (they are
+read at load time, lora.py), so adding or retraining one converts nothing. At load time `paged`
 applies OpenVINO's own paged-attention transformation, which turns the cache into a pool of blocks (pool.py).
 """
 
@@ -39,6 +42,16 @@ COMPRESSION: dict[str, dict | None] = {
 PRECISIONS = tuple(COMPRESSION)
 
 
+# The linear layers of each block a LoRA adapter may target (finetune/train_lora.py's c_attn, c_proj, c_fc): the
+# LoRA graph gives each a low-rank branch with its own inputs lora.{block}.{module}.A / .B.
+LORA_MODULES = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+
+
+def lora_keys(layers: int) -> list[str]:
+    """"{block}.{module}" of every linear layer with a LoRA branch, in the LoRA graph's input order."""
+    return [f"{index}.{module}" for index in range(layers) for module in LORA_MODULES]
+
+
 def _step_graph_class():
     import torch
 
@@ -49,31 +62,50 @@ def _step_graph_class():
 
         The cache follows the pattern OpenVINO's paged-attention transformation recognises (and that its CPU
         plugin fuses): ReadValue -> Gather(beam_idx) -> Concat -> scaled_dot_product_attention. The
-        transformation replaces it with PagedAttention over a block pool and removes beam_idx and the mask."""
+        transformation replaces it with PagedAttention over a block pool and removes beam_idx and the mask.
 
-        def __init__(self, model):
+        With `lora`, the inputs after logits_indices are lora_mask [positions, R] and, per `lora_keys`, A [in, R]
+        and B [R, out] (then the cache): each LORA_MODULES layer computes y + ((x @ A) * mask) @ B, so a
+        position gets the low-rank update of the rank slice its mask row keeps (lora.py). Without it the graph is
+        the base model's, op for op."""
+
+        def __init__(self, model, lora: bool = False):
             super().__init__()
             self.model = model
+            self.lora = lora
             config = model.config
             self.heads, self.head_size = config.n_head, config.n_embd // config.n_head
 
-        def forward(self, input_ids, position_ids, beam_idx, logits_indices, *past):
+        def forward(self, input_ids, position_ids, beam_idx, logits_indices, *rest):
             body = self.model.transformer
             batch, length = input_ids.shape
+            branches, past = (rest[1:1 + 8 * len(body.h)], rest[1 + 8 * len(body.h):]) if self.lora else ((), rest)
+            keep = rest[0].view(batch, length, -1) if self.lora else None  # lora_mask, per position
+
+            def linear(index, slot, module, h):
+                y = module(h)
+                if not self.lora:
+                    return y
+                a, b = branches[2 * (4 * index + slot)], branches[2 * (4 * index + slot) + 1]
+                return y + ((h @ a) * keep) @ b
+
             past_length = past[0].shape[2]
             x = body.wte(input_ids) + body.wpe(position_ids)
             allowed = torch.arange(past_length + length)[None, :] <= (torch.arange(length)[:, None] + past_length)
             mask = torch.where(allowed, 0.0, -float("inf"))
             presents = []
             for index, block in enumerate(body.h):
-                q, k, v = block.attn.c_attn(block.ln_1(x)).split(self.heads * self.head_size, dim=2)
+                qkv = linear(index, 0, block.attn.c_attn, block.ln_1(x))
+                q, k, v = qkv.split(self.heads * self.head_size, dim=2)
                 q, k, v = [t.view(batch, length, self.heads, self.head_size).transpose(1, 2) for t in (q, k, v)]
                 k = torch.cat([past[2 * index].index_select(0, beam_idx), k], dim=2)
                 v = torch.cat([past[2 * index + 1].index_select(0, beam_idx), v], dim=2)
                 presents += [k, v]
                 attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-                x = x + block.attn.c_proj(attended.transpose(1, 2).reshape(batch, length, self.heads * self.head_size))
-                x = x + block.mlp.c_proj(block.mlp.act(block.mlp.c_fc(block.ln_2(x))))
+                x = x + linear(index, 1, block.attn.c_proj,
+                               attended.transpose(1, 2).reshape(batch, length, self.heads * self.head_size))
+                hidden = block.mlp.act(linear(index, 2, block.mlp.c_fc, block.ln_2(x)))
+                x = x + linear(index, 3, block.mlp.c_proj, hidden)
             x = x.reshape(-1, x.shape[-1]).index_select(0, logits_indices)
             return (self.model.lm_head(body.ln_f(x)), *presents)
 
@@ -89,11 +121,14 @@ def _check_supported(model) -> None:
             f"(KoGPT-2) only; this is {getattr(config, 'model_type', '?')}. Use --backend transformers.")
 
 
-def convert(model, precision: str = "int8", progress=None):
-    """A stateful OpenVINO model of a (merged, plain) transformers GPT-2, int8 weights unless precision="fp32".
+def convert(model, precision: str = "int8", progress=None, lora: bool = False):
+    """A stateful OpenVINO model of a plain transformers GPT-2, its weights stored as `precision` asks.
 
-    This is what is cached on disk; `paged(model)` turns it into the graph that runs. `progress(stage)`, if
-    given, is called with "compress" before the weights are compressed (the page and terminal show stages)."""
+    With `lora`, the LoRA graph: a low-rank branch on every LORA_MODULES layer, its matrices graph inputs
+    (lora.{block}.{module}.A / .B, rank dynamic) and lora_mask; the base weights are compressed as in the base
+    graph, the branch inputs stay f32. This is what is cached on disk; `paged(model)` turns it into the graph
+    that runs (after lora.bind for the LoRA graph). `progress(stage)`, if given, is called with "compress"
+    before the weights are compressed (the page and terminal show stages)."""
     import numpy as np
     import openvino as ov
     import torch
@@ -103,15 +138,20 @@ def convert(model, precision: str = "int8", progress=None):
     _check_supported(model)
     config = model.config
     heads, head_size, layers = config.n_head, config.n_embd // config.n_head, config.n_layer
-    graph = _step_graph_class()(model.float().eval())
+    graph = _step_graph_class()(model.float().eval(), lora)
     example = (torch.ones(1, 3, dtype=torch.long), torch.arange(3)[None], torch.zeros(1, dtype=torch.int32),
                torch.tensor([2])) + tuple(torch.zeros(1, heads, 2, head_size) for _ in range(2 * layers))
     shapes = [(ov.PartialShape([-1, -1]), ov.Type.i64), (ov.PartialShape([-1, -1]), ov.Type.i64),
               (ov.PartialShape([-1]), ov.Type.i32), (ov.PartialShape([-1]), ov.Type.i64)] + [
         (ov.PartialShape([-1, heads, -1, head_size]), ov.Type.f32)] * (2 * layers)
+    names = ["input_ids", "position_ids", "beam_idx", "logits_indices"] + [f"past.{i}" for i in range(2 * layers)]
+    if lora:  # lora_mask and every branch's A, B go between logits_indices and the cache
+        branch_example, branch_shapes, branch_names = _lora_inputs(model)
+        example = example[:4] + branch_example + example[4:]
+        shapes = shapes[:4] + branch_shapes + shapes[4:]
+        names = names[:4] + branch_names + names[4:]
     with torch.no_grad():
         converted = ov.convert_model(graph, example_input=example, input=shapes)
-    names = ["input_ids", "position_ids", "beam_idx", "logits_indices"] + [f"past.{i}" for i in range(2 * layers)]
     for port, name in zip(converted.inputs, names):
         port.get_tensor().set_names({name})
     for port, name in zip(converted.outputs, ["logits"] + [f"present.{i}" for i in range(2 * layers)]):
@@ -131,6 +171,22 @@ def convert(model, precision: str = "int8", progress=None):
             op.set_arguments([ops.broadcast(ops.constant(np.float32(0)), ops.concat(empty, axis=0))])
     converted.validate_nodes_and_infer_types()
     return converted
+
+
+def _lora_inputs(model, rank: int = 2):
+    """The LoRA graph's extra inputs: example tensors (rank `rank`), shapes (rank dynamic) and names."""
+    import openvino as ov
+    import torch
+
+    example, shapes, names = [torch.ones(3, rank)], [(ov.PartialShape([-1, -1]), ov.Type.f32)], ["lora_mask"]
+    blocks = model.transformer.h
+    for key in lora_keys(len(blocks)):
+        index, module = key.split(".", 1)
+        width_in, width_out = blocks[int(index)].get_submodule(module).weight.shape  # Conv1D: [in, out]
+        example += [torch.zeros(width_in, rank), torch.zeros(rank, width_out)]
+        shapes += [(ov.PartialShape([width_in, -1]), ov.Type.f32), (ov.PartialShape([-1, width_out]), ov.Type.f32)]
+        names += [f"lora.{key}.A", f"lora.{key}.B"]
+    return tuple(example), shapes, names
 
 
 def paged(model):
@@ -218,18 +274,19 @@ def _compress_int8(model) -> int:
     return count
 
 
-def weights_digest(model, precision: str) -> str:
-    """A hash of the weights (after merging an adapter), the shape and the converter: the cache key."""
-    digest = hashlib.sha256(f"{CONVERTER_VERSION}:{compression_key(precision)}:{model.config.to_json_string()}"
-                            .encode())
+def weights_digest(model, precision: str, lora: bool = False) -> str:
+    """A hash of the weights, the shape, the precision, the converter and the graph (base or LoRA): the cache key."""
+    graph = "lora:" if lora else ""  # the base graph's key is the one it had before the LoRA graph existed
+    digest = hashlib.sha256(f"{graph}{CONVERTER_VERSION}:{compression_key(precision)}:"
+                            f"{model.config.to_json_string()}".encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().contiguous().cpu().float().numpy().tobytes())
     return digest.hexdigest()[:24]
 
 
-def cached_model_path(model, precision: str, cache: Path | None = None, progress=None) -> Path:
-    """Convert `model` unless an identical conversion is cached; returns the cached .xml path.
+def cached_model_path(model, precision: str, cache: Path | None = None, progress=None, lora: bool = False) -> Path:
+    """Convert `model` (its LoRA graph with `lora`) unless an identical conversion is cached; the cached .xml path.
 
     `progress(stage)`, if given, is called as each stage starts: "check" (hashing the weights), then
     "cached" (found: nothing to do) or "convert", "compress" (by `convert`) and "save"."""
@@ -237,18 +294,19 @@ def cached_model_path(model, precision: str, cache: Path | None = None, progress
 
     progress = progress or (lambda stage: None)
     progress("check")
-    folder = (cache or cache_dir()) / "openvino" / weights_digest(model, precision)
+    folder = (cache or cache_dir()) / "openvino" / weights_digest(model, precision, lora)
     xml = folder / "model.xml"
     if xml.is_file() and (folder / "model.bin").is_file():
         progress("cached")
         return xml
     progress("convert")
-    log.info("converting the model to OpenVINO %s (once; cached in %s)", precision, folder)
+    log.info("converting the model%s to OpenVINO %s (once; cached in %s)", " (LoRA graph)" if lora else "",
+             precision, folder)
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}-{threading.get_ident()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        converted = convert(model, precision, progress)
+        converted = convert(model, precision, progress, lora)
         progress("save")
         ov.save_model(converted, tmp / "model.xml", compress_to_fp16=False)
         try:

@@ -3,8 +3,9 @@
 The paged graph reads every sequence's keys and values from fixed-size blocks of one pool (key_cache.i /
 value_cache.i), bound once to the model's infer request. A candidate holds the blocks of its positions;
 candidates of one request share the blocks of their common prompt. Kept story caches: whole blocks of a
-prompt, once read, stay in the pool keyed by the ids they hold up to their end, until the space is needed,
-so a new turn of the same story starts from them and reads only the new text. One more block, `scratch`, is
+prompt, once read, stay in the pool keyed by the ids they hold up to their end (and the adapter that read them:
+the LoRA graph's pool serves every adapter, and a block read under one holds other keys and values than under
+another), until the space is needed, so a new turn of the same story starts from them and reads only the new text. One more block, `scratch`, is
 never handed out: the batcher's padding row writes there (see _Batcher._infer).
 """
 
@@ -45,7 +46,7 @@ class _Pool:
             self.tensors.append(tensor.data)
         self.free: list[int] = []
         self.refs: list[int] = []
-        self.kept: OrderedDict[tuple, int] = OrderedDict()  # the prompt ids up to a block's end -> the block
+        self.kept: OrderedDict[tuple, int] = OrderedDict()  # (adapter, prompt ids up to a block's end) -> the block
         self.key_of: dict[int, tuple] = {}
         self.reset()
 
@@ -79,19 +80,19 @@ class _Pool:
         if self.refs[block] == 0 and block not in self.key_of:
             self.free.append(block)
 
-    def kept_prefix(self, prompt: list[int], limit: int) -> list[int]:
-        """The kept blocks holding the first whole blocks of `prompt`, at most `limit` blocks."""
+    def kept_prefix(self, prompt: list[int], limit: int, adapter: str | None = None) -> list[int]:
+        """The kept blocks holding the first whole blocks of `prompt` as `adapter` read it, at most `limit` blocks."""
         blocks = []
         for index in range(limit):
-            block = self.kept.get(tuple(prompt[:(index + 1) * self.size]))
+            block = self.kept.get((adapter, tuple(prompt[:(index + 1) * self.size])))
             if block is None:
                 break
             blocks.append(block)
         return blocks
 
-    def keep(self, block: int, prompt: list[int], index: int) -> None:
-        """Remember that `block` holds whole block number `index` of `prompt`, read as a prompt."""
-        key = tuple(prompt[:(index + 1) * self.size])
+    def keep(self, block: int, prompt: list[int], index: int, adapter: str | None = None) -> None:
+        """Remember that `block` holds whole block number `index` of `prompt`, read as a prompt with `adapter`."""
+        key = (adapter, tuple(prompt[:(index + 1) * self.size]))
         if key not in self.kept and block not in self.key_of:
             self.kept[key] = block
             self.key_of[block] = key

@@ -1,8 +1,9 @@
 """Preparing the model, shown as it happens: stages, a bar on a terminal, log lines elsewhere, a percentage.
 
 `Preparation` is told each stage as it starts (convert.py's `progress(stage)` hook, and the backend's
-"compile") for each model variant (the base model, then one per adapter). On a terminal it draws a tqdm bar
-on stderr; when stderr is not a terminal (a Space's log, systemd, a test) it writes one log line a stage.
+"compile") for each graph: "base", then "adapters" (the LoRA graph every adapter runs on) when there are any. On
+a terminal it draws a tqdm bar on stderr; when stderr is not a terminal (a Space's log, systemd, a test) it
+writes one log line a stage.
 The page reads `percent` and `stage` from another thread while the model is prepared in the background.
 """
 
@@ -36,7 +37,7 @@ class Preparation:
     """Progress of preparing every model variant; thread-safe to read (`percent`, `stage`, `ready`, `error`)."""
 
     def __init__(self, variants: list[str], precision: str, *, stream=None, bar: bool | None = None):
-        """variants: the names shown ("base", then each adapter). bar: draw a tqdm bar (default: stderr is a TTY)."""
+        """variants: the names shown ("base", then "adapters"). bar: draw a tqdm bar (default: stderr is a TTY)."""
         self.variants = list(variants)
         self.precision = precision
         self.stream = stream or sys.stderr
