@@ -30,14 +30,15 @@ _LAYER = re.compile(r"(?:^|\.)h\.(\d+)\.(" + "|".join(re.escape(m) for m in LORA
 def read_adapter(model, name: str, path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """One PEFT LoRA adapter as {"{block}.{module}": (A [in, r], B [r, out] with its scaling)}, f32.
 
-    Loaded by PEFT onto a copy of `model` (the engine's checks and messages: relay.loading), so ranks, alphas,
-    rsLoRA and per-layer patterns are read as PEFT reads them. BackendError for what the LoRA graph cannot run:
-    DoRA, trained biases or whole modules, or layers other than LORA_MODULES."""
+    Loaded by PEFT (relay.loading's checks and messages) onto a copy of `model` that shares its weights, so ranks,
+    alphas, rsLoRA and per-layer patterns are read as PEFT reads them and reading costs the adapter's size, not
+    the model's. BackendError for what the LoRA graph cannot run: DoRA, trained biases or whole modules, or layers
+    other than LORA_MODULES."""
     from peft.tuners.lora import LoraLayer
 
     from relay.loading import load_adapters
 
-    peft_model = load_adapters(copy.deepcopy(model), {name: path})
+    peft_model = load_adapters(_sharing_copy(model), {name: path})
     config = peft_model.peft_config[name]
     unsupported = [what for what, used in (("DoRA (use_dora)", getattr(config, "use_dora", False)),
                                            ("modules_to_save", getattr(config, "modules_to_save", None)),
@@ -70,6 +71,13 @@ def read_adapter(model, name: str, path: str) -> dict[str, tuple[np.ndarray, np.
     if not weights:
         raise BackendError(f"adapter '{name}' ({path}) has no LoRA layer on {', '.join(LORA_MODULES)}")
     return weights
+
+
+def _sharing_copy(model):
+    """A copy of `model`'s modules whose parameters and buffers are `model`'s own tensors (PEFT wraps the copy's
+    layers and leaves the base weights as they are; a deep copy of KoGPT-2 would allocate ~0.5 GB a read)."""
+    shared = {id(tensor): tensor for tensor in [*model.parameters(), *model.buffers()]}
+    return copy.deepcopy(model, memo=shared)
 
 
 class AdapterSet:
