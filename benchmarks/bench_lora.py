@@ -1,7 +1,7 @@
 """Adapters at runtime (issue 21 item 6) on the real KoGPT-2 shape: speed, memory and conversion per adapter.
 
     flock /tmp/relay-bench.lock .venv/bin/python benchmarks/bench_lora.py            # ~6 minutes busy
-    .venv/bin/python benchmarks/bench_lora.py --work /tmp/relay-lora --repeat 1      # keep model and cache
+    .venv/bin/python benchmarks/bench_lora.py --work /tmp/relay-lora --repeat 1      # keep model and adapters
 
 Builds KoGPT-2's shape with random weights and the real tokenizer (bench_generation.build_model) and random
 LoRA adapters like finetune/train_lora.py's (r=16, alpha=32 on c_attn, c_proj, c_fc; lora_B random, so the
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -184,7 +185,7 @@ def main() -> None:
         if not (path / "adapter_config.json").exists():
             build_adapter(folder, path, seed=index)
         adapters[f"a{index}"] = str(path)
-    cache = work / "cache"
+    cache = Path(tempfile.mkdtemp(prefix="cache-", dir=work))  # empty: every conversion below is timed
     base = AutoModelForCausalLM.from_pretrained(folder)
 
     # Conversion: the LoRA graph once, then per adapter the old way against the new one.
@@ -243,6 +244,7 @@ def main() -> None:
           f"LoRA graph once")
     print(f"  old way: base + 1 merged model {merged_one:.0f} MB -> {merged_one - only_base:.0f} MB per adapter")
     print(f"load average at end {os.getloadavg()}")
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -212,3 +212,28 @@ def test_an_adapter_the_lora_graph_cannot_run_is_refused_at_startup(tiny_model_d
                                                           use_dora=True)).save_pretrained(dora)
     with pytest.raises(BackendError, match="DoRA"):
         OpenVinoBackend.from_model(base_model(tiny_model_dir), adapters={"dora": str(dora)}, cache=tmp_path)
+
+
+def test_a_seeded_adapter_turn_is_the_same_beside_other_writers_at_kogpt2_widths(kogpt2_dir, tmp_path_factory,
+                                                                                  relay_cache):
+    """KoGPT-2's widths (768 wide, its 51,200-id vocabulary), 2 layers, int8: the CPU kernels the real model runs."""
+    import torch
+
+    from relay.tiny import build_tiny_model
+
+    folder = build_tiny_model(tmp_path_factory.mktemp("kogpt2-width"), tokenizer_file=kogpt2_dir / "tokenizer.json",
+                              n_layer=2, n_embd=768, n_head=12, n_positions=1024)
+    torch.manual_seed(0)
+    adapters = {"noir": str(build_tiny_adapter(folder, tmp_path_factory.mktemp("wide") / "noir", seed=0)),
+                "pulp": str(build_tiny_adapter(folder, tmp_path_factory.mktemp("wide") / "pulp", seed=1))}
+    engine = engine_of(base_model(folder), folder, adapters, "int8")
+    try:
+        mine = (STORY, SAMPLED.replace(seed=11, max_new_tokens=24), "noir")
+        alone = engine.continue_story(*mine[:2], adapter="noir").text
+        others = [(OTHER_STORIES[i % 3] + [f"{i}번째 이야기."], SAMPLED.replace(seed=60 + i), adapter)
+                  for i, adapter in enumerate(["noir", "pulp", "noir", None])]
+        assert write_at_once(engine, [mine, *others[:1]])[0] == alone  # beside a writer of the same adapter
+        assert write_at_once(engine, [mine, *others])[0] == alone  # and of another adapter, and of the base
+        assert engine.backend._batchers["noir"].widest >= 3
+    finally:
+        engine.close()

@@ -87,8 +87,9 @@ class AdapterSet:
     position of the base model, or the batcher's padding row, none)."""
 
     def __init__(self, adapters: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]):
-        self.weights = adapters
+        self.weights = adapters  # until `bind` has made them constants of the graph
         self.names = list(adapters)
+        self.sizes = {name: sum(a.nbytes + b.nbytes for a, b in layers.values()) for name, layers in adapters.items()}
         self.index = {name: i for i, name in enumerate(self.names)}
         self.slices: dict[str, slice] = {}
         start = 0
@@ -104,7 +105,7 @@ class AdapterSet:
     @property
     def nbytes(self) -> dict[str, int]:
         """Bytes of LoRA matrices each adapter holds (what an adapter costs in memory, once bound)."""
-        return {name: sum(a.nbytes + b.nbytes for a, b in layers.values()) for name, layers in self.weights.items()}
+        return dict(self.sizes)
 
     def stacked(self, key: str, part: str, width: int) -> np.ndarray:
         """One layer's A [width (in), R] (part "A") or B [R, width (out)] (part "B") over every adapter, zeros
@@ -135,7 +136,8 @@ def read_adapters(model, adapters: dict[str, str]) -> AdapterSet:
 
 
 def bind(model, adapters: AdapterSet):
-    """The converted LoRA graph (`model`, an ov.Model) with every adapter's matrices as constants, in place."""
+    """The converted LoRA graph (`model`, an ov.Model) with every adapter's matrices as constants, in place; the
+    AdapterSet then lets go of its own copy (the compiled model holds them)."""
     from openvino import opset13 as ops
 
     for parameter in list(model.get_parameters()):
@@ -147,4 +149,5 @@ def bind(model, adapters: AdapterSet):
         parameter.output(0).replace(ops.constant(adapters.stacked(key, part, width)).output(0))
         model.remove_parameter(parameter)
     model.validate_nodes_and_infer_types()
+    adapters.weights = {}
     return model
