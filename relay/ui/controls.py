@@ -306,6 +306,7 @@ def build_settings_panel(ui) -> list:
         return gr.Radio(choices=preset_choices(lang, story_presets_of(store, story_id)))
 
     story_state.change(story_choices, [story_state, lang_state], [preset], show_progress="hidden", **private)
+    ui.preset, ui.story_preset_choices = preset, story_choices  # the lab refreshes it when it saves a preset
 
     def reset(story_id):
         settings = defaults

@@ -168,7 +168,8 @@ class LabColumns:
             self.save_presets[i].click(self._save_preset(i), [ui.story_state, ui.writer, ui.writer_key, ui.lang_state,
                                                               self.preset_names[i], *column_controls], None,
                                        **private).success(self.preset_choices, [ui.story_state, ui.lang_state],
-                                                          self.presets, **private)
+                                                          self.presets, **private).then(
+                ui.story_preset_choices, [ui.story_state, ui.lang_state], [ui.preset], **private)
             self.picks[i].input(self._show_tokens(i), [ui.lang_state, self.result, self.picks[i]],
                                 [self.token_views[i]], **private)
             self.use_settings[i].click(self._use_settings(i), [ui.lang_state, self.result, self.picks[i],

@@ -119,3 +119,11 @@ def test_use_this_text_puts_a_lab_sample_into_the_story_as_the_writers_suggestio
     assert story_presets(relay_app.store.get_story(sid).settings)["차분한 밤"]["temperature"] == 0.6  # "careful"
     page.locator("#relay-lab-preset-1 input").click()
     expect(page.get_by_role("option", name="이 이야기: 차분한 밤")).to_be_visible()
+
+    # ... and at once in the story tab's preset choice, without reopening the story; choosing it applies it.
+    w.tab("story")
+    w.open_sampling()
+    saved = page.locator('#relay-preset label:has(> input[value="story:차분한 밤"])')
+    expect(saved).to_contain_text("이 이야기: 차분한 밤")
+    saved.click()
+    expect(page.locator('#relay-setting-temperature input[type="number"]')).to_have_value("0.6")
