@@ -237,3 +237,14 @@ def test_a_seeded_adapter_turn_is_the_same_beside_other_writers_at_kogpt2_widths
         assert engine.backend._batchers["noir"].widest >= 3
     finally:
         engine.close()
+
+
+def test_prepare_converts_the_lora_graph_once_and_a_new_adapter_needs_no_preparation(tiny_model_dir, adapters,
+                                                                                     tmp_path, monkeypatch):
+    from relay.prepare import prepare
+
+    monkeypatch.setenv("RELAY_CACHE", str(tmp_path / "cache"))
+    first, cache = prepare(str(tiny_model_dir), {"noir": adapters["noir"]}, "int8", bar=False)
+    assert first.variants == ["base", "adapters"] and first.converted == ["base", "adapters"]
+    again, _ = prepare(str(tiny_model_dir), adapters, "int8", bar=False)  # "pulp" added: nothing to convert
+    assert again.converted == [] and len(list(cache.glob("openvino/*/model.xml"))) == 2

@@ -10,16 +10,17 @@ per-request seeds hold as on transformers.
 
 Where things happen:
 
-- `convert.py`: the graph, int8 compression, the paged-attention transformation, the on-disk cache.
+- `convert.py`: the graph (and its LoRA form), int8 compression, the paged-attention transformation, the on-disk cache.
+- `lora.py`: adapters at runtime: each PEFT adapter read into its LoRA matrices, bound into the one LoRA graph.
 - `pool.py`: the KV cache blocks of one compiled model, and the kept blocks of stories already read.
-- `batcher.py`: one thread per model variant; who runs in the next step, picking ids, calling the engine back.
-- `backend.py`: `OpenVinoBackend`, which converts the base model and one merged copy per LoRA adapter.
+- `batcher.py`: one thread per compiled graph; who runs in the next step, picking ids, calling the engine back.
+- `backend.py`: `OpenVinoBackend`, which converts the base model and, with adapters, its LoRA graph.
 """
 
 # The names relay.backends.openvino had as one module, private ones included (benchmarks use _Row).
 from relay.backends.openvino.backend import OpenVinoBackend
 from relay.backends.openvino.batcher import STEP_TOKENS, _Batcher, _Job, _Row  # noqa: F401
-from relay.backends.openvino.convert import (CONVERTER_VERSION, PRECISION_ENV, PRECISIONS,  # noqa: F401
+from relay.backends.openvino.convert import (CONVERTER_VERSION, LORA_MODULES, PRECISION_ENV, PRECISIONS,  # noqa: F401
                                              _check_supported, _compress_int8, _step_graph_class, cached_model_path,
                                              convert, paged, weights_digest)
 from relay.backends.openvino.pool import DEFAULT_KV_MB, KV_MB_ENV, MAX_BLOCKS, _Pool  # noqa: F401
