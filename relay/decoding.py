@@ -231,6 +231,24 @@ def paragraph_end_ids(tokenizer, vocab_size: int, hidden: frozenset[int], eos_id
     return newline_ids + [i for i in [eos_id] if i is not None]
 
 
+def without_paragraph_end(tokenizer, kept: list[int], end_id: int) -> list[int]:
+    """The ids that write what paragraph-end `end_id` wrote after `kept`, less its newline: KoGPT-2 has ~1,500 ids
+    such as "▁열었다.\n" that end a sentence and the paragraph at once, and continuing the paragraph must keep
+    "열었다.". [] when the id wrote nothing else (a bare newline, </s>) or its text cannot be spelled again exactly.
+    The piece is split by the tokenizer's own BPE model, not re-encoded as text, so no word-starting space is added.
+    """
+    token = tokenizer.convert_ids_to_tokens(end_id)
+    piece = str(token).rstrip("\n") if token is not None else ""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if not piece.strip("\u2581 ") or backend is None or end_id in tokenizer.added_tokens_decoder:
+        return []
+    ids = [tokenizer.convert_tokens_to_ids(t.value) for t in backend.model.tokenize(piece)]
+    if any(i is None or i == tokenizer.unk_token_id for i in ids):
+        return []
+    wanted = tokenizer.decode(kept + [end_id], skip_special_tokens=False).rstrip("\n")
+    return ids if tokenizer.decode(kept + ids, skip_special_tokens=False) == wanted else []
+
+
 def _decode_each(tokenizer, count: int) -> list[str]:
     """The text of every single token id (to find the ones that contain a newline)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)

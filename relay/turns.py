@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 
 from relay.context import Steering
+from relay.decoding import without_paragraph_end
 from relay.engine import ContextTooLong
 from relay.settings import EngineError, SamplingSettings, SettingsError
 from relay.story_store import MAX_NOTE_CHARS, NameTaken, StoryError, StoryStore, TurnBusy, writer_id_of
@@ -211,23 +212,20 @@ class AITurn:
     def extend(self, story_id: int, author: str, candidate_key: str, settings: SamplingSettings,
                adapter: str | None, stop: threading.Event | None, lang: str, *, writer_key: str | None = None,
                turn_note: str | None = None) -> Iterator[tuple[str, dict | None]]:
-        """"더 쓰기": continue one of this writer's waiting suggestions, keeping all of its ids (less its paragraph
-        end, and ids past its trimmed text); the model writes up to settings.max_new_tokens more, at least
+        """"더 쓰기": continue one of this writer's waiting suggestions, keeping all of its ids (less ids past its
+        trimmed text, and its paragraph end: its newline only, when that id also wrote a word; `_open_paragraph`); the model writes up to settings.max_new_tokens more, at least
         max(1, min_new_tokens). Yields like `stream`; the longer text is a new suggestion of the same turn."""
         candidate, tokens = self._branch_source(story_id, author, candidate_key, lang, writer_key)
-        keep = len(tokens["ids"])
-        ends = set(self.engine.paragraph_end_ids)
-        while keep and (tokens["ids"][keep - 1] in ends or not tokens["text"][keep - 1]):
-            keep -= 1
+        ids, head = _open_paragraph(self.engine, tokens)
+        keep = len(ids)
         limit = min(_MAX_NEW_TOKENS, self.engine.max_new_tokens_limit)
         if keep >= limit:
             raise _fail(say(lang, "extend_full", limit=limit))
         most = min(limit, keep + settings.max_new_tokens)
         longer = settings.replace(max_new_tokens=most, min_new_tokens=min(most, keep + max(1, settings.min_new_tokens)))
-        head = {"p": tokens["p"][:keep], "top": tokens["top"][:keep]}
         mark = {"kind": "extend", "at": keep, "id": None, "from": candidate.id}
-        yield from self._rewrite(story_id, author, tokens["ids"][:keep], head, mark, longer, adapter, stop, lang,
-                                 writer_key, turn_note)
+        yield from self._rewrite(story_id, author, ids, head, mark, longer, adapter, stop, lang, writer_key,
+                                 turn_note)
 
     def _branch_source(self, story_id: int, author: str, candidate_key, lang: str,
                        writer_key: str | None) -> tuple:
@@ -362,6 +360,22 @@ def _holds(turn, author: str, writer_key: str | None) -> bool:
     if turn.holder_id is not None:
         return writer_key is not None and writer_id_of(writer_key) == turn.holder_id
     return writer_key is None and turn.holder == author
+
+
+def _open_paragraph(engine, tokens: dict) -> tuple[list[int], dict]:
+    """A suggestion's ids to continue its paragraph from, with their recorded p and top: trailing ids that add no
+    text are dropped, and a last id that ends the paragraph is dropped too, or, when it also wrote text
+    ("▁열었다.\n"), replaced by ids that write that text without the newline (recorded as unknown: p None)."""
+    ids, texts = tokens["ids"], tokens["text"]
+    keep = len(ids)
+    while keep and not texts[keep - 1]:
+        keep -= 1
+    kept, head = list(ids[:keep]), {"p": list(tokens["p"][:keep]), "top": list(tokens["top"][:keep])}
+    if keep and kept[-1] in engine.paragraph_end_ids:
+        spelled = without_paragraph_end(engine.tokenizer, kept[:-1], kept[-1])
+        kept[-1:] = spelled
+        head = {"p": head["p"][:-1] + [None] * len(spelled), "top": head["top"][:-1] + [[]] * len(spelled)}
+    return kept, head
 
 
 def _discarded(stop: threading.Event | None) -> bool:

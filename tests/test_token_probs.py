@@ -240,6 +240,44 @@ def test_a_writer_branches_and_extends_a_suggestion_and_the_tokens_reach_the_exp
     assert json.loads(store.export(story_id, "json"))["paragraphs"][-1]["meta"]["tokens"] == branched.meta["tokens"]
 
 
+def test_more_continues_a_paragraph_that_ended_on_a_word_and_keeps_the_word(turns):
+    """Many paragraphs end on one id holding the last word and the newline (KoGPT-2's "▁열었다.\n"): "더 쓰기"
+    keeps the word and writes on after it, in the same paragraph."""
+    ai, store, story_id, key, _ = turns
+    ends = ai.engine.paragraph_end_ids
+    for seed in range(40):  # the tiny model's seeded suggestions: find one that ended so
+        settings = SamplingSettings(**{**SAMPLED, "seed": seed, "stop_at": "paragraph", "max_new_tokens": 40,
+                                       "min_new_tokens": 2})
+        _, done = _last(ai.stream(story_id, "민지", settings, None, None, "ko", writer_key=key))
+        first = store.get_candidate(done["candidate_id"])
+        tokens = first.meta["tokens"]
+        if tokens["ids"][-1] in ends and tokens["text"][-1].strip():
+            break
+    else:
+        pytest.fail("no seeded suggestion ended on a word and a newline")
+    more = settings.replace(stop_at="length", max_new_tokens=6)
+    text, done = _last(ai.extend(story_id, "민지", first.id, more, None, None, "ko", writer_key=key))
+    longer = store.get_candidate(done["candidate_id"])
+    assert longer.text == text and longer.text.startswith(first.text) and len(longer.text) > len(first.text)
+    assert "\n" not in longer.text
+    assert longer.meta["tokens"]["ids"][:len(tokens["ids"]) - 1] == tokens["ids"][:-1]
+
+
+def test_the_last_word_of_a_paragraph_end_is_spelled_again_without_its_newline(kogpt2_dir):
+    from transformers import PreTrainedTokenizerFast
+
+    from relay.decoding import without_paragraph_end
+    from relay.tiny import KOGPT2_SPECIAL
+
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(kogpt2_dir / "tokenizer.json"), **KOGPT2_SPECIAL)
+    kept = tokenizer.encode("그는 문을", add_special_tokens=False)
+    for end, wanted in (("\u2581열었다.\n", "그는 문을 열었다."), ("기\n", "그는 문을기")):
+        ids = without_paragraph_end(tokenizer, kept, tokenizer.convert_tokens_to_ids(end))
+        assert ids and tokenizer.decode(kept + ids) == wanted
+    for bare in ("\n", "</s>"):
+        assert without_paragraph_end(tokenizer, kept, tokenizer.convert_tokens_to_ids(bare)) == []
+
+
 def test_each_stored_alternative_keeps_only_its_own_tokens(turns):
     ai, store, story_id, key, _ = turns
     texts, done = _last(ai.alternatives(story_id, "민지", SamplingSettings(seed=3, max_new_tokens=12), 3, None, "ko",
