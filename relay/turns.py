@@ -213,8 +213,9 @@ class AITurn:
                adapter: str | None, stop: threading.Event | None, lang: str, *, writer_key: str | None = None,
                turn_note: str | None = None) -> Iterator[tuple[str, dict | None]]:
         """"더 쓰기": continue one of this writer's waiting suggestions, keeping all of its ids (less ids past its
-        trimmed text, and its paragraph end: its newline only, when that id also wrote a word; `_open_paragraph`); the model writes up to settings.max_new_tokens more, at least
-        max(1, min_new_tokens). Yields like `stream`; the longer text is a new suggestion of the same turn."""
+        trimmed text, and its paragraph end: only its newline when that id also wrote a word, `_open_paragraph`);
+        the model writes up to settings.max_new_tokens more, at least max(1, min_new_tokens). Yields like `stream`;
+        the longer text is a new suggestion of the same turn."""
         candidate, tokens = self._branch_source(story_id, author, candidate_key, lang, writer_key)
         ids, head = _open_paragraph(self.engine, tokens)
         keep = len(ids)
