@@ -15,7 +15,6 @@ torch and transformers are imported lazily so importing this module is cheap.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import os
 import secrets
@@ -100,15 +99,14 @@ def _openai_runtime(name: str, source: str, adapters: dict[str, str], inference_
 
 
 def _openvino_runtime(name: str, source: str, adapters: dict[str, str], options: dict | None = None):
-    """The int8 CPU backend: adapters are checked like on transformers, then merged and converted.
+    """The int8 CPU backend: the base model converted, adapters read at runtime (`OpenVinoBackend.from_model`
+    reads each through relay.loading: the same checks and ModelLoadError messages as the transformers backend).
 
     `options` go to `OpenVinoBackend.from_model` (cache, background: prepare while the page is up)."""
     from relay.backends.base import BackendError
     from relay.backends.openvino import OpenVinoBackend
 
     base = load_model(name, source, {}, "cpu")
-    for adapter_name, path in adapters.items():  # the same checks and messages as the transformers backend
-        load_adapters(copy.deepcopy(base), {adapter_name: path})
     try:
         return OpenVinoBackend.from_model(base, source=source, adapters=adapters, **(options or {}))
     except BackendError as error:  # a model it cannot convert: say so at startup, like any load error
