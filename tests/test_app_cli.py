@@ -59,7 +59,7 @@ def test_user_text_is_rendered_as_inert_text():
     para = SimpleNamespace(id=1, seq=1, author="<b>악당</b>", kind="human", text=evil, created_at="2026-11-25T03:00:00+00:00",
                            edited=False, meta={})
     writing = SimpleNamespace(status="writing", holder="<b>악당</b>", draft=evil, candidates=[])
-    pending = SimpleNamespace(status="pending", holder="<b>악당</b>", draft="", candidates=[para])
+    pending = SimpleNamespace(status="pending", holder="<b>악당</b>", draft="", candidates=[para], turn_id="t1")
     for out in (render_timeline([para], "ko"), render_turn(writing, "ko"), render_turn(pending, "en")):
         assert "<img" not in out and "<script" not in out and "<b>악당" not in out
         assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in out

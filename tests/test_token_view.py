@@ -136,3 +136,57 @@ def test_a_paragraphs_view_is_served_only_for_a_visible_ai_paragraph_that_has_a_
     assert "사람이 고친 문단입니다" in paragraph_tokens_html(store, sid, ai.seq, "ko")
     store.hide_paragraph(sid, ai.id, writer_key=key)
     assert paragraph_tokens_html(store, sid, ai.seq, "ko") is None  # a hidden paragraph shows nothing
+
+
+def test_a_waiting_suggestions_view_is_served_to_co_writers_by_turn_and_place_never_by_its_key(tmp_path):
+    from relay.story_store import StoryStore
+    from relay.ui.render import render_turn
+    from relay.ui.token_route import suggestion_tokens_html
+
+    store = StoryStore(tmp_path / "relay.db")
+    key = store.new_writer_key()
+    sid = store.create_story("비 오는 밤", "민지", turn_rule="free", writer_key=key).id
+    store.add_paragraph(sid, "창밖으로 비가 내렸다.", "민지", kind="human", writer_key=key)
+    store.claim_ai_turn(sid, "민지", writer_key=key)
+    with_record = store.add_candidate(sid, "민지", "비가 내렸다.", {"tokens": RECORD}, writer_key=key)
+    store.add_candidate(sid, "민지", "눈이 왔다.", {}, writer_key=key)
+    turn = store.ai_turn(sid)
+    watched = render_turn(turn, "ko")
+    # The first suggestion says where its view is; the second has none; neither shows the key it is accepted by.
+    assert f'data-tokens="1" data-turn="{turn.turn_id}" data-n="0"' in watched
+    assert watched.count("data-tokens") == 1 and with_record not in watched
+    view = suggestion_tokens_html(store, sid, turn.turn_id, 0, "en")
+    assert "".join(s["text"] for s in spans(view)) == "비가 내렸다." and "relay-pop-branch" not in view
+    assert suggestion_tokens_html(store, sid, turn.turn_id, 1, "ko") is None  # no record
+    assert suggestion_tokens_html(store, sid, turn.turn_id, 2, "ko") is None  # no such place
+    assert suggestion_tokens_html(store, sid, "another-turn", 0, "ko") is None
+    store.discard_ai_turn(sid, "민지", writer_key=key)
+    assert suggestion_tokens_html(store, sid, turn.turn_id, 0, "ko") is None  # thrown away: nothing to show
+
+
+def test_the_token_route_answers_a_bad_or_unknown_request_with_a_plain_error(tmp_path):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from relay.story_store import StoryStore
+    from relay.ui.token_route import add_token_route
+
+    store = StoryStore(tmp_path / "relay.db")
+    key = store.new_writer_key()
+    sid = store.create_story("비 오는 밤", "민지", turn_rule="free", writer_key=key).id
+    store.add_paragraph(sid, "창밖으로 비가 내렸다.", "민지", kind="human", writer_key=key)
+    turn_id = store.claim_ai_turn(sid, "민지", writer_key=key)
+    store.add_candidate(sid, "민지", "비가 내렸다.", {"tokens": RECORD}, writer_key=key)
+    app = FastAPI()
+    add_token_route(app, store)
+    client = TestClient(app)
+    ok = client.get("/relay/tokens", params={"story": sid, "turn": turn_id, "n": 0, "lang": "ko"})
+    assert ok.status_code == 200 and "relay-tk-text" in ok.text
+    for params in ({"story": sid, "turn": turn_id, "n": "²"}, {"story": sid, "turn": turn_id, "n": "-1"},
+                   {"story": sid, "turn": "<b>", "n": 0}, {"story": sid, "seq": 1, "turn": turn_id, "n": 0},
+                   {"story": sid}, {"story": "x", "seq": 1}, {"story": sid, "turn": turn_id, "n": 0, "lang": "fr"}):
+        answer = client.get("/relay/tokens", params=params)
+        assert answer.status_code == 400 and "error" in answer.json(), params
+    for params in ({"story": sid, "turn": turn_id, "n": 1}, {"story": sid, "turn": "other-turn", "n": 0},
+                   {"story": sid + 1, "turn": turn_id, "n": 0}):
+        assert client.get("/relay/tokens", params=params).status_code == 404, params

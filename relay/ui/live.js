@@ -67,7 +67,9 @@ window.relayLive = (() => {
     $("relay-header").innerHTML = state.header || "";
     $("relay-status").innerHTML = state.status || "";
     const mine = state.turn_state && current.writer && state.turn_state.holder_id === current.writer;
-    $("relay-turn").innerHTML = mine ? "" : state.turn || "";
+    const turn = $("relay-turn"), watched = mine ? "" : state.turn || "";
+    // Only when it changed: a co-writer's token view of a waiting suggestion (token_view.js) stays loaded.
+    if (turn.relayPainted !== watched) { turn.innerHTML = watched; turn.relayPainted = watched; }
     paintPresence();
   }
 

@@ -222,10 +222,18 @@ def render_turn(turn, lang: str) -> str:
         body = f'<div class="relay-draft relay-text">{_esc(turn.draft)}<span class="relay-caret">▍</span></div>'
         title = say(lang, "watch_writing", holder=_esc(turn.holder))
     else:
-        items = "".join(f'<li class="relay-text">{_esc(c.text)}</li>' for c in turn.candidates)
+        items = "".join(_watched_candidate(turn.turn_id, n, c) for n, c in enumerate(turn.candidates))
         body = f'<ol class="relay-watch-candidates">{items}</ol>'
         title = say(lang, "watch_pending", holder=_esc(turn.holder), n=len(turn.candidates))
     return f'<div class="relay-watch relay-watch-{turn.status}"><div class="relay-watch-title">{title}</div>{body}</div>'
+
+
+def _watched_candidate(turn_id: str, n: int, candidate) -> str:
+    """Suggestion `n` of a waiting turn as co-writers see it. One with a token record says so (data-tokens); its
+    view is fetched from /relay/tokens by turn and position once a co-writer turns "확률 보기" on
+    (relay/ui/token_view.js). Never by the suggestion's own id: that id is what its writer accepts it by."""
+    tokens = f' data-tokens="1" data-turn="{_esc(turn_id)}" data-n="{n}"' if tokens_of(candidate.meta) else ""
+    return f'<li class="relay-watch-candidate"{tokens}><div class="relay-text">{_esc(candidate.text)}</div></li>'
 
 
 # The live part of the story tab: relay/ui/live.js fills these slots from the /relay/live stream.

@@ -15,8 +15,9 @@
   };
   const isOn = () => document.body.classList.contains("relay-probs-on");
 
-  // An accepted AI paragraph's card only says it has a record (data-tokens): its view is fetched from
-  // /relay/tokens (relay/ui/token_route.py) once the toggle is on and the card comes near the screen.
+  // An accepted AI paragraph's card, and a suggestion co-writers watch waiting in the model's turn, only say
+  // they have a record (data-tokens): the view is fetched from /relay/tokens (relay/ui/token_route.py), by the
+  // paragraph's seq or by the turn and the suggestion's place in it, once the toggle is on and it nears the screen.
   const watched = new WeakSet();
   let near = null, pending = false;
   const nearScreen = () => near || (near = new IntersectionObserver((entries) => {
@@ -29,7 +30,12 @@
     if (!isOn() || !story || card.querySelector(".relay-tokens")) return;
     const url = new URL("relay/tokens", location.href.split("?")[0].split("#")[0].replace(/[^/]*$/, ""));
     url.searchParams.set("story", story);
-    url.searchParams.set("seq", card.dataset.seq);
+    if (card.dataset.turn) {
+      url.searchParams.set("turn", card.dataset.turn);
+      url.searchParams.set("n", card.dataset.n);
+    } else {
+      url.searchParams.set("seq", card.dataset.seq);
+    }
     url.searchParams.set("lang", document.documentElement.dataset.relayLang === "en" ? "en" : "ko");
     try {
       const response = await fetch(url);
@@ -41,7 +47,9 @@
   const watchCards = () => {
     pending = false;
     if (!isOn()) return;
-    for (const card of document.querySelectorAll("#relay-timeline .relay-para[data-tokens]:not(.relay-tk-loaded)")) {
+    const cards = "#relay-timeline .relay-para[data-tokens]:not(.relay-tk-loaded), "
+      + "#relay-turn .relay-watch-candidate[data-tokens]:not(.relay-tk-loaded)";
+    for (const card of document.querySelectorAll(cards)) {
       if (!watched.has(card)) { watched.add(card); nearScreen().observe(card); }
     }
   };

@@ -27,7 +27,8 @@ body:not(.relay-probs-on) .relay-tokens, body:not(.relay-probs-on) .relay-tk-pan
 body:not(.relay-probs-on) .relay-tk-key, body:not(.relay-probs-on) #relay-probs-key,
 body:not(.relay-probs-on) #relay-preview-tokens, body:not(.relay-probs-on) [id^="relay-alt-tokens-"] {
   display: none !important; }
-body.relay-probs-on .relay-para.relay-has-tokens.relay-tk-loaded > .relay-text { display: none; }
+body.relay-probs-on .relay-para.relay-has-tokens.relay-tk-loaded > .relay-text,
+body.relay-probs-on .relay-watch-candidate.relay-tk-loaded > .relay-text { display: none; }
 .relay-para > .relay-tokens { grid-column: 1 / -1; }
 .relay-tk-text { white-space: pre-wrap; line-height: 1.9; font-size: 1.02rem; }
 .relay-tk { border-radius: 3px; color: #111 !important; cursor: pointer; padding: 0.05em 0; }

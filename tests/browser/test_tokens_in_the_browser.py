@@ -80,6 +80,20 @@ def test_a_writer_sees_the_alternatives_of_a_token_rewrites_from_one_and_writes_
     assert longer.startswith(branched.rstrip()) and len(longer) > len(branched.rstrip())
     expect(watched).to_have_count(3)
 
+    # The co-writer turns "확률 보기" on: the waiting suggestions show coloured, with their alternatives; only
+    # the writer whose turn it is may rewrite them.
+    co_writer.page.locator("#relay-probs input").check()
+    view = watched.nth(0).locator(".relay-tokens")
+    expect(view).to_be_visible()
+    expect(watched.nth(0).locator(".relay-text")).to_be_hidden()  # the coloured view stands in for the text
+    expect(watched.nth(2).locator(".relay-tokens")).to_be_visible()
+    view.locator(f'.relay-tk[data-i="{at}"]').hover()
+    popover = co_writer.page.locator(POPOVER)
+    expect(popover).to_contain_text("이 자리의 후보")
+    expect(popover.locator("tr")).to_have_count(len(tokens["top"][at]))
+    expect(popover.locator("button.relay-pop-branch")).to_have_count(0)
+    co_writer.page.screenshot(path=str(screenshots / "tokens-co-writer-watches-ko.png"), full_page=True)
+
 
 def accepted_ai_paragraph(store, engine, title: str) -> int:
     """A story whose second paragraph is the model's, accepted with its token record."""
