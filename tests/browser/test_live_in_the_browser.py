@@ -177,6 +177,25 @@ def test_a_reload_mid_stream_follows_the_same_turn_to_its_end(new_page, slow_app
     expect(w.paragraphs).to_have_count(2)
 
 
+def test_partial_text_of_a_continuation_is_visible_before_it_finishes(new_page, slow_app, screenshots):
+    # On the slow model: on the tiny one an idle machine writes all 120 tokens between two paints of the box.
+    w = writer(new_page, slow_app, "하린")
+    w.create_story("조각조각")
+    w.add("비가 그친 뒤 시장 골목은 다시 사람들로 붐볐다.")
+    w.settings_for_long_stream(max_new_tokens=120)
+    w.page.screenshot(path=screenshots / "05-sampling-settings.png", full_page=True)
+
+    w.start_watching_preview()
+    final = w.continue_with_ai()
+    seen = w.stop_watching_preview()
+
+    partial = [v for v in seen if v and v != final and final.startswith(v)]
+    print(f"preview values seen: {len(seen)}, strict prefixes of the final text: {len(partial)}")
+    assert partial, f"the preview never showed a strict prefix of the final text; values seen: {seen!r}"
+    assert "길이 한도" in w.seed_info.inner_text()  # stopped at the length limit, as configured
+    w.page.screenshot(path=screenshots / "03-ai-preview.png", full_page=True)
+
+
 def test_discard_while_the_model_writes_leaves_nothing_to_accept(new_page, slow_app):
     w = writer(new_page, slow_app, "도윤")
     sid = w.create_story("버린 초안")
