@@ -258,17 +258,24 @@ def test_a_broken_batcher_fails_the_turn_instead_of_hanging(fast, monkeypatch):
 
 
 def test_the_picker_penalises_repeats_and_samples_top_k_like_transformers():
-    """TokenPicker's in-place repetition penalty and top-k-only sampling keep transformers' numbers and rules."""
+    """TokenPicker's numpy repetition penalty and top-k-only sampling keep transformers' numbers and rules."""
     import torch
     from transformers import RepetitionPenaltyLogitsProcessor, TopKLogitsWarper
 
-    from relay.backends.base import GenerationRequest, TokenPicker, _RepetitionPenalty
+    from relay.backends.base import GenerationRequest, TokenPicker, _SeenIds
 
     generator = torch.Generator().manual_seed(0)
-    scores = torch.randn(3, 500, generator=generator)
+    scores = torch.randn(3, 500, generator=generator) * 4
     ids = torch.randint(0, 500, (3, 40), generator=generator)  # with repeats
-    expected = RepetitionPenaltyLogitsProcessor(1.3)(ids, scores.clone())
-    assert torch.equal(_RepetitionPenalty(1.3)(ids, scores.clone()), expected)
+    seen = _SeenIds(1.3, ids[0, :30].tolist(), 3)  # a prompt shared by the rows, then each row's own ids
+    for step in range(30, 40):
+        seen.add(ids[:, step].tolist())
+    penalised = scores.clone().numpy()
+    seen.apply(penalised)
+    for row in range(3):  # bit for bit what transformers gives for the same ids written
+        written = torch.cat([ids[0, :30], ids[row, 30:]])[None]
+        expected = RepetitionPenaltyLogitsProcessor(1.3)(written, scores[row:row + 1].clone())
+        assert torch.equal(torch.from_numpy(penalised[row:row + 1]), expected)
 
     settings = SamplingSettings(temperature=1.0, top_k=5, top_p=1.0, repetition_penalty=1.0,
                                 no_repeat_ngram_size=0, stop_at="length", min_new_tokens=0)

@@ -150,9 +150,10 @@ class Backend:
 
 
 def logits_processors(settings: SamplingSettings, prompt_len: int, request: GenerationRequest, never_ids,
-                      paragraph_end_ids) -> list:
-    """The engine's own rules as transformers LogitsProcessors: tokens that are never prose; no early or empty
-    paragraph end; no n-gram repeats in the new text. `never_ids`/`paragraph_end_ids` are torch tensors."""
+                      paragraph_end_ids, *, with_never: bool = True) -> list:
+    """The engine's own rules as transformers LogitsProcessors: tokens that are never prose (unless `with_never`
+    is False: the caller bans them itself); no early or empty paragraph end; no n-gram repeats in the new text.
+    `never_ids`/`paragraph_end_ids` are torch tensors."""
     from transformers import LogitsProcessor
 
     class _Never(LogitsProcessor):
@@ -162,7 +163,7 @@ def logits_processors(settings: SamplingSettings, prompt_len: int, request: Gene
         def __call__(self, input_ids, scores):
             return scores.index_fill_(1, never_ids.to(scores.device), -float("inf"))
 
-    processors = [_Never()]
+    processors = [_Never()] if with_never else []
     if settings.stop_at != "length" and len(paragraph_end_ids):
         class _NoEmptyOrShortParagraph(LogitsProcessor):
             """No newline or </s> before min_new_tokens, nor before the continuation has any visible text
@@ -206,21 +207,6 @@ def logits_processors(settings: SamplingSettings, prompt_len: int, request: Gene
     return processors
 
 
-class _RepetitionPenalty:
-    """transformers' RepetitionPenaltyLogitsProcessor (ids already written: positive scores divided by the
-    penalty, negative ones multiplied), done in place: the stock one pads and copies the whole 51,200-wide
-    row twice per step."""
-
-    def __init__(self, penalty: float):
-        self.penalty = penalty
-
-    def __call__(self, input_ids, scores):
-        import torch
-
-        score = scores.gather(1, input_ids)
-        return scores.scatter_(1, input_ids, torch.where(score < 0, score * self.penalty, score / self.penalty))
-
-
 def top_ids(scores: "np.ndarray", k: int) -> "np.ndarray":
     """The k highest-scoring ids of each row [n, vocab], highest first (among equal scores, the lower id first):
     torch.topk's order, in numpy. A bar from every 16th score keeps ~2k candidates for the exact selection, so a
@@ -243,6 +229,31 @@ def top_ids(scores: "np.ndarray", k: int) -> "np.ndarray":
     return picked
 
 
+class _SeenIds:
+    """The repetition penalty in numpy (transformers' RepetitionPenaltyLogitsProcessor: the score of every id
+    already written, positive divided by the penalty, negative multiplied), on each row's distinct ids, kept as
+    they grow: no torch dispatch, gather and scatter over the whole prompt at every step."""
+
+    def __init__(self, penalty: float, prompt: list[int], rows: int):
+        self.penalty = penalty
+        distinct = np.unique(np.asarray(prompt, dtype=np.int64))
+        self.ids = [distinct] * rows
+        self.sets = [set(distinct.tolist()) for _ in range(rows)]
+
+    def add(self, chosen) -> None:
+        for row, token in enumerate(chosen):
+            if token not in self.sets[row]:
+                self.sets[row].add(token)
+                self.ids[row] = np.append(self.ids[row], token)
+
+    def apply(self, scores: "np.ndarray") -> None:
+        """Penalise, in place, each row's ids written so far in `scores` [rows, vocab] (float32)."""
+        for row, ids in enumerate(self.ids):
+            if len(ids):
+                seen = scores[row, ids]
+                scores[row, ids] = np.where(seen < 0, seen * self.penalty, seen / self.penalty)
+
+
 class TokenPicker:
     """Chooses each step's ids from logits exactly as the engine's rules say, with its own random generator,
     so a seeded request gives the same text whatever else runs at the same time.
@@ -260,12 +271,12 @@ class TokenPicker:
 
         self.request = request
         self.settings = settings = request.settings
-        never = torch.tensor(request.never_ids, dtype=torch.long)
+        self.never = np.asarray(request.never_ids, dtype=np.int64)  # banned here, in numpy
         ends = torch.tensor(request.paragraph_end_ids, dtype=torch.long)
         start = request.continuation_start if request.continuation_start is not None else len(request.prompt)
-        self.rules = logits_processors(settings, start, request, never, ends)
-        if settings.repetition_penalty != 1.0:
-            self.rules.append(_RepetitionPenalty(settings.repetition_penalty))
+        self.rules = logits_processors(settings, start, request, None, ends, with_never=False)
+        self.penalty = (_SeenIds(settings.repetition_penalty, request.prompt, request.n)
+                        if settings.repetition_penalty != 1.0 else None)  # after the rules, as in generate
         self.top_k = settings.top_k if settings.temperature > 0 else 0
         self.warpers = []  # on the top-k (or whole) scores, in generate's order
         if settings.temperature > 0:
@@ -292,11 +303,16 @@ class TokenPicker:
         remembers the ids for the rules, and this step's probabilities in `probs` when the request records them."""
         import torch
 
-        scores = torch.as_tensor(logits, dtype=torch.float32)
+        full = np.asarray(logits, dtype=np.float32)
+        if len(self.never):
+            full[:, self.never] = -np.inf
+        scores = torch.from_numpy(full)  # the same memory: numpy and torch rules both change it in place
         ids = self.ids
         for processor in self.rules:  # each changes a few ids' scores, in place
             scores = processor(ids, scores)
         full, top = scores.numpy(), None
+        if self.penalty is not None:
+            self.penalty.apply(full)
         if self.settings.temperature > 0:
             candidates = None
             if 0 < self.top_k < full.shape[-1]:
@@ -316,4 +332,7 @@ class TokenPicker:
             self.written = torch.cat([self.written, torch.empty_like(self.written)], dim=1)
         self.written[:, self.length] = torch.from_numpy(chosen)
         self.length += 1
-        return chosen.tolist()
+        picked = chosen.tolist()
+        if self.penalty is not None:
+            self.penalty.add(picked)
+        return picked
