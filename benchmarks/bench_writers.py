@@ -8,7 +8,7 @@ Builds KoGPT-2's shape with random weights and the real tokenizer (bench_generat
 to int8 once and runs every cell on two batchers of the same compiled model, interleaved, so a busy machine
 slows both alike: the batcher, token picker and block pool of an older commit (`--baseline`, loaded from git
 into temporary modules) and the ones in the working tree. Each writer continues its own story of about 512
-tokens (a fresh first line each run, so no kept cache helps) by 64 tokens, balanced preset, stop_at=length.
+tokens (a fresh first line each run, so no kept cache helps) by 64 tokens, balanced preset (or `--preset`), stop_at=length.
 
 Printed per cell, median of `--repeat`: one writer's first token, decode tokens/s and the time per token outside
 the runtime's infer call (picking, the engine's callback, bookkeeping, building inputs: the step's wall time
@@ -169,6 +169,7 @@ def main(argv=None) -> None:
     parser.add_argument("--writers", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--context", type=int, default=512)
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--preset", default="balanced", help="the sampling preset (adventurous: top-k 0, top-p 0.95)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per cell; the median is reported")
     parser.add_argument("--baseline", default=BASELINE, help="git revision of the batcher to compare with")
     parser.add_argument("--no-baseline", action="store_true", help="only the working tree's batcher")
@@ -180,7 +181,7 @@ def main(argv=None) -> None:
 
     if not (SHARED / "kogpt2" / "config.json").exists():
         sys.exit(f"needs the KoGPT-2 config and tokenizer at {SHARED / 'kogpt2'}")
-    settings = PRESETS["balanced"].replace(stop_at="length", max_new_tokens=args.new_tokens, min_new_tokens=0,
+    settings = PRESETS[args.preset].replace(stop_at="length", max_new_tokens=args.new_tokens, min_new_tokens=0,
                                            trim_incomplete=False, seed=1)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
@@ -204,7 +205,7 @@ def main(argv=None) -> None:
         lines = story_lines()
         widest = max(args.writers)
         stories = [story_of_tokens(engine, lines[: len(lines) - 200 * i], args.context) for i in range(widest)]
-        print(f"{os.cpu_count()} CPUs; context {args.context}, {args.new_tokens} new tokens, balanced preset, "
+        print(f"{os.cpu_count()} CPUs; context {args.context}, {args.new_tokens} new tokens, {args.preset} preset, "
               f"stop_at=length; median of {args.repeat}, interleaved; load average before: {os.getloadavg()}")
         for batcher in batchers.values():  # warm-up
             backend._batchers[None] = batcher

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 
 pytest.importorskip("openvino")
@@ -287,6 +288,43 @@ def test_the_picker_penalises_repeats_and_samples_top_k_like_transformers():
     allowed = set(torch.nonzero(TopKLogitsWarper(5)(None, logits.clone())[0] > -float("inf")).flatten().tolist())
     drawn = {picker.pick(logits.clone())[0] for _ in range(200)}
     assert drawn <= allowed and len(drawn) > 1  # only the 5 likeliest ids, and really sampled among them
+
+
+@pytest.mark.parametrize("width", [500, 51_200])
+def test_without_top_k_the_picker_keeps_the_nucleus_transformers_keeps(width):
+    """top_k=0 (the adventurous preset): the ids top-p and typical-p keep are transformers' own (computed here in
+    float64 over the whole row), found without sorting the vocabulary; the picker draws among them only."""
+    import torch
+    from transformers import TopPLogitsWarper, TypicalLogitsWarper
+
+    from relay.backends.base import GenerationRequest, TokenPicker, nucleus, typical
+
+    rng = np.random.default_rng(7)
+    for spread in (1.0, 3.0, 8.0):  # flat to peaked rows
+        for top_p in (0.5, 0.9, 0.95, 0.99):
+            row = (rng.standard_normal(width) * spread).astype(np.float32)
+            reference = TopPLogitsWarper(top_p)(None, torch.from_numpy(row.astype(np.float64))[None])[0]
+            expected = set(torch.nonzero(reference > -float("inf")).flatten().tolist())
+            kept = nucleus(row, top_p)
+            assert set(kept.tolist()) == expected and len(kept) == len(expected), (spread, top_p)
+            assert list(row[kept]) == sorted(row[kept], reverse=True)  # likeliest first
+            for mass in (0.2, 0.95):  # then typical-p on the nucleus, as transformers' warper keeps it
+                logits = torch.from_numpy(row[kept].astype(np.float64))[None]
+                expected = (TypicalLogitsWarper(mass)(None, logits)[0] > -float("inf")).numpy()
+                assert (typical(row[kept].astype(np.float64), mass) == expected).all(), (spread, top_p, mass)
+
+    settings = SamplingSettings(temperature=0.9, top_k=0, top_p=0.8, typical_p=0.95, repetition_penalty=1.0,
+                                no_repeat_ngram_size=0, stop_at="length", min_new_tokens=0)
+    request = GenerationRequest(prompt=[1, 2, 3], n=2, settings=settings, seed=4, adapter=None, never_ids=[0],
+                                paragraph_end_ids=[], holds_paragraph_end=lambda row: False,
+                                on_tokens=lambda step: [False, False], cancelled=lambda: False)
+    picker = TokenPicker(request)
+    logits = (rng.standard_normal((1, width)) * 4).astype(np.float32)
+    allowed = set(nucleus(logits[0] / 0.9, 0.8).tolist()) - {0}
+    drawn = set()
+    for _ in range(100):
+        drawn.update(picker.pick(np.repeat(logits, 2, axis=0)))
+    assert drawn <= allowed and len(drawn) > 1  # only nucleus ids (never the banned 0), and really sampled
 
 
 @pytest.fixture(scope="module", params=["int8", "int4"])
