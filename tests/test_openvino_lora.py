@@ -15,6 +15,7 @@ from relay.backends.base import BackendError, GenerationRequest  # noqa: E402
 from relay.backends.openvino import OpenVinoBackend  # noqa: E402
 from relay.engine import Engine, SamplingSettings, load_tokenizer  # noqa: E402
 from relay.tiny import build_tiny_adapter  # noqa: E402
+from test_backend_openvino import ids  # noqa: E402  the ids a continuation wrote
 
 STORY = ["비가 그친 저녁, 나는 오래된 우체국 앞에서 그녀를 기다렸다.", "골목 끝에서 누군가 휘파람을 불었다. 바람이 차가웠다."]
 OTHER_STORIES = [
@@ -61,29 +62,6 @@ def runtime(tiny_model_dir, adapters, relay_cache) -> dict[str, Engine]:
     yield engines
     for engine in engines.values():
         engine.close()
-
-
-def ids(engine: Engine, story, settings, adapter=None) -> list[int]:
-    """The token ids a continuation wrote (re-encoding its text would blur token boundaries)."""
-    seen: list[int] = []
-    original = engine.backend.generate
-
-    def recording(request):
-        inner = request.on_tokens
-
-        def on_tokens(step):
-            seen.append(step[0])
-            return inner(step)
-
-        request.on_tokens = on_tokens
-        return original(request)
-
-    engine.backend.generate = recording
-    try:
-        engine.continue_story(story, settings, adapter=adapter).text
-    finally:
-        del engine.backend.generate
-    return seen
 
 
 def next_logits(engine: Engine, prompt: list[int], adapter=None):

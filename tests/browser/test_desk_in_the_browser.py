@@ -50,6 +50,17 @@ def ascii_words(text: str) -> set[str]:
     return set(re.findall(r"[A-Za-z][A-Za-z_\-]*", text)) - ALLOWED_ASCII
 
 
+def import_file(page, export) -> int:
+    """Import `export` through the "more" panel's file box; the id of the story the page then opens."""
+    expect(page).to_have_url(re.compile(r"\?story=\d+$"))
+    before = page.url
+    open_accordion(page, "relay-more")
+    page.locator("#relay-history-import input[type=file]").set_input_files(str(export))
+    expect(page).not_to_have_url(before)
+    expect(page).to_have_url(re.compile(r"\?story=\d+$"))
+    return int(re.search(r"story=(\d+)", page.url).group(1))
+
+
 def story_with(store, texts, rule="free", authors=("준호",)):
     story = store.create_story("기록 시험", authors[0], turn_rule=rule)
     for i, text in enumerate(texts):
@@ -141,13 +152,7 @@ def test_importing_a_json_export_opens_the_same_story(new_page, desk_app, tmp_pa
     export = tmp_path / "relay-story.json"
     export.write_text(store.export(story.id, "json"), encoding="utf-8")
     page = open_desk(new_page, desk_app, None)
-    expect(page).to_have_url(re.compile(r"\?story=\d+$"))
-    before = page.url
-    open_accordion(page, "relay-more")
-    page.locator("#relay-history-import input[type=file]").set_input_files(str(export))
-    expect(page).not_to_have_url(before)
-    expect(page).to_have_url(re.compile(r"\?story=\d+$"))
-    new_id = int(re.search(r"story=(\d+)", page.url).group(1))
+    new_id = import_file(page, export)
     assert new_id != story.id
     original, imported = store.timeline(story.id), store.timeline(new_id)
     assert [(p.text, p.author, p.kind) for p in imported] == [(p.text, p.author, p.kind) for p in original]
@@ -172,13 +177,7 @@ def test_an_export_over_the_size_limit_is_imported_without_its_token_probabiliti
     export = tmp_path / "relay-story.json"
     export.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     assert export.stat().st_size > MAX_IMPORT_BYTES
-    page = open_desk(new_page, desk_app, None)
-    expect(page).to_have_url(re.compile(r"\?story=\d+$"))
-    before = page.url
-    open_accordion(page, "relay-more")
-    page.locator("#relay-history-import input[type=file]").set_input_files(str(export))
-    expect(page).not_to_have_url(before)
-    new_id = int(re.search(r"story=(\d+)", page.url).group(1))
+    new_id = import_file(open_desk(new_page, desk_app, None), export)
     imported = store.timeline(new_id)
     assert new_id != story.id and [p.text for p in imported] == ["하나", "둘", "셋"]
     assert all("tokens" not in (p.meta or {}) for p in imported)
