@@ -53,11 +53,16 @@ SWIPE_PAST_LAST_JS = """(...args) => {
 SYNC_TURN_JS = """() => {
   relayLive.onTurnChange((ts) => {
     const preview = document.querySelector('#relay-preview textarea');
-    if (ts && ts.status === 'pending' && preview && !preview.value && window.__relayMe && ts.holder_id === window.__relayMe) {
+    if (ts && ts.status === 'pending' && preview && !preview.value && window.__relayMe && ts.holder_id === window.__relayMe
+        && !window.__relayTakingOver) {
       document.getElementById('relay-turn-sync')?.click();
     }
   });
 }"""
+# "이어받기" fills this tab's desk itself: while its answer is on the way, the turn changing hands must not also
+# ask SYNC_TURN_JS to fill it, or that second, later answer could overwrite what the writer typed meanwhile.
+TAKING_OVER_JS = "(...args) => { window.__relayTakingOver = true; return args; }"
+TAKEN_OVER_JS = "() => { setTimeout(() => { window.__relayTakingOver = false; }, 0); }"
 # A reload (or another tab of the same writer) while the model writes for them: follow that turn in the box.
 # Asked once per story the tab opens: the tab that started the turn follows it already.
 FOLLOW_TURN_JS = """() => {
@@ -290,7 +295,8 @@ def build_story_tabs(ui) -> None:
                      **private)
     ended_btn.click(desk.turn_ended, [story_state, writer, writer_key, turn_view, lang_state], desk_outputs,
                     show_progress="hidden", **private)
-    takeover_btn.click(desk.take_over, [story_state, writer, writer_key, lang_state], desk_outputs, **private)
+    takeover_btn.click(desk.take_over, [story_state, writer, writer_key, lang_state], desk_outputs, js=TAKING_OVER_JS,
+                       **private).then(None, js=TAKEN_OVER_JS)
 
     accept_btn.click(desk.accept, [story_state, turn_view, preview, writer, writer_key, lang_state], desk_outputs,
                      **private).success(lambda: gr.Row(visible=False), None, [alts_row], **private)

@@ -7,6 +7,7 @@ turn was taken or expired; every tab shows who is here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -84,6 +85,23 @@ def test_the_models_turn_keeps_writing_after_the_tab_that_asked_closes(new_page,
     assert candidate.meta["output_tokens"] == 120 or candidate.meta["stopped_by"] == "eos"
 
 
+@contextlib.contextmanager
+def answered_late(store, method: str, delay_s: float = 1.5):
+    """The store's `method` does its work at once but returns `delay_s` later (a slow answer to the page)."""
+    real = getattr(store, method)
+
+    def late(*args, **kwargs):
+        result = real(*args, **kwargs)
+        time.sleep(delay_s)
+        return result
+
+    setattr(store, method, late)
+    try:
+        yield
+    finally:
+        delattr(store, method)
+
+
 def finished_suggestion(new_page, served, title: str) -> tuple[RelayPage, int, str]:
     """민지's story with a finished suggestion waiting in her model turn; her page, the story and its text."""
     a = writer(new_page, served, "민지")
@@ -116,9 +134,13 @@ def test_a_co_writer_takes_over_a_suggestion_whose_writer_left_and_both_are_cred
     a.page.close()
     expect(b.page.locator("#relay-presence")).to_contain_text("자리 비움", timeout=10_000)
     expect(take).to_be_visible(timeout=GRACE_S * 1000 + 10_000)  # after the grace period, without a reload
-    take.click()
-    expect(b.preview).to_have_value(text)
+    b.page.evaluate("document.getElementById('relay-turn-sync').addEventListener('click', () => window.__syncs = 1)")
+    with answered_late(slow_app.store, "take_over_ai_turn"):  # the turn changes hands before the page hears back
+        take.click()
+        expect(b.preview).to_have_value(text)
     b.preview.fill(text + " 그리고 끝.")
+    # The desk was filled by the takeover's own answer: no second fill was asked that could land on the edit.
+    assert b.page.evaluate("window.__syncs || 0") == 0
     b.page.locator("#relay-accept").click()
     expect(b.paragraphs).to_have_count(2)
     paragraph = slow_app.store.timeline(sid)[-1]
