@@ -290,6 +290,45 @@ def test_the_picker_penalises_repeats_and_samples_top_k_like_transformers():
     assert drawn <= allowed and len(drawn) > 1  # only the 5 likeliest ids, and really sampled among them
 
 
+def test_with_top_k_the_picker_keeps_the_ids_transformers_warpers_keep():
+    """top-k with temperature, top-p and typical-p (the balanced and careful presets): the ids the numpy draw
+    chooses among are those transformers' warpers keep of the whole row (in float64), and it really samples."""
+    import torch
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, TypicalLogitsWarper
+
+    from relay.backends.base import GenerationRequest, TokenPicker, top_p_count
+
+    rng = np.random.default_rng(11)
+    for spread in (0.5, 2.0, 6.0):
+        for top_p in (0.3, 0.9, 0.95):
+            row = np.sort((rng.standard_normal(50) * spread).astype(np.float32))[::-1]
+            reference = TopPLogitsWarper(top_p)(None, torch.from_numpy(row.astype(np.float64))[None])[0]
+            assert top_p_count(row, top_p) == int((reference > -float("inf")).sum()), (spread, top_p)
+
+    for temperature, top_p, typical_p in ((0.9, 0.92, 1.0), (0.6, 0.9, 1.0), (1.0, 1.0, 0.5), (0.8, 0.95, 0.9)):
+        settings = SamplingSettings(temperature=temperature, top_k=20, top_p=top_p, typical_p=typical_p,
+                                    repetition_penalty=1.0, no_repeat_ngram_size=0, stop_at="length",
+                                    min_new_tokens=0)
+        request = GenerationRequest(prompt=[1, 2, 3], n=2, settings=settings, seed=5, adapter=None, never_ids=[0],
+                                    paragraph_end_ids=[], holds_paragraph_end=lambda row: False,
+                                    on_tokens=lambda step: [False, False], cancelled=lambda: False)
+        picker = TokenPicker(request)
+        logits = (rng.standard_normal((1, 500)) * 2).astype(np.float32)
+        logits[0, 0] = 50.0  # banned: never drawn, and not among the top-k
+        scores = torch.from_numpy(logits.astype(np.float64))
+        scores[0, 0] = -float("inf")
+        warpers = [TopKLogitsWarper(20), TemperatureLogitsWarper(temperature)]
+        warpers += [TopPLogitsWarper(top_p)] if top_p < 1.0 else []
+        warpers += [TypicalLogitsWarper(typical_p)] if typical_p < 1.0 else []
+        for warper in warpers:  # generate's order
+            scores = warper(None, scores)
+        allowed = set(torch.nonzero(scores[0] > -float("inf")).flatten().tolist())
+        drawn = set()
+        for _ in range(150):
+            drawn.update(picker.pick(np.repeat(logits, 2, axis=0)))
+        assert drawn <= allowed and len(drawn) > 1, (temperature, top_p, typical_p)
+
+
 @pytest.mark.parametrize("width", [500, 51_200])
 def test_without_top_k_the_picker_keeps_the_nucleus_transformers_keeps(width):
     """top_k=0 (the adventurous preset): the ids top-p and typical-p keep are transformers' own (computed here in

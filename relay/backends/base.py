@@ -259,6 +259,16 @@ def nucleus(scaled: "np.ndarray", top_p: float) -> "np.ndarray":
     return ids[:len(ids) - int(dropped.sum())]
 
 
+def top_p_count(scaled: "np.ndarray", top_p: float) -> int:
+    """How many of a row's scaled scores, sorted likeliest first (e.g. its top-k), top-p keeps: transformers'
+    TopPLogitsWarper's rule (from the least likely up, ids are dropped while the probability summed so far stays
+    <= 1 - top_p; the likeliest always stays), summed in float64."""
+    weights = np.exp(scaled.astype(np.float64) - float(scaled[0]))
+    rising = np.cumsum(weights[::-1]) / weights.sum()
+    dropped = int((rising[:-1] <= 1.0 - top_p).sum())
+    return len(scaled) - dropped
+
+
 def typical(logits: "np.ndarray", mass: float) -> "np.ndarray":
     """Which of a nucleus's scaled scores (float64, all finite) typical-p keeps, as transformers'
     TypicalLogitsWarper does: the ids whose surprise is closest to the entropy, up to `mass` of the probability
@@ -303,9 +313,10 @@ class TokenPicker:
     """Chooses each step's ids from logits exactly as the engine's rules say, with its own random generator,
     so a seeded request gives the same text whatever else runs at the same time.
 
-    With top-k set, sampling runs on the k likeliest ids only (temperature, top-p, typical-p and the draw):
-    the same distribution as masking the other 51,195 ids, without sorting and drawing from the whole
-    vocabulary each step. transformers' top-k also keeps ids tied with the k-th; here exactly k are kept.
+    With top-k set, sampling runs on the k likeliest ids only (temperature, top-p, typical-p and the draw, in
+    numpy: `_draw_from_top_k`): the same ids kept as masking the other 51,195 and running transformers' warpers,
+    without sorting and drawing from the whole vocabulary each step. transformers' top-k also keeps ids tied with
+    the k-th; here exactly k are kept.
     Without top-k (top_k=0, the adventurous preset), top-p's nucleus is found among the likeliest ids (`nucleus`),
     typical-p cuts it (`typical`) and the id is drawn by inverse CDF with one uniform number from the same
     generator, all in numpy: the same ids kept as transformers' warpers, without torch sorting 51,200 scores.
@@ -367,6 +378,29 @@ class TokenPicker:
         likeliest = np.stack(heads)
         return chosen, (np.take_along_axis(full, likeliest, axis=-1), likeliest)
 
+    def _draw_from_top_k(self, values: "np.ndarray") -> "np.ndarray":
+        """Each row's index into its top-k `values` [n, k] (sorted likeliest first): the temperature, top-p and
+        typical-p warpers on those k scores, in numpy, and an inverse-CDF draw with the request's own generator
+        (one uniform number a row). On 50 scores, torch's warpers and multinomial cost more in dispatch than
+        in work."""
+        import torch
+
+        settings = self.settings
+        scaled = values / np.float32(settings.temperature) if settings.temperature != 1.0 else values
+        chosen = np.empty(len(values), np.int64)
+        for row in range(len(values)):
+            logits = scaled[row].astype(np.float64)
+            if settings.top_p < 1.0:
+                logits = logits[:top_p_count(scaled[row], settings.top_p)]
+            order = np.arange(len(logits))
+            if settings.typical_p < 1.0:
+                keep = typical(logits, settings.typical_p)
+                order, logits = order[keep], logits[keep]
+            cumulative = np.cumsum(np.exp(logits - logits.max()))
+            drawn = torch.rand((), dtype=torch.float64, generator=self.generator).item() * cumulative[-1]
+            chosen[row] = order[min(int(np.searchsorted(cumulative, drawn, side="right")), len(order) - 1)]
+        return chosen
+
     @property
     def ids(self):
         """The ids so far [n, length]: the prompt and every id picked (a view; the rules read it)."""
@@ -392,7 +426,7 @@ class TokenPicker:
             if 0 < self.top_k < full.shape[-1]:
                 candidates = top_ids(full, self.top_k)
                 top = (np.take_along_axis(full, candidates, axis=-1), candidates)
-                scores = torch.from_numpy(top[0])
+                chosen = self._draw_from_top_k(top[0])
             elif self.settings.top_p < 1.0:  # no top-k: the nucleus, without sorting the whole vocabulary
                 chosen, top = self._draw_from_nucleus(full)
             if chosen is None:
