@@ -43,7 +43,8 @@ def time_picker(engine, settings, records: bool, steps: int = 200) -> float:
     """Milliseconds per TokenPicker.pick on one row of KoGPT-2-wide logits under the engine's rules."""
     import numpy as np
 
-    from relay.backends.base import GenerationRequest, TokenPicker
+    from relay.backends.base import GenerationRequest
+    from relay.backends.picker import TokenPicker
 
     rng = np.random.default_rng(0)
     request = GenerationRequest(

@@ -58,9 +58,14 @@ def baseline_batcher_class(revision: str):
 
     load("relay_baseline_base", "relay/backends/base.py", {})
     load("relay_baseline_pool", "relay/backends/openvino/pool.py", {})
+    try:  # the picker has a module of its own since 2026-12-05
+        load("relay_baseline_picker", "relay/backends/picker.py", {"relay.backends.base": "relay_baseline_base"})
+    except subprocess.CalledProcessError:
+        pass
     batcher = load("relay_baseline_batcher", "relay/backends/openvino/batcher.py",
                    {"relay.backends.base": "relay_baseline_base",
-                    "relay.backends.openvino.pool": "relay_baseline_pool"})
+                    "relay.backends.openvino.pool": "relay_baseline_pool",
+                    "relay.backends.picker": "relay_baseline_picker"})
     return batcher._Batcher
 
 

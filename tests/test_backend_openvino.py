@@ -263,7 +263,8 @@ def test_the_picker_penalises_repeats_and_samples_top_k_like_transformers():
     import torch
     from transformers import RepetitionPenaltyLogitsProcessor, TopKLogitsWarper
 
-    from relay.backends.base import GenerationRequest, TokenPicker, _SeenIds
+    from relay.backends.base import GenerationRequest
+    from relay.backends.picker import TokenPicker, _SeenIds
 
     generator = torch.Generator().manual_seed(0)
     scores = torch.randn(3, 500, generator=generator) * 4
@@ -290,20 +291,56 @@ def test_the_picker_penalises_repeats_and_samples_top_k_like_transformers():
     assert drawn <= allowed and len(drawn) > 1  # only the 5 likeliest ids, and really sampled among them
 
 
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_the_pickers_rules_ban_what_the_transformers_processors_ban(size):
+    """The numpy rules (no n-gram of the new text again, a held paragraph end) ban, step by step, the ids the
+    transformers backend's processors ban, a branch's kept ids counting as new text."""
+    import torch
+
+    from relay.backends.base import GenerationRequest, logits_processors
+    from relay.backends.picker import _Rules
+
+    rng = np.random.default_rng(size)
+    prompt = rng.integers(0, 12, 30).tolist()  # a small vocabulary: repeats are frequent
+    holding = [True, False]
+    settings = SamplingSettings(no_repeat_ngram_size=size, stop_at="paragraph", min_new_tokens=0)
+    request = GenerationRequest(prompt=prompt, n=2, settings=settings, seed=1, adapter=None, never_ids=[],
+                                paragraph_end_ids=[3, 7], holds_paragraph_end=lambda row: holding[row],
+                                on_tokens=lambda step: [False, False], cancelled=lambda: False)
+    start = 22  # the last 8 prompt ids are a branch's kept ids
+    rules = _Rules(request, start)
+    processors = logits_processors(settings, start, request, None, torch.tensor([3, 7]), with_never=False)
+    ids = torch.tensor([prompt, prompt])
+    for step in range(25):
+        ours = np.zeros((2, 60), dtype=np.float32)
+        rules.apply(ours)
+        theirs = torch.zeros((2, 60))
+        for processor in processors:
+            theirs = processor(ids, theirs)
+        assert (np.isinf(ours) == torch.isinf(theirs).numpy()).all(), step
+        chosen = [int(rng.choice(np.flatnonzero(np.isfinite(row))[:12])) for row in ours]  # mostly seen ids
+        rules.add(chosen)
+        ids = torch.cat([ids, torch.tensor(chosen)[:, None]], dim=1)
+        holding[0] = step < 10
+
+
 def test_with_top_k_the_picker_keeps_the_ids_transformers_warpers_keep():
     """top-k with temperature, top-p and typical-p (the balanced and careful presets): the ids the numpy draw
     chooses among are those transformers' warpers keep of the whole row (in float64), and it really samples."""
     import torch
     from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, TypicalLogitsWarper
 
-    from relay.backends.base import GenerationRequest, TokenPicker, top_p_count
+    from relay.backends.base import GenerationRequest
+    from relay.backends.picker import TokenPicker, _cut_and_draw
 
     rng = np.random.default_rng(11)
     for spread in (0.5, 2.0, 6.0):
         for top_p in (0.3, 0.9, 0.95):
             row = np.sort((rng.standard_normal(50) * spread).astype(np.float32))[::-1]
             reference = TopPLogitsWarper(top_p)(None, torch.from_numpy(row.astype(np.float64))[None])[0]
-            assert top_p_count(row, top_p) == int((reference > -float("inf")).sum()), (spread, top_p)
+            kept = int((reference > -float("inf")).sum())
+            # the draw's ends: the likeliest for a uniform of 0, the last id top-p keeps for one just under 1
+            assert (_cut_and_draw(row, top_p, 1.0, 0.0), _cut_and_draw(row, top_p, 1.0, 1 - 1e-12)) == (0, kept - 1)
 
     for temperature, top_p, typical_p in ((0.9, 0.92, 1.0), (0.6, 0.9, 1.0), (1.0, 1.0, 0.5), (0.8, 0.95, 0.9)):
         settings = SamplingSettings(temperature=temperature, top_k=20, top_p=top_p, typical_p=typical_p,
@@ -336,7 +373,8 @@ def test_without_top_k_the_picker_keeps_the_nucleus_transformers_keeps(width):
     import torch
     from transformers import TopPLogitsWarper, TypicalLogitsWarper
 
-    from relay.backends.base import GenerationRequest, TokenPicker, nucleus, typical
+    from relay.backends.base import GenerationRequest
+    from relay.backends.picker import TokenPicker, nucleus, typical
 
     rng = np.random.default_rng(7)
     for spread in (1.0, 3.0, 8.0):  # flat to peaked rows

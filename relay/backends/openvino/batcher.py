@@ -24,8 +24,9 @@ from itertools import chain
 
 import numpy as np
 
-from relay.backends.base import BackendError, GenerationRequest, TokenPicker
+from relay.backends.base import BackendError, GenerationRequest
 from relay.backends.openvino.pool import KV_MB_ENV, _Pool
+from relay.backends.picker import TokenPicker
 
 log = logging.getLogger(__name__)
 
