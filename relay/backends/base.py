@@ -117,12 +117,13 @@ def step_probs(scores, temperature: float, chosen, top=None, work=None) -> StepP
     x = np.asarray(scores, dtype=np.float32)
     if top is not None and top[0].shape[-1] >= TOP_PROBS:
         values, ids = np.asarray(top[0])[:, :TOP_PROBS], np.asarray(top[1])[:, :TOP_PROBS]
+        peak = values[:, :1]  # the likeliest's score is the row's highest
     else:
         ids = np.argpartition(-x, TOP_PROBS - 1, axis=-1)[:, :TOP_PROBS]
         values = np.take_along_axis(x, ids, axis=-1)
         order = np.argsort(-values, axis=-1, kind="stable")
         ids, values = np.take_along_axis(ids, order, axis=-1), np.take_along_axis(values, order, axis=-1)
-    peak = x.max(axis=-1, keepdims=True)
+        peak = x.max(axis=-1, keepdims=True)
     if work is None or work.shape != x.shape:
         work = np.empty_like(x)
     np.subtract(x, peak, out=work)
