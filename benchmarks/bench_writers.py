@@ -76,9 +76,9 @@ class TimedRequest:
         self.request = request
         self.calls: list[tuple[float, float]] = []
 
-    def infer(self, inputs):
+    def infer(self, inputs, **options):
         started = time.perf_counter()
-        outputs = self.request.infer(inputs)
+        outputs = self.request.infer(inputs, **options)
         self.calls.append((started, time.perf_counter()))
         return outputs
 

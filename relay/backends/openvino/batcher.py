@@ -319,7 +319,8 @@ class _Batcher:
         return entries
 
     def _infer(self, entries) -> "np.ndarray":
-        """Run the step; its logits [sequences, vocab], a copy pickers may change in place.
+        """Run the step; its logits [sequences, vocab]: the runtime's output memory, which pickers may change in
+        place and which the next step overwrites.
 
         A step of one id (one writer alone) gets a second, padding row: the CPU plugin computes a step of one
         id with other kernels than a step of several, whose logits differ in the last bits, and the int8 cache
@@ -355,7 +356,8 @@ class _Batcher:
             inputs["lora_mask"] = self.adapters.mask([job.request.adapter if job is not None else None
                                                       for job, *_ in entries], lengths)
         infer = time.perf_counter()
-        logits = np.array(self.request.infer(inputs)["logits"][:count])
+        # The output's own memory, not a copy: every picker is done with it before the next step overwrites it.
+        logits = self.request.infer(inputs, share_inputs=True, share_outputs=True)["logits"][:count]
         done = time.perf_counter()
         self.clock.inputs += infer - started
         self.clock.infer += done - infer
