@@ -531,7 +531,6 @@ def test_a_writer_a_step_ahead_starts_with_the_others_and_no_writer_misses_a_ste
     import relay.backends.openvino.batcher as batcher_module
 
     monkeypatch.setattr(batcher_module, "STEP_TOKENS", 128)  # four cache blocks: the stories below take several steps
-    monkeypatch.setattr(batcher_module, "READING_ALONE_TOKENS", 128)
     jobs = [(story * 12, SAMPLED.replace(seed=80 + i, max_new_tokens=12)) for i, story in enumerate(OTHER_STORIES)]
     steps = token_steps(fast, jobs, first=1)
     firsts = [steps[80 + i][0] for i in range(len(jobs))]

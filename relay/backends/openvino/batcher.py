@@ -34,9 +34,6 @@ log = logging.getLogger(__name__)
 # stories being read. Bounds the pause a reading puts between a writer's tokens (~0.1 s on 2 cores) and lets a
 # story that arrives while others are read join them after one step. OpenVINO GenAI's default is also 256.
 STEP_TOKENS = 256
-# With nobody writing, nobody waits between tokens: a step reads up to this many positions (fewer, longer steps
-# read a story faster: first token on ~900 tokens 0.33 against 0.36 s with 256).
-READING_ALONE_TOKENS = 1024
 # While few stories are read at once, each gets at least this many positions of every step (a cache block at
 # least), so a short read (a next turn: the new paragraph on top of kept blocks) starts writing within a step or two.
 MIN_PIECE = 32
@@ -314,7 +311,7 @@ class _Batcher:
                 for index, row in enumerate(job.rows):
                     entries.append((job, index, job.next_ids[index:index + 1], row.length))
                 job.next_ids = None
-        budget = max(STEP_TOKENS - len(entries), MIN_PIECE) if entries else READING_ALONE_TOKENS
+        budget = max(STEP_TOKENS - len(entries), MIN_PIECE)
         remaining = [len(job.prompt) - job.read for job in reading]
         for job, piece in zip(reading, reading_pieces(remaining, budget, self.pool.size)):
             if piece:
