@@ -366,6 +366,36 @@ def test_with_top_k_the_picker_keeps_the_ids_transformers_warpers_keep():
         assert drawn <= allowed and len(drawn) > 1, (temperature, top_p, typical_p)
 
 
+def test_without_top_k_or_top_p_the_picker_draws_from_the_whole_row_less_its_banned_ids():
+    """top_k=0 and top_p=1 (a writer's own settings): the draw is over every id but the banned ones, cut by
+    typical-p as transformers' warper cuts the whole row."""
+    import torch
+    from transformers import TemperatureLogitsWarper, TypicalLogitsWarper
+
+    from relay.backends.base import GenerationRequest
+    from relay.backends.picker import TokenPicker
+
+    rng = np.random.default_rng(3)
+    logits = (rng.standard_normal((1, 400)) * 3).astype(np.float32)
+    for typical_p in (1.0, 0.8):
+        settings = SamplingSettings(temperature=0.8, top_k=0, top_p=1.0, typical_p=typical_p, repetition_penalty=1.0,
+                                    no_repeat_ngram_size=0, stop_at="length", min_new_tokens=0)
+        request = GenerationRequest(prompt=[1, 2, 3], n=1, settings=settings, seed=9, adapter=None,
+                                    never_ids=list(range(0, 400, 2)), paragraph_end_ids=[],
+                                    holds_paragraph_end=lambda row: False, on_tokens=lambda step: [False],
+                                    cancelled=lambda: False)
+        scores = torch.from_numpy(logits.astype(np.float64))
+        scores[0, ::2] = -float("inf")
+        scores = TemperatureLogitsWarper(0.8)(None, scores)
+        if typical_p < 1.0:
+            scores = TypicalLogitsWarper(typical_p)(None, scores)
+        allowed = set(torch.nonzero(scores[0] > -float("inf")).flatten().tolist())
+        picker = TokenPicker(request)
+        drawn = {picker.pick(logits.copy())[0] for _ in range(300)}
+        assert drawn <= allowed and len(drawn) > 1, typical_p
+        assert typical_p == 1.0 or len(allowed) < 150  # typical-p really cut the 200 ids left
+
+
 @pytest.mark.parametrize("width", [500, 51_200])
 def test_without_top_k_the_picker_keeps_the_nucleus_transformers_keeps(width):
     """top_k=0 (the adventurous preset): the ids top-p and typical-p keep are transformers' own (computed here in
