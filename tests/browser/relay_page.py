@@ -186,8 +186,19 @@ class RelayPage:
         """Press "AI 이어쓰기" and wait for the finished candidate; returns the preview's final text."""
         self.page.locator("#relay-ai").click()
         expect(self.seed_info).to_contain_text("시드", timeout=30_000)
-        expect(self.preview).not_to_have_value("")
-        return self.preview.input_value()
+        return self.settled_preview()
+
+    def settled_preview(self, quiet_ms: int = 250) -> str:
+        """The box's text once it has stopped changing: on a loaded machine the last streamed words were seen to
+        land in the box a paint after the seed line that comes with them."""
+        previous = None
+        for _ in range(120):
+            value = self.preview.input_value()
+            if value and value == previous:
+                return value
+            previous = value
+            self.page.wait_for_timeout(quiet_ms)
+        raise AssertionError(f"the suggestion box kept changing (or stayed empty): {previous!r}")
 
     def press_disabled(self, elem_id: str) -> None:
         """Press a button the page disabled, as a page with stale state would: the server still refuses."""
