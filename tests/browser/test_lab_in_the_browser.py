@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
 
 import pytest
 
@@ -25,6 +27,29 @@ WATCH_COLUMNS = """(n) => {
 }"""
 
 
+@contextlib.contextmanager
+def tokens_every(engine, seconds: float):
+    """While open, the model takes at least `seconds` per token step of each request (as on a slower machine),
+    so a run streams over many paints even on a machine whose load lets the page see few of them."""
+    real = engine.backend.generate
+
+    def generate(request):
+        on_tokens = request.on_tokens
+
+        def slowly(ids):
+            time.sleep(seconds)
+            return on_tokens(ids)
+
+        request.on_tokens = slowly
+        return real(request)
+
+    engine.backend.generate = generate
+    try:
+        yield
+    finally:
+        del engine.backend.generate
+
+
 def lab_page(new_page, served, name: str | None = None, locale: str = "ko-KR") -> RelayPage:
     w = RelayPage(new_page(locale), served.url).open()
     if name:
@@ -33,7 +58,8 @@ def lab_page(new_page, served, name: str | None = None, locale: str = "ko-KR") -
     return w
 
 
-def test_a_three_column_lab_run_streams_every_column_before_any_finishes(new_page, relay_app, screenshots):
+def test_a_three_column_lab_run_streams_every_column_before_any_finishes(new_page, relay_app, tiny_engine,
+                                                                        screenshots):
     w = lab_page(new_page, relay_app)
     page = w.page
     page.locator("#relay-lab-context textarea").fill("새벽 안개가 강을 덮었다.\n\n뱃사공은 노를 내려놓았다.")
@@ -50,9 +76,10 @@ def test_a_three_column_lab_run_streams_every_column_before_any_finishes(new_pag
     for i in range(3):
         page.locator(f'#relay-lab-stop_at-{i} label:has(> input[value="length"])').click()
     page.evaluate(WATCH_COLUMNS, 3)
-    page.locator("#relay-lab-run").click()
     summary = page.locator("#relay-lab-summary")
-    expect(summary).to_contain_text("표본 12개", timeout=60_000)
+    with tokens_every(tiny_engine, 0.005):  # the tiny model alone writes all 12 samples in a few paints
+        page.locator("#relay-lab-run").click()
+        expect(summary).to_contain_text("표본 12개", timeout=60_000)
     assert page.evaluate("() => window.__sideBySide"), "the columns were not all writing at the same time"
     for i in range(3):
         text = page.locator(f"#relay-lab-out-{i} textarea").input_value()
