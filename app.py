@@ -19,11 +19,12 @@ import os
 import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from relay.engine import BACKEND_CHOICES, BACKEND_ENV, INFERENCE_URL_ENV, ModelLoadError
 from relay.limits import Rates, check_trusted_proxies
-from relay.story_store import StoryError, StoryStore, is_postgres_url
+from relay.story_store import StoreBusy, StoryError, StoryStore, is_postgres_url
 from relay.turns import turn_grace_s, turn_idle_s
 from relay.ui.demo import build_demo  # noqa: F401  (the entry point tests and scripts import from here)
 from relay.ui.server import serve
@@ -135,6 +136,11 @@ def explain_load_failure(error: BaseException, model: str, adapters: dict[str, s
     return f"Could not load {where}: {type(error).__name__}: {text[:300]}. {hint}"
 
 
+# Processes started together on a new database (deploy/run-local.sh, several systemd units) wait this long for
+# the one that creates its tables, beyond SQLite's own wait for a lock (which a slow first start can outlast).
+STARTUP_BUSY_WAIT_S = 120
+
+
 def open_store(db: str | None) -> StoryStore:
     """Open the story database at `db`; StartupError with what to do when it cannot be used."""
     if db and "://" in db and not is_postgres_url(db):
@@ -144,8 +150,7 @@ def open_store(db: str | None) -> StoryStore:
     if isinstance(path, Path) and path.is_dir():
         raise StartupError(f"--db {db} is a folder, not a database file. {DB_HINT}")
     try:
-        store = StoryStore(path)
-        store.list_stories()  # a damaged file or an unreadable schema fails here, not on the first visitor
+        store = _store_once_free(path, db)
     except StoryError as e:
         advice = ("Check that the PostgreSQL server runs and that the URL's user, password, host, port and database "
                   "name are right." if isinstance(path, str) else
@@ -155,6 +160,26 @@ def open_store(db: str | None) -> StoryStore:
         raise StartupError(f"Cannot open the story database {_shown(db)}: "
                            f"{type(e).__name__}: {_one_line(e, db)}. {DB_HINT}") from None
     return store
+
+
+def _store_once_free(path, db: str | None) -> StoryStore:
+    """The store at `path`, opened and read once (a damaged file or an unreadable schema fails here, not on the
+    first visitor); while another process holds the database's write lock (e.g. creating its tables), it waits up
+    to STARTUP_BUSY_WAIT_S, saying so once."""
+    deadline, said = time.monotonic() + STARTUP_BUSY_WAIT_S, False
+    while True:
+        try:
+            store = StoryStore(path)
+            store.list_stories()
+            return store
+        except StoreBusy:
+            if time.monotonic() > deadline:
+                raise
+            if not said:
+                print(f"The story database {_shown(db)} is busy (another Relay process is setting it up?); "
+                      f"waiting for it …", file=sys.stderr, flush=True)
+                said = True
+            time.sleep(1.0)
 
 
 def _shown(db: str | None) -> str:

@@ -168,3 +168,50 @@ def test_a_model_turn_left_by_a_killed_server_is_freed_at_startup(runs, dead_lea
     assert runs["dead_lease"].returncode == 2
     assert "Freed 1 model turn" in runs["dead_lease"].stderr
     assert StoryStore(db).ai_turn_holder(story_id) is None
+
+
+@pytest.fixture
+def locked_new_database(tmp_path, monkeypatch):
+    """A new database whose write lock another process holds (as while it creates the tables), and a short SQLite
+    wait for locks; `release(after_s)` lets go of the lock later."""
+    import sqlite3
+    import threading
+
+    import relay.store.schema as schema
+
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 200)
+    path = tmp_path / "relay.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA journal_mode = WAL")
+    holder.execute("BEGIN IMMEDIATE")
+    timers = []
+
+    def release(after_s: float) -> None:
+        timers.append(threading.Timer(after_s, lambda: holder.execute("COMMIT")))
+        timers[-1].start()
+
+    yield path, release
+    for timer in timers:
+        timer.join()
+    holder.close()
+
+
+def test_processes_started_together_on_a_new_database_wait_for_the_one_creating_it(locked_new_database, capsys):
+    import app
+
+    path, release = locked_new_database
+    release(after_s=1.5)  # longer than SQLite's own wait for the lock
+    store = app.open_store(str(path))
+    assert store.list_stories() == []
+    assert "busy" in capsys.readouterr().err  # it said once why it waited
+
+
+def test_a_database_busy_for_longer_than_the_startup_wait_is_refused_with_the_reason(locked_new_database,
+                                                                                   monkeypatch):
+    import app
+
+    path, release = locked_new_database
+    monkeypatch.setattr(app, "STARTUP_BUSY_WAIT_S", 0.5)
+    release(after_s=3.0)
+    with pytest.raises(app.StartupError, match="busy with other writers"):
+        app.open_store(str(path))
