@@ -25,9 +25,10 @@
       if (entry.isIntersecting) { near.unobserve(entry.target); watched.delete(entry.target); load(entry.target); }
     }
   }, { rootMargin: "300px" }));
+  const loading = new WeakSet();  // a card is fetched once at a time: a second load would add a second view
   const load = async (card) => {
     const story = window.relayLive && relayLive.story();
-    if (!isOn() || !story || card.querySelector(".relay-tokens")) return;
+    if (!isOn() || !story || loading.has(card) || card.querySelector(".relay-tokens")) return;
     const url = new URL("relay/tokens", location.href.split("?")[0].split("#")[0].replace(/[^/]*$/, ""));
     url.searchParams.set("story", story);
     if (card.dataset.turn) {
@@ -37,12 +38,15 @@
       url.searchParams.set("seq", card.dataset.seq);
     }
     url.searchParams.set("lang", document.documentElement.dataset.relayLang === "en" ? "en" : "ko");
+    loading.add(card);
     try {
       const response = await fetch(url);
-      if (!response.ok || card.querySelector(".relay-tokens")) return;
-      card.querySelector(".relay-text")?.insertAdjacentHTML("afterend", await response.text());
+      const html = response.ok ? await response.text() : "";
+      if (!html || card.querySelector(".relay-tokens")) return;  // checked after the last wait, then added at once
+      card.querySelector(".relay-text")?.insertAdjacentHTML("afterend", html);
       card.classList.add("relay-tk-loaded");
     } catch (e) { watched.delete(card); /* offline: tried again when the card is redrawn */ }
+    finally { loading.delete(card); }
   };
   const watchCards = () => {
     pending = false;
