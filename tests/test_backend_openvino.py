@@ -309,7 +309,7 @@ def test_the_pickers_rules_ban_what_the_transformers_processors_ban(size):
                                 on_tokens=lambda step: [False, False], cancelled=lambda: False)
     start = 22  # the last 8 prompt ids are a branch's kept ids
     rules = _Rules(request, start)
-    processors = logits_processors(settings, start, request, None, torch.tensor([3, 7]), with_never=False)
+    processors = logits_processors(settings, start, request, torch.tensor([], dtype=torch.long), torch.tensor([3, 7]))
     ids = torch.tensor([prompt, prompt])
     for step in range(25):
         ours = np.zeros((2, 60), dtype=np.float32)

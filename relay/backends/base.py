@@ -157,10 +157,10 @@ class Backend:
 
 
 def logits_processors(settings: SamplingSettings, prompt_len: int, request: GenerationRequest, never_ids,
-                      paragraph_end_ids, *, with_never: bool = True) -> list:
-    """The engine's own rules as transformers LogitsProcessors: tokens that are never prose (unless `with_never`
-    is False: the caller bans them itself); no early or empty paragraph end; no n-gram repeats in the new text.
-    `never_ids`/`paragraph_end_ids` are torch tensors."""
+                      paragraph_end_ids) -> list:
+    """The engine's own rules as transformers LogitsProcessors (the transformers backend's; the openvino batcher's
+    picker has them in numpy, relay/backends/picker.py): tokens that are never prose; no early or empty paragraph
+    end; no n-gram repeats in the new text. `never_ids`/`paragraph_end_ids` are torch tensors."""
     from transformers import LogitsProcessor
 
     class _Never(LogitsProcessor):
@@ -170,7 +170,7 @@ def logits_processors(settings: SamplingSettings, prompt_len: int, request: Gene
         def __call__(self, input_ids, scores):
             return scores.index_fill_(1, never_ids.to(scores.device), -float("inf"))
 
-    processors = [_Never()] if with_never else []
+    processors = [_Never()]
     if settings.stop_at != "length" and len(paragraph_end_ids):
         class _NoEmptyOrShortParagraph(LogitsProcessor):
             """No newline or </s> before min_new_tokens, nor before the continuation has any visible text
