@@ -228,11 +228,11 @@ def test_a_failed_step_fails_only_its_turns_and_the_next_turn_works(fast, monkey
     real = batcher._infer
     calls = []
 
-    def failing_once(entries):
+    def failing_once(entries, reading=False):
         calls.append(len(entries))
         if len(calls) == 1:
             raise RuntimeError("simulated runtime failure")
-        return real(entries)
+        return real(entries, reading)
 
     monkeypatch.setattr(batcher, "_infer", failing_once)
     with pytest.raises(BackendError, match="simulated runtime failure"):
@@ -461,6 +461,53 @@ def test_a_seed_writes_the_same_text_beside_other_writers_at_kogpt2_widths(real_
     together = write_at_once(real_width, [mine, *others])
     assert together[0] == alone
     assert real_width.backend.stats()["widest_step"] >= min(neighbours + 1, 2) or before >= 2  # it shared a batch
+
+
+def first_logits_of(engine: Engine, seed: int, jobs) -> "np.ndarray":
+    """The logits a story's last prompt position gets (its first token's) in the batcher's step, while `jobs` (the
+    one with `seed` among them) are written at once."""
+    import numpy as np
+
+    batcher, seen = engine.backend._batchers[None], []
+    real = batcher._infer
+
+    def recording(entries, reading=False):
+        logits = real(entries, reading)
+        for index, (job, _, ids, past) in enumerate(entries):
+            if job is not None and job.request.seed == seed and past + len(ids) == len(job.prompt):
+                seen.append(np.array(logits[index]))
+        return logits
+
+    batcher._infer = recording
+    try:
+        write_at_once(engine, jobs)
+    finally:
+        del batcher._infer
+    assert len(seen) == 1
+    return seen[0]
+
+
+@pytest.mark.parametrize("neighbours", [1, 3])
+def test_a_story_s_first_logits_are_the_same_bit_for_bit_read_alone_or_beside_others(real_width, neighbours):
+    """Where the CPU has bf16, stories are read by a bf16 graph (the writers' steps stay f32): a story read alone
+    or beside others gives its first token the same logits, bit for bit (a lone story's call is padded: unpadded,
+    its logits differ in the last bits from its logits beside others), and its keys and values match too, or
+    the texts above would part."""
+    import numpy as np
+
+    from relay.backends.openvino.backend import _reading_properties
+
+    batcher = real_width.backend._batchers[None]
+    mine = (STORY * 2, SAMPLED.replace(seed=21, max_new_tokens=2))
+    reference = first_logits_of(real_width, 21, [(mine[0] + ["다른 끝."], mine[1])])  # warm, and another story
+    alone = first_logits_of(real_width, 21, [mine])
+    others = [(OTHER_STORIES[i % len(OTHER_STORIES)] + [f"{i}번째 옆 이야기."], SAMPLED.replace(seed=70 + i))
+              for i in range(neighbours)]
+    together = first_logits_of(real_width, 21, [mine, *others])
+    assert np.array_equal(alone, together)
+    assert not np.array_equal(reference, alone)  # the recording tells stories apart
+    import openvino as ov
+    assert (batcher.reader is not None) == (_reading_properties(ov.Core(), "int8") is not None)
 
 
 def constant_types(xml) -> dict[str, int]:

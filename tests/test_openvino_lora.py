@@ -71,8 +71,8 @@ def next_logits(engine: Engine, prompt: list[int], adapter=None):
     batcher, seen = engine.backend._batchers[adapter], []
     real = batcher._infer
 
-    def recording(entries):
-        logits = real(entries)
+    def recording(entries, reading=False):
+        logits = real(entries, reading)
         seen.append(np.array(logits[0]))
         return logits
 

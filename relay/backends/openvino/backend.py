@@ -53,10 +53,13 @@ class OpenVinoBackend(Backend):
 
     def _open(self, base, lora=None, adapters: AdapterSet | None = None) -> None:
         """Start the base model's batcher and, with adapters, the LoRA graph's (shared by every adapter); turns
-        waiting for the model go ahead."""
-        batchers: dict[str | None, _Batcher] = {None: _Batcher(base, self._budget, "base", self._kv_blocks)}
+        waiting for the model go ahead. base, lora: a compiled graph, or (compiled graph, its reader)."""
+        base, base_reader = base if isinstance(base, tuple) else (base, None)
+        batchers: dict[str | None, _Batcher] = {None: _Batcher(base, self._budget, "base", self._kv_blocks,
+                                                               reader=base_reader)}
         if lora is not None and adapters is not None:
-            shared = _Batcher(lora, self._budget, "adapters", self._kv_blocks, adapters)
+            lora, lora_reader = lora if isinstance(lora, tuple) else (lora, None)
+            shared = _Batcher(lora, self._budget, "adapters", self._kv_blocks, adapters, reader=lora_reader)
             batchers.update({name: shared for name in adapters.names})
         self.adapters = adapters
         self._batchers = batchers
@@ -90,15 +93,19 @@ class OpenVinoBackend(Backend):
                       precision=precision, kv_megabytes=megabytes, kv_blocks=kv_blocks)
         backend.preparation = preparation
 
+        core, properties = ov.Core(), _compile_properties(precision)
+        reading = _reading_properties(core, precision)  # checked before any work: a wrong setting fails at once
+
         def prepare() -> None:
-            core, properties = ov.Core(), _compile_properties(precision)
             compiled = {}
             for name, xml in prepare_variants(model, adapters, precision, cache, preparation):
                 preparation("compile")
                 graph = core.read_model(xml)
                 if name is not None:
                     graph = bind(graph, adapter_set)
-                compiled[name] = core.compile_model(paged(graph), "CPU", properties)
+                graph = paged(graph)
+                compiled[name] = (core.compile_model(graph, "CPU", properties),
+                                  core.compile_model(graph, "CPU", reading) if reading else None)
             preparation.finish()
             if not backend._closed:
                 backend._open(compiled[None], compiled.get(LORA), adapter_set)
@@ -206,3 +213,24 @@ def _compile_properties(precision: str) -> dict[str, str]:
     else:
         properties["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = DYNAMIC_QUANTIZATION_GROUP[precision]
     return properties
+
+
+READ_PRECISION_ENV = "RELAY_OPENVINO_READ_PRECISION"  # bf16 (the default where the CPU has it) or f32
+
+
+def _reading_properties(core, precision: str) -> dict[str, str] | None:
+    """The settings of a second compile of the graph that reads stories (the prompt's positions) in bf16, on CPUs
+    with bf16 units and int8/int4 weights; None: the writers' graph reads them (fp32, a CPU without bf16, or
+    $RELAY_OPENVINO_READ_PRECISION=f32).
+
+    Reading is where bf16 pays (a 900-token story read 1.3x faster), and it keeps seeds: a position's keys and
+    values come out the same whatever else is read in the call, and so do its logits once the call has two rows
+    or more (the batcher pads a lone story). Every prompt position is read by this graph and every written one by
+    the f32 graph, so the same story and seed give the same text alone and beside other writers
+    (BENCHMARKS.md, "Reading in bf16")."""
+    choice = os.environ.get(READ_PRECISION_ENV, "bf16")
+    if choice not in ("bf16", "f32"):
+        raise BackendError(f"{READ_PRECISION_ENV} must be bf16 or f32; got {choice!r}")
+    if precision == "fp32" or choice == "f32" or "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        return None
+    return {**_compile_properties(precision), "INFERENCE_PRECISION_HINT": "bf16"}

@@ -135,12 +135,19 @@ class _Batcher:
     The thread also picks every job's ids (`TokenPicker`) and calls the engine back (`on_tokens`) between
     steps, so a step needs no hand-over between threads; `clock` sums where its time goes."""
 
-    def __init__(self, compiled, budget_bytes: int, name: str, blocks: int | None = None, adapters=None):
-        """adapters: the `AdapterSet` bound into a LoRA graph (each step then gets its lora_mask), else None."""
+    def __init__(self, compiled, budget_bytes: int, name: str, blocks: int | None = None, adapters=None,
+                 reader=None):
+        """adapters: the `AdapterSet` bound into a LoRA graph (each step then gets its lora_mask), else None.
+        reader: the same graph compiled to read stories (in bf16 where the CPU has it), else None: stories are
+        read by `compiled` in the writers' step."""
         self.compiled = compiled
         self.adapters = adapters
         self.request = compiled.create_infer_request()
         self.pool = _Pool(compiled, self.request, budget_bytes, blocks)
+        self.reader = None
+        if reader is not None:  # its own infer request on the same cache blocks
+            self.reader = reader.create_infer_request()
+            self.pool.bind(self.reader)
         self.cond = threading.Condition()
         self.waiting: deque[_Job] = deque()  # not yet given cache blocks, in arrival order
         self.active: list[_Job] = []
@@ -216,7 +223,8 @@ class _Batcher:
                     break
                 self.cond.wait()
         try:
-            logits = self._infer(entries)
+            calls = self._calls(entries)
+            results = [(part, self._infer(part, reading)) for part, reading in calls]
         except Exception as error:  # noqa: BLE001  handed to every writer in the step
             log.exception("openvino step failed")
             with self.cond:
@@ -226,7 +234,7 @@ class _Batcher:
             return True
         started = time.perf_counter()
         with self.cond:
-            served = self._deliver(entries, logits)
+            served = [job_logits for part, logits in results for job_logits in self._deliver(part, logits)]
         clock.book += time.perf_counter() - started
         for job, job_logits in served:
             self._advance(job, job_logits)
@@ -318,17 +326,27 @@ class _Batcher:
                 entries.append((job, 0, job.prompt[job.read:job.read + piece], job.read))
         return entries
 
-    def _infer(self, entries) -> "np.ndarray":
-        """Run the step; its logits [sequences, vocab]: the runtime's output memory, which pickers may change in
-        place and which the next step overwrites.
+    def _calls(self, entries) -> list[tuple[list, bool]]:
+        """The runtime calls of a step, (entries, reading): one for every row; with a reader, the writing rows
+        (each a next id, first in `entries`) in one and the stories' pieces in the reader's."""
+        if self.reader is None:
+            return [(entries, False)]
+        split = sum(1 for job, *_ in entries if job.read == len(job.prompt))
+        return [(part, reading) for part, reading in ((entries[:split], False), (entries[split:], True)) if part]
 
-        A step of one id (one writer alone) gets a second, padding row: the CPU plugin computes a step of one
+    def _infer(self, entries, reading: bool = False) -> "np.ndarray":
+        """Run the step (with `reading`, the reader's call of the stories' pieces); its logits [sequences, vocab]:
+        the runtime's output memory, which pickers may change in place and which the next step overwrites.
+
+        A call of one id (one writer alone) gets a second, padding row: the CPU plugin computes a step of one
         id with other kernels than a step of several, whose logits differ in the last bits, and the int8 cache
         can round that up into another id; with two rows or more a row's logits are the same bit for bit
-        whatever else is in the step, so a seed writes the same text alone and beside other writers."""
+        whatever else is in the step, so a seed writes the same text alone and beside other writers. In bf16 a
+        single sequence's logits differ from its logits beside others even for a piece of many ids (its keys and
+        values do not), so the reader's call of one story is padded too."""
         started = time.perf_counter()
         count = len(entries)
-        if count == 1 and len(entries[0][2]) == 1:
+        if count == 1 and (reading or len(entries[0][2]) == 1):
             entries = [entries[0], self.padding]
         size, rows = self.pool.size, len(entries)
         lengths = np.fromiter((len(ids) for _, _, ids, _ in entries), np.int32, rows)
@@ -357,7 +375,8 @@ class _Batcher:
                                                       for job, *_ in entries], lengths)
         infer = time.perf_counter()
         # The output's own memory, not a copy: every picker is done with it before the next step overwrites it.
-        logits = self.request.infer(inputs, share_inputs=True, share_outputs=True)["logits"][:count]
+        request = self.reader if reading else self.request
+        logits = request.infer(inputs, share_inputs=True, share_outputs=True)["logits"][:count]
         done = time.perf_counter()
         self.clock.inputs += infer - started
         self.clock.infer += done - infer

@@ -38,17 +38,23 @@ class _Pool:
         self.count = count or max(8, min(MAX_BLOCKS, budget_bytes // block_bytes))  # blocks for candidates
         self.scratch = self.count  # the block after them: for a padding row, never handed out
         self.size = compiled.input("value_cache.0").get_partial_shape()[2].get_length()  # positions per block
-        self.tensors = []
+        self._bound = []  # (input name, tensor)
         for port in ports:
             shape = port.get_partial_shape()
             tensor = ov.Tensor(port.get_element_type(), [self.count + 1] + [shape[i].get_length() for i in (1, 2, 3)])
-            request.set_tensor(port.get_any_name(), tensor)
-            self.tensors.append(tensor.data)
+            self._bound.append((port.get_any_name(), tensor))
+        self.tensors = [tensor.data for _, tensor in self._bound]
+        self.bind(request)
         self.free: list[int] = []
         self.refs: list[int] = []
         self.kept: OrderedDict[tuple, int] = OrderedDict()  # (adapter, prompt ids up to a block's end) -> the block
         self.key_of: dict[int, tuple] = {}
         self.reset()
+
+    def bind(self, request) -> None:
+        """Give `request` (of this graph, compiled with any settings that keep the cache's types) these blocks."""
+        for name, tensor in self._bound:
+            request.set_tensor(name, tensor)
 
     def reset(self) -> None:
         """Every block free, nothing kept (after a failure left the books in doubt)."""
