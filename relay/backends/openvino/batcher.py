@@ -25,7 +25,7 @@ from itertools import chain
 import numpy as np
 
 from relay.backends.base import BackendError, GenerationRequest
-from relay.backends.openvino.pool import KV_MB_ENV, _Pool
+from relay.backends.openvino.pool import KV_MB_ENV, SCRATCH_POSITIONS, _Pool
 from relay.backends.picker import TokenPicker
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,11 @@ STEP_TOKENS = 256
 # While few stories are read at once, each gets at least this many positions of every step (a cache block at
 # least), so a short read (a next turn: the new paragraph on top of kept blocks) starts writing within a step or two.
 MIN_PIECE = 32
+# Rows of logits a reader's call computes at least (repeating the last story's): see _Batcher._infer.
+READ_LOGITS = 8
+# The bf16 kernels read a call of a multiple of this many positions fastest (a story's 244-position last piece
+# takes as long as 256 with 12 more); a reader's call is padded up to one when that adds at most a third.
+READ_ALIGN = 128
 
 
 def reading_pieces(remaining: list[int], budget: int, block: int) -> list[int]:
@@ -155,8 +160,8 @@ class _Batcher:
         self.steps = 0
         self.widest = 0  # the most sequences one step carried
         self.clock = StepClock()
-        self.padding = (None, 0, [0], 0)  # a one-id row in the pool's scratch block (see _infer)
-        self.padding_rows = [_Row([self.pool.scratch], 0)]
+        self.padding = (None, 0, [0], 0)  # a one-id row in the pool's scratch blocks (see _infer)
+        self.padding_rows = [_Row(self.pool.scratch, 0)]
         self.thread = threading.Thread(target=self._run, name=f"openvino-batcher-{name}", daemon=True)
         self.thread.start()
 
@@ -341,13 +346,24 @@ class _Batcher:
         A call of one id (one writer alone) gets a second, padding row: the CPU plugin computes a step of one
         id with other kernels than a step of several, whose logits differ in the last bits, and the int8 cache
         can round that up into another id; with two rows or more a row's logits are the same bit for bit
-        whatever else is in the step, so a seed writes the same text alone and beside other writers. In bf16 a
-        single sequence's logits differ from its logits beside others even for a piece of many ids (its keys and
-        values do not), so the reader's call of one story is padded too."""
+        whatever else is in the step, so a seed writes the same text alone and beside other writers. In bf16 the
+        output matrix's kernel for up to 4 rows of logits rounds otherwise than for 5 or more (the keys and values
+        do not depend on the rows), so the reader's call asks for at least READ_LOGITS rows, repeating its last
+        story's: a story's first logits are then the same read alone or beside any number of others, for
+        ~2 % of the call. The reader's bf16 kernels are fastest on a multiple of READ_ALIGN positions (256 read
+        faster than 244, and than 257: a one-id padding row slowed reading by a third), so a reader's call is
+        padded up to one with a row in the scratch blocks when that adds at most a third."""
         started = time.perf_counter()
         count = len(entries)
-        if count == 1 and (reading or len(entries[0][2]) == 1):
+        if count == 1 and len(entries[0][2]) == 1:
             entries = [entries[0], self.padding]
+        extra = 0
+        if reading:
+            positions = sum(len(ids) for _, _, ids, _ in entries)
+            pad = -positions % READ_ALIGN
+            if 0 < pad <= min(positions // 3, SCRATCH_POSITIONS):
+                entries = [*entries, (None, 0, [0] * pad, 0)]
+            extra = max(READ_LOGITS - len(entries), 0)
         size, rows = self.pool.size, len(entries)
         lengths = np.fromiter((len(ids) for _, _, ids, _ in entries), np.int32, rows)
         pasts = np.fromiter((past for *_, past in entries), np.int32, rows)
@@ -362,7 +378,7 @@ class _Batcher:
             "input_ids": np.fromiter(chain.from_iterable(ids for _, _, ids, _ in entries), np.int64, total),
             "position_ids": np.arange(total, dtype=np.int64) - np.repeat((begins[:-1] - pasts).astype(np.int64),
                                                                          lengths),
-            "logits_indices": (begins[1:] - 1).astype(np.int64),
+            "logits_indices": np.concatenate([begins[1:] - 1, np.repeat(begins[-1:] - 1, extra)]).astype(np.int64),
             "past_lens": pasts,
             "subsequence_begins": begins,
             "block_indices": np.fromiter(chain.from_iterable(self._rows(job)[row].blocks[:n] for (job, row, _, _), n

@@ -5,8 +5,8 @@ value_cache.i), bound once to the model's infer request. A candidate holds the b
 candidates of one request share the blocks of their common prompt. Kept story caches: whole blocks of a
 prompt, once read, stay in the pool keyed by the ids they hold up to their end (and the adapter that read them:
 the LoRA graph's pool serves every adapter, and a block read under one holds other keys and values than under
-another), until the space is needed, so a new turn of the same story starts from them and reads only the new text. One more block, `scratch`, is
-never handed out: the batcher's padding row writes there (see _Batcher._infer).
+another), until the space is needed, so a new turn of the same story starts from them and reads only the new text. A few more blocks,
+`scratch`, are never handed out: the batcher's padding rows write there (see _Batcher._infer).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 KV_MB_ENV = "RELAY_OPENVINO_KV_MB"  # the KV cache pool of each model variant, in MB
 DEFAULT_KV_MB = 256  # KoGPT-2 int8: ~22 KB per position, so ~11,000 positions (11 full 1,024-token windows)
 MAX_BLOCKS = 8192  # a tiny model's blocks are small; no use in more
+SCRATCH_POSITIONS = 127  # the longest padding row (see _Batcher._infer)
 
 
 class _Pool:
@@ -36,12 +37,14 @@ class _Pool:
             shape = port.get_partial_shape()
             block_bytes += port.get_element_type().size * int(np.prod([shape[i].get_length() for i in (1, 2, 3)]))
         self.count = count or max(8, min(MAX_BLOCKS, budget_bytes // block_bytes))  # blocks for candidates
-        self.scratch = self.count  # the block after them: for a padding row, never handed out
         self.size = compiled.input("value_cache.0").get_partial_shape()[2].get_length()  # positions per block
+        # The blocks after them: for padding rows, never handed out.
+        self.scratch = list(range(self.count, self.count + -(-SCRATCH_POSITIONS // self.size)))
         self._bound = []  # (input name, tensor)
         for port in ports:
             shape = port.get_partial_shape()
-            tensor = ov.Tensor(port.get_element_type(), [self.count + 1] + [shape[i].get_length() for i in (1, 2, 3)])
+            tensor = ov.Tensor(port.get_element_type(),
+                               [self.count + len(self.scratch)] + [shape[i].get_length() for i in (1, 2, 3)])
             self._bound.append((port.get_any_name(), tensor))
         self.tensors = [tensor.data for _, tensor in self._bound]
         self.bind(request)
