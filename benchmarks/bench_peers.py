@@ -16,6 +16,8 @@ the median of --repeat runs is reported, so a busy machine slows every runtime a
 Runtimes:
 - relay: `Engine.from_pretrained(folder, backend="openvino")` as the app loads it (int8 default);
   relay-int4 too when this tree offers RELAY_OPENVINO_PRECISION=int4.
+  relay-f32-read (not in the default list): int8 with RELAY_OPENVINO_READ_PRECISION=f32, stories read by the
+  writers' f32 graph instead of the bf16 reader.
 - genai: OpenVINO GenAI's LLMPipeline (its continuous-batching backend with prefix caching, as a server would
   run it) for one writer, ContinuousBatchingPipeline for four writers (all four requests added at once);
   genai-f32 the same with Relay's f32 inference precision (GenAI's default computes in bf16 on a bf16 CPU).
@@ -402,6 +404,10 @@ def load_runtimes(names: list[str], cache: Path, threads: int, new: int) -> dict
         started = time.perf_counter()
         if name == "relay":
             runtimes["relay int8"] = RelayRuntime(hf_folder(cache), cache, "int8", new)
+        elif name == "relay-f32-read":  # stories read by the writers' f32 graph instead of the bf16 reader
+            os.environ["RELAY_OPENVINO_READ_PRECISION"] = "f32"
+            runtimes["relay int8, f32 reading"] = RelayRuntime(hf_folder(cache), cache, "int8", new)
+            del os.environ["RELAY_OPENVINO_READ_PRECISION"]
         elif name == "relay-int4":
             if not relay_int4_available():
                 print("relay-int4: this Relay tree has no int4 precision yet; skipped")

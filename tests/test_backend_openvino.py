@@ -541,6 +541,24 @@ def test_int4_stores_4_bit_weights_in_its_own_cache_and_an_unknown_precision_is_
         OpenVinoBackend.from_model(model)
 
 
+def test_the_read_precision_setting_is_checked_and_f32_reads_with_the_writers_graph(tiny_model_dir, relay_cache,
+                                                                                    monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from relay.backends.openvino.backend import READ_PRECISION_ENV
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    monkeypatch.setenv(READ_PRECISION_ENV, "fp16")
+    with pytest.raises(BackendError, match="RELAY_OPENVINO_READ_PRECISION must be bf16 or f32; got 'fp16'"):
+        OpenVinoBackend.from_model(model)
+    monkeypatch.setenv(READ_PRECISION_ENV, "f32")
+    backend = OpenVinoBackend.from_model(model)
+    try:
+        assert backend._batchers[None].reader is None
+    finally:
+        backend.close()
+
+
 def test_stories_read_together_finish_together_and_a_short_read_starts_within_two_steps():
     """The batcher's share of a step among the stories being read (reading_pieces): whole cache blocks, never more
     than the budget or a story's rest; a story that arrived one step ahead is caught up with; a next turn's short
