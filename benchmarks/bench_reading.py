@@ -78,6 +78,7 @@ def main(argv=None) -> None:
         seq = _Seq([pool.take() for _ in range(-(-1000 // size))])
 
         def read(length: int, start: int = 0) -> None:
+            seq.prompt = story[:length]  # the reader asks for the first token's logits when the story's end is read
             for begin in range(start, length, step):
                 batcher._infer([(seq, 0, story[begin:min(begin + step, length)], begin)], reading)
 
@@ -109,6 +110,9 @@ def main(argv=None) -> None:
                   + " |")
 
         others = [_Seq([pool.take() for _ in range(-(-300 // size))]) for _ in range(7)]
+        seq.prompt = story[:300]
+        for i, other in enumerate(others):
+            other.prompt = story[300 + 30 * i:600 + 30 * i]
         alone = batcher._infer([(seq, 0, story[:300], 0)], True)[0].copy()
         together = batcher._infer([(seq, 0, story[:300], 0)] + [(other, 0, story[300 + 30 * i:600 + 30 * i], 0)
                                                                  for i, other in enumerate(others)], True)[0]

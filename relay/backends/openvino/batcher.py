@@ -348,22 +348,25 @@ class _Batcher:
         can round that up into another id; with two rows or more a row's logits are the same bit for bit
         whatever else is in the step, so a seed writes the same text alone and beside other writers. In bf16 the
         output matrix's kernel for up to 4 rows of logits rounds otherwise than for 5 or more (the keys and values
-        do not depend on the rows), so the reader's call asks for at least READ_LOGITS rows, repeating its last
-        story's: a story's first logits are then the same read alone or beside any number of others, for
-        ~2 % of the call. The reader's bf16 kernels are fastest on a multiple of READ_ALIGN positions (256 read
+        do not depend on the rows), so a reader's call where a story ends its reading asks for at least
+        READ_LOGITS rows, repeating its last story's: a story's first logits are then the same read alone or
+        beside any number of others, for ~2 % of the call; a call where none ends asks for one row. The reader's bf16 kernels are fastest on a multiple of READ_ALIGN positions (256 read
         faster than 244, and than 257: a one-id padding row slowed reading by a third), so a reader's call is
         padded up to one with a row in the scratch blocks when that adds at most a third."""
         started = time.perf_counter()
         count = len(entries)
         if count == 1 and len(entries[0][2]) == 1:
             entries = [entries[0], self.padding]
-        extra = 0
+        rows_of_logits = None  # every sequence's last position
         if reading:
             positions = sum(len(ids) for _, _, ids, _ in entries)
             pad = -positions % READ_ALIGN
             if 0 < pad <= min(positions // 3, SCRATCH_POSITIONS):
                 entries = [*entries, (None, 0, [0] * pad, 0)]
-            extra = max(READ_LOGITS - len(entries), 0)
+            if any(past + len(ids) == len(job.prompt) for job, _, ids, past in entries[:count]):
+                rows_of_logits = max(READ_LOGITS, len(entries))
+            else:  # no story ends its reading here: nobody reads these logits, so one row will do
+                rows_of_logits = 1
         size, rows = self.pool.size, len(entries)
         lengths = np.fromiter((len(ids) for _, _, ids, _ in entries), np.int32, rows)
         pasts = np.fromiter((past for *_, past in entries), np.int32, rows)
@@ -378,7 +381,7 @@ class _Batcher:
             "input_ids": np.fromiter(chain.from_iterable(ids for _, _, ids, _ in entries), np.int64, total),
             "position_ids": np.arange(total, dtype=np.int64) - np.repeat((begins[:-1] - pasts).astype(np.int64),
                                                                          lengths),
-            "logits_indices": np.concatenate([begins[1:] - 1, np.repeat(begins[-1:] - 1, extra)]).astype(np.int64),
+            "logits_indices": _last_positions(begins, rows_of_logits),
             "past_lens": pasts,
             "subsequence_begins": begins,
             "block_indices": np.fromiter(chain.from_iterable(self._rows(job)[row].blocks[:n] for (job, row, _, _), n
@@ -438,3 +441,12 @@ class _Batcher:
             if len(job.prompt) % size:
                 self.pool.copy(first.blocks[shared], blocks[shared])
             job.rows.append(_Row(blocks, len(job.prompt)))
+
+
+def _last_positions(begins: "np.ndarray", rows: int | None) -> "np.ndarray":
+    """logits_indices: each sequence's last position (`begins` [sequences + 1]); with `rows`, that many, the last
+    sequence's repeated past the sequences, or only the first's."""
+    last = begins[1:] - 1
+    if rows is not None:
+        last = np.concatenate([last, np.repeat(last[-1:], max(rows - len(last), 0))])[:rows]
+    return last.astype(np.int64)
