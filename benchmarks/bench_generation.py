@@ -37,6 +37,16 @@ FALLBACK_TEXT = ("비가 그친 저녁, 나는 오래된 우체국 앞에서 그
                  "바람이 차가웠다. 기차는 새벽 다섯 시에 떠난다고 했다. 우리에게 남은 시간은 많지 않았다.")
 
 
+def kept_model(work: Path) -> Path:
+    """KoGPT-2's shape with random weights in work/model, built the first time; conversions cached in work/cache
+    (RELAY_CACHE), so a benchmark run with the same --work loads in seconds."""
+    folder = work / "model"
+    if not (folder / "config.json").exists():
+        build_model(folder)
+    os.environ["RELAY_CACHE"] = str(work / "cache")
+    return folder
+
+
 def build_model(folder: Path) -> Path:
     """Save KoGPT-2's shape with random weights and its real tokenizer into `folder`."""
     import torch

@@ -57,17 +57,13 @@ def main(argv=None) -> None:
     import numpy as np
 
     import relay.backends.openvino.batcher as batcher_module
-    from bench_generation import SHARED, build_model
+    from bench_generation import SHARED, kept_model
     from relay.engine import Engine
 
     if not (SHARED / "kogpt2" / "config.json").exists():
         sys.exit(f"needs the KoGPT-2 config and tokenizer at {SHARED / 'kogpt2'}")
     with tempfile.TemporaryDirectory() as tmp:
-        work = args.work or Path(tmp)
-        folder = work / "model"
-        if not (folder / "config.json").exists():
-            build_model(folder)
-        os.environ["RELAY_CACHE"] = str(work / "cache")
+        folder = kept_model(args.work or Path(tmp))
         engine = Engine.from_pretrained(folder, backend="openvino")
         batcher = engine.backend._batchers[None]  # idle: its thread waits for work, so the requests are free
         if batcher.reader is None:

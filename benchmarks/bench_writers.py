@@ -181,7 +181,7 @@ def main(argv=None) -> None:
     parser.add_argument("--work", type=Path, help="keep the model and its conversion here (default: a temp dir)")
     args = parser.parse_args(argv)
 
-    from bench_generation import SHARED, build_model, story_lines, story_of_tokens
+    from bench_generation import SHARED, kept_model, story_lines, story_of_tokens
     from relay.engine import PRESETS, Engine
 
     if not (SHARED / "kogpt2" / "config.json").exists():
@@ -189,11 +189,7 @@ def main(argv=None) -> None:
     settings = PRESETS[args.preset].replace(stop_at="length", max_new_tokens=args.new_tokens, min_new_tokens=0,
                                            trim_incomplete=False, seed=1)
     with tempfile.TemporaryDirectory() as tmp:
-        work = args.work or Path(tmp)
-        folder = work / "model"
-        if not (folder / "config.json").exists():
-            build_model(folder)
-        os.environ["RELAY_CACHE"] = str(work / "cache")
+        folder = kept_model(args.work or Path(tmp))
         started = time.perf_counter()
         engine = Engine.from_pretrained(folder, backend="openvino")
         print(f"loaded in {time.perf_counter() - started:.1f} s (conversion included the first time)")
