@@ -510,6 +510,31 @@ def test_a_story_s_first_logits_are_the_same_bit_for_bit_read_alone_or_beside_ot
     assert (batcher.reader is not None) == (_reading_properties(ov.Core(), "int8") is not None)
 
 
+def test_a_cpu_whose_bf16_reading_depends_on_the_call_reads_in_f32(real_width, monkeypatch, caplog):
+    """The reader is kept only after a check at startup: a story read alone and beside 8 others must give the same
+    first logits. Where it does not (here: made so by computing one row of logits, whose kernel rounds otherwise
+    than nine rows'), stories are read by the f32 graph and the log says so."""
+    import logging
+
+    import relay.backends.openvino.batcher as batcher_module
+
+    batcher = real_width.backend._batchers[None]
+    if batcher.reader is None:
+        pytest.skip("this CPU has no bf16 units: there is no reader to check")
+    reader = batcher.reader.get_compiled_model()
+    kept = batcher_module._Batcher(batcher.compiled, 64 << 20, "kept", reader=reader)
+    monkeypatch.setattr(batcher_module, "READ_LOGITS", 1)
+    with caplog.at_level(logging.WARNING, logger="relay.backends.openvino.batcher"):
+        dropped = batcher_module._Batcher(batcher.compiled, 64 << 20, "dropped", reader=reader)
+    try:
+        assert kept.reader is not None and dropped.reader is None
+        assert "stories are read in f32" in caplog.text
+        assert dropped.steps == 0 and dropped.widest == 0  # the check is not counted as a step
+    finally:
+        kept.close()
+        dropped.close()
+
+
 def constant_types(xml) -> dict[str, int]:
     """How many weight values of each element type a saved OpenVINO model holds."""
     import math

@@ -21,6 +21,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, fields, replace
 from itertools import chain
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -134,6 +135,15 @@ class _Job:
         self.finished = threading.Event()  # set by the batcher once it has let go of the job
 
 
+class _ReadProbe:
+    """Stands in for a job in `_Batcher._reader_keeps_seeds`: what `_infer` reads of one (its story, blocks)."""
+
+    def __init__(self, prompt: list[int], blocks: list[int]):
+        self.prompt = prompt
+        self.rows = [_Row(blocks, 0)]
+        self.request = SimpleNamespace(adapter=None)  # the base model's rows (a LoRA graph's lora_mask: none)
+
+
 class _Batcher:
     """Runs one compiled model for every writer at once: one thread, one infer request, one block pool.
 
@@ -162,6 +172,11 @@ class _Batcher:
         self.clock = StepClock()
         self.padding = (None, 0, [0], 0)  # a one-id row in the pool's scratch blocks (see _infer)
         self.padding_rows = [_Row(self.pool.scratch, 0)]
+        if self.reader is not None and not self._reader_keeps_seeds():
+            log.warning("openvino: on this CPU a story read in bf16 gets other logits beside other stories; "
+                        "stories are read in f32 (seeds hold, first tokens come slower)")
+            self.reader = None
+        self.steps, self.widest, self.clock = 0, 0, StepClock()  # the check is not a step anyone asked for
         self.thread = threading.Thread(target=self._run, name=f"openvino-batcher-{name}", daemon=True)
         self.thread.start()
 
@@ -330,6 +345,38 @@ class _Batcher:
             if piece:
                 entries.append((job, 0, job.prompt[job.read:job.read + piece], job.read))
         return entries
+
+    def _reader_keeps_seeds(self) -> bool:
+        """Whether this CPU's bf16 kernels keep a story's first logits independent of the call, as measured where
+        the reader was built (keys and values the same whatever else is read; 1-4 rows of logits rounding
+        otherwise than 5+, which READ_LOGITS covers): a story read alone in one call, then in whole blocks beside
+        8 other stories (a call with more rows of logits than READ_LOGITS), must give bit for bit the same first
+        logits. True without trying when the pool lacks the blocks (a test's tiny pool)."""
+        size = self.pool.size
+        length = 2 * size + 5
+        if self.pool.available() < -(-length // size) + 8:
+            return True
+        rng = np.random.default_rng(7)
+        vocab = int(self.compiled.output("logits").get_partial_shape()[-1].get_length())
+        story = rng.integers(1, vocab, length).tolist()
+        taken = []
+
+        def probe(ids: list[int], blocks: int) -> _ReadProbe:
+            taken.extend(self.pool.take() for _ in range(blocks))
+            return _ReadProbe(ids, taken[len(taken) - blocks:])
+
+        mine = probe(story, -(-length // size))
+        others = [probe(rng.integers(1, vocab, size // 2).tolist(), 1) for _ in range(8)]
+        try:
+            alone = np.array(self._infer([(mine, 0, story, 0)], reading=True)[0])
+            for begin in range(0, length - 5, size):  # whole blocks alone, then the end beside the others
+                self._infer([(mine, 0, story[begin:begin + size], begin)], reading=True)
+            together = self._infer([(mine, 0, story[length - 5:], length - 5)]
+                                   + [(other, 0, other.prompt, 0) for other in others], reading=True)[0]
+            return bool(np.array_equal(alone, together))
+        finally:
+            for block in taken:
+                self.pool.release(block)
 
     def _calls(self, entries) -> list[tuple[list, bool]]:
         """The runtime calls of a step, (entries, reading): one for every row; with a reader, the writing rows
