@@ -224,10 +224,10 @@ def _reading_properties(core, precision: str) -> dict[str, str] | None:
     $RELAY_OPENVINO_READ_PRECISION=f32).
 
     Reading is where bf16 pays (a 900-token story read 1.3x faster), and it keeps seeds: a position's keys and
-    values come out the same whatever else is read in the call, and so do its logits once the call has two rows
-    or more (the batcher pads a lone story). Every prompt position is read by this graph and every written one by
-    the f32 graph, so the same story and seed give the same text alone and beside other writers
-    (BENCHMARKS.md, "Reading in bf16")."""
+    values come out the same whatever else is read in the call, and so do its first logits when the call computes
+    5 rows of logits or more (the batcher asks for READ_LOGITS, and checks this at startup). Every prompt position
+    is read by this graph and every written one by the f32 graph, so the same story and seed give the same text
+    alone and beside other writers (BENCHMARKS.md, "Reading in bf16")."""
     choice = os.environ.get(READ_PRECISION_ENV, "bf16")
     if choice not in ("bf16", "f32"):
         raise BackendError(f"{READ_PRECISION_ENV} must be bf16 or f32; got {choice!r}")

@@ -397,9 +397,10 @@ class _Batcher:
         output matrix's kernel for up to 4 rows of logits rounds otherwise than for 5 or more (the keys and values
         do not depend on the rows), so a reader's call where a story ends its reading asks for at least
         READ_LOGITS rows, repeating its last story's: a story's first logits are then the same read alone or
-        beside any number of others, for ~2 % of the call; a call where none ends asks for one row. The reader's bf16 kernels are fastest on a multiple of READ_ALIGN positions (256 read
-        faster than 244, and than 257: a one-id padding row slowed reading by a third), so a reader's call is
-        padded up to one with a row in the scratch blocks when that adds at most a third."""
+        beside any number of others, for ~2 % of the call; a call where none ends asks for one row. The reader's
+        bf16 kernels are fastest on a multiple of READ_ALIGN positions (256 read faster than 244, and than 257: a
+        one-id padding row slowed reading by a third), so a reader's call is padded up to one with a row in the
+        scratch blocks when that adds at most a third."""
         started = time.perf_counter()
         count = len(entries)
         if count == 1 and len(entries[0][2]) == 1:

@@ -5,8 +5,9 @@ value_cache.i), bound once to the model's infer request. A candidate holds the b
 candidates of one request share the blocks of their common prompt. Kept story caches: whole blocks of a
 prompt, once read, stay in the pool keyed by the ids they hold up to their end (and the adapter that read them:
 the LoRA graph's pool serves every adapter, and a block read under one holds other keys and values than under
-another), until the space is needed, so a new turn of the same story starts from them and reads only the new text. A few more blocks,
-`scratch`, are never handed out: the batcher's padding rows write there (see _Batcher._infer).
+another), until the space is needed, so a new turn of the same story starts from them and reads only the new
+text. A few more blocks, `scratch`, are never handed out: the batcher's padding rows write there (see
+_Batcher._infer).
 """
 
 from __future__ import annotations
