@@ -36,8 +36,8 @@ class OpenVinoBackend(Backend):
 
     def __init__(self, base=None, lora=None, adapters: AdapterSet | None = None, *, context_window: int,
                  vocab_size: int, precision: str, kv_megabytes: int | None = None, kv_blocks: int | None = None):
-        """base / lora: the compiled base graph and LoRA graph (with `adapters` bound into it), or None to open
-        later. kv_blocks (tests) sets each pool's size in blocks instead of kv_megabytes / $RELAY_OPENVINO_KV_MB."""
+        """base / lora: (compiled graph, its reader or None) of the base graph and the LoRA graph (with `adapters`
+        bound into it), or None to open later. kv_blocks (tests) sets each pool's size in blocks instead of kv_megabytes / $RELAY_OPENVINO_KV_MB."""
         self._budget = (kv_megabytes or int(os.environ.get(KV_MB_ENV) or DEFAULT_KV_MB)) * 1024 * 1024
         self._kv_blocks = kv_blocks
         self._batchers: dict[str | None, _Batcher] = {}  # None: the base model; each adapter's name: the LoRA graph's
@@ -53,13 +53,11 @@ class OpenVinoBackend(Backend):
 
     def _open(self, base, lora=None, adapters: AdapterSet | None = None) -> None:
         """Start the base model's batcher and, with adapters, the LoRA graph's (shared by every adapter); turns
-        waiting for the model go ahead. base, lora: a compiled graph, or (compiled graph, its reader)."""
-        base, base_reader = base if isinstance(base, tuple) else (base, None)
-        batchers: dict[str | None, _Batcher] = {None: _Batcher(base, self._budget, "base", self._kv_blocks,
-                                                               reader=base_reader)}
+        waiting for the model go ahead. base, lora: (the compiled graph, its reader or None)."""
+        batchers: dict[str | None, _Batcher] = {None: _Batcher(base[0], self._budget, "base", self._kv_blocks,
+                                                               reader=base[1])}
         if lora is not None and adapters is not None:
-            lora, lora_reader = lora if isinstance(lora, tuple) else (lora, None)
-            shared = _Batcher(lora, self._budget, "adapters", self._kv_blocks, adapters, reader=lora_reader)
+            shared = _Batcher(lora[0], self._budget, "adapters", self._kv_blocks, adapters, reader=lora[1])
             batchers.update({name: shared for name in adapters.names})
         self.adapters = adapters
         self._batchers = batchers

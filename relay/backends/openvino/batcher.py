@@ -176,7 +176,7 @@ class _Batcher:
             log.warning("openvino: on this CPU a story read in bf16 gets other logits beside other stories; "
                         "stories are read in f32 (seeds hold, first tokens come slower)")
             self.reader = None
-        self.steps, self.widest, self.clock = 0, 0, StepClock()  # the check is not a step anyone asked for
+        self.clock = StepClock()  # the check's runtime calls are not work anyone asked for
         self.thread = threading.Thread(target=self._run, name=f"openvino-batcher-{name}", daemon=True)
         self.thread.start()
 
@@ -243,8 +243,7 @@ class _Batcher:
                     break
                 self.cond.wait()
         try:
-            calls = self._calls(entries)
-            results = [(part, self._infer(part, reading)) for part, reading in calls]
+            results = [(part, self._infer(part, reading)) for part, reading in self._calls(entries)]
         except Exception as error:  # noqa: BLE001  handed to every writer in the step
             log.exception("openvino step failed")
             with self.cond:
@@ -252,6 +251,9 @@ class _Batcher:
                     job.error = BackendError(f"the openvino backend failed: {error}")
                     job.closed = True
             return True
+        clock.steps += 1
+        self.steps += 1  # a step: one or two runtime calls (the writers', the reader's)
+        self.widest = max(self.widest, len(entries))
         started = time.perf_counter()
         with self.cond:
             served = [job_logits for part, logits in results for job_logits in self._deliver(part, logits)]
@@ -447,9 +449,6 @@ class _Batcher:
         done = time.perf_counter()
         self.clock.inputs += infer - started
         self.clock.infer += done - infer
-        self.clock.steps += 1
-        self.steps += 1
-        self.widest = max(self.widest, count)
         return logits
 
     def _rows(self, job: _Job | None) -> list[_Row]:
