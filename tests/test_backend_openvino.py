@@ -510,6 +510,60 @@ def test_a_story_s_first_logits_are_the_same_bit_for_bit_read_alone_or_beside_ot
     assert (batcher.reader is not None) == (_reading_properties(ov.Core(), "int8") is not None)
 
 
+def read_first_logits(engine: Engine, prompt: list[int]) -> tuple["np.ndarray", int]:
+    """The logits `prompt`'s last position gets (its first token's) and how many of its ids came from kept blocks."""
+    from relay.backends.base import GenerationRequest
+
+    batcher, seen = engine.backend._batchers[None], []
+    request = GenerationRequest(prompt=prompt, n=1, settings=SAMPLED.replace(max_new_tokens=1), seed=1, adapter=None,
+                                never_ids=[], paragraph_end_ids=[], holds_paragraph_end=lambda row: False,
+                                on_tokens=lambda ids: [True], cancelled=lambda: False)
+    real = batcher._infer
+
+    def recording(entries, reading=False):
+        logits = real(entries, reading)
+        for index, (job, _, ids, past) in enumerate(entries):
+            if job is not None and job.request is request and past + len(ids) == len(prompt):
+                seen.append(np.array(logits[index]))
+        return logits
+
+    batcher._infer = recording
+    try:
+        engine.backend.generate(request)
+    finally:
+        del batcher._infer
+    assert len(seen) == 1
+    return seen[0], request.cached_tokens
+
+
+def test_a_retry_and_a_next_turn_read_on_from_kept_blocks_and_get_a_fresh_read_s_logits(real_width):
+    """A story's read blocks are kept, its last, partly filled one too: a retry (or swipe) of the same prompt reads
+    only its last 2 ids again, a next turn only the new ones. Wherever the story ends in a cache block, the first
+    token gets the logits, bit for bit, that reading everything from nothing gives: keys are quantized position by
+    position, and no call reads a lone position or fewer than 5 in bf16 (each computes them otherwise)."""
+    batcher = real_width.backend._batchers[None]
+    size = batcher.pool.size
+    rng = np.random.default_rng(5)
+
+    def fresh(prompt):
+        with batcher.cond:  # the batcher is idle between turns: forget every kept block
+            batcher.pool.reset()
+        return read_first_logits(real_width, prompt)
+
+    for length in (size, size + 1, size + 2, size + 3, size + 4, size + 5, 2 * size + 17, 3 * size - 2, 3 * size - 1):
+        story = rng.integers(10, 50000, length).tolist()
+        for added in (1, 2, 26):
+            grown = story + rng.integers(10, 50000, added).tolist()
+            first, cached = fresh(story)
+            assert cached == 0
+            again, cached = read_first_logits(real_width, story)
+            assert np.array_equal(first, again), (length, "retry")
+            assert cached == length - 2
+            following, cached = read_first_logits(real_width, grown)
+            assert cached == min(length, len(grown) - 2)
+            assert np.array_equal(fresh(grown)[0], following), (length, added)
+
+
 def test_a_cpu_whose_bf16_reading_depends_on_the_call_reads_in_f32(real_width, monkeypatch, caplog):
     """The reader is kept only after a check at startup: a story read alone and beside 8 others must give the same
     first logits. Where it does not (here: made so by computing one row of logits, whose kernel rounds otherwise

@@ -43,6 +43,12 @@ READ_LOGITS = 8
 # The bf16 kernels read a call of a multiple of this many positions fastest (a story's 244-position last piece
 # takes as long as 256 with 12 more); a reader's call is padded up to one when that adds at most a third.
 READ_ALIGN = 128
+# Positions a reader's call carries at least (padded): bf16's matrix kernels compute a call of 1-4 positions
+# otherwise than one of 5 or more, keys and values included.
+READ_LEAST = 8
+# Positions a story's piece has at least, unless the story has fewer left: the attention computes a lone new
+# position (its one-query kernel, a writer's step) otherwise than one among others, keys and values included.
+LEAST_PIECE = 2
 
 
 def reading_pieces(remaining: list[int], budget: int, block: int) -> list[int]:
@@ -304,8 +310,9 @@ class _Batcher:
                 job.finished.set()
                 continue
             size = self.pool.size
-            kept = self.pool.kept_prefix(job.prompt, (len(job.prompt) - 1) // size,  # read >= 1 id: its logits
-                                         job.request.adapter)
+            # Read LEAST_PIECE ids at least: the last one's logits, and no lone position (see _step_entries).
+            most = len(job.prompt) - min(LEAST_PIECE, len(job.prompt))
+            kept = self.pool.kept_prefix(job.prompt, most // size, job.request.adapter)
             need = self._blocks_needed(job, len(kept))
             if need + len(kept) > self.pool.count:
                 self.waiting.popleft()
@@ -314,8 +321,13 @@ class _Batcher:
                     f"backend's pool of {self.pool.count}; raise {KV_MB_ENV} (now {self.pool.count} blocks)")
                 job.finished.set()
                 continue
-            for block in kept:  # held first, so taking fresh blocks cannot give them up
+            # The kept block holding the most of the next block's first ids: copied into the job's own block.
+            part = self.pool.kept_part(job.prompt, len(kept), most - len(kept) * size, job.request.adapter)
+            for block in kept + ([part[0]] if part else []):  # held first: taking fresh blocks cannot give them up
                 self.pool.hold(block)
+            if part and need > self.pool.available():  # the pool is that full: read those positions again
+                self.pool.release(part[0])
+                part = None
             if need > self.pool.available():
                 for block in kept:
                     self.pool.release(block)
@@ -323,6 +335,10 @@ class _Batcher:
             self.waiting.popleft()
             total = -(-(len(job.prompt) + job.limit) // size)
             first = _Row(kept + [self.pool.take() for _ in range(total - len(kept))], len(kept) * size)
+            if part:
+                self.pool.copy(part[0], first.blocks[len(kept)])
+                self.pool.release(part[0])
+                first.length += part[1]
             job.rows = [first]
             job.read = job.request.cached_tokens = first.length
             job.spare = [self.pool.take() for _ in range(need - (total - len(kept)))]  # the other candidates' blocks
@@ -342,10 +358,18 @@ class _Batcher:
                     entries.append((job, index, job.next_ids[index:index + 1], row.length))
                 job.next_ids = None
         budget = max(STEP_TOKENS - len(entries), MIN_PIECE)
-        remaining = [len(job.prompt) - job.read for job in reading]
-        for job, piece in zip(reading, reading_pieces(remaining, budget, self.pool.size)):
-            if piece:
-                entries.append((job, 0, job.prompt[job.read:job.read + piece], job.read))
+        size = self.pool.size
+        # From the block's start: a story whose kept part ends inside a block reads to that block's end first.
+        remaining = [len(job.prompt) - job.read + job.read % size for job in reading]
+        for job, piece in zip(reading, reading_pieces(remaining, budget, size)):
+            left, piece = len(job.prompt) - job.read, piece - job.read % size
+            if piece <= 0:
+                continue
+            if piece < LEAST_PIECE <= left:  # a kept part ending a position short of a block's end
+                piece = min(piece + size, left)
+            if 0 < left - piece < LEAST_PIECE:  # never leave a lone position for the next step
+                piece = left
+            entries.append((job, 0, job.prompt[job.read:job.read + piece], job.read))
         return entries
 
     def _reader_keeps_seeds(self) -> bool:
@@ -396,27 +420,30 @@ class _Batcher:
         id with other kernels than a step of several, whose logits differ in the last bits, and the int8 cache
         can round that up into another id; with two rows or more a row's logits are the same bit for bit
         whatever else is in the step, so a seed writes the same text alone and beside other writers. In bf16 the
-        output matrix's kernel for up to 4 rows of logits rounds otherwise than for 5 or more (the keys and values
-        do not depend on the rows), so a reader's call where a story ends its reading asks for at least
-        READ_LOGITS rows, repeating its last story's: a story's first logits are then the same read alone or
-        beside any number of others, for ~2 % of the call; a call where none ends asks for one row. The reader's
-        bf16 kernels are fastest on a multiple of READ_ALIGN positions (256 read faster than 244, and than 257: a
-        one-id padding row slowed reading by a third), so a reader's call is padded up to one with a row in the
-        scratch blocks when that adds at most a third."""
+        output matrix's kernel for up to 4 rows of logits rounds otherwise than for 5 or more, so a reader's call
+        where a story ends its reading asks for at least READ_LOGITS rows, repeating its last story's: a story's
+        first logits are then the same read alone or beside any number of others, for ~2 % of the call; a call
+        where none ends asks for one row. The other matrix kernels do the same with 1-4 positions, keys and
+        values included, so a reader's call has READ_LEAST positions at least (a padding row in the scratch
+        blocks). The reader's bf16 kernels are fastest on a multiple of READ_ALIGN positions (256 read faster than
+        244, and than 257: a one-id padding row slowed reading by a third), so a reader's call is padded up to one
+        instead when that adds at most a third."""
         started = time.perf_counter()
         count = len(entries)
-        if count == 1 and len(entries[0][2]) == 1:
-            entries = [entries[0], self.padding]
         rows_of_logits = None  # every sequence's last position
         if reading:
             positions = sum(len(ids) for _, _, ids, _ in entries)
             pad = -positions % READ_ALIGN
-            if 0 < pad <= min(positions // 3, SCRATCH_POSITIONS):
+            if not 0 < pad <= min(positions // 3, SCRATCH_POSITIONS):
+                pad = max(READ_LEAST - positions, 0)
+            if pad:
                 entries = [*entries, (None, 0, [0] * pad, 0)]
             if any(past + len(ids) == len(job.prompt) for job, _, ids, past in entries[:count]):
                 rows_of_logits = max(READ_LOGITS, len(entries))
             else:  # no story ends its reading here: nobody reads these logits, so one row will do
                 rows_of_logits = 1
+        elif count == 1 and len(entries[0][2]) == 1:
+            entries = [entries[0], self.padding]
         size, rows = self.pool.size, len(entries)
         lengths = np.fromiter((len(ids) for _, _, ids, _ in entries), np.int32, rows)
         pasts = np.fromiter((past for *_, past in entries), np.int32, rows)
@@ -465,9 +492,9 @@ class _Batcher:
             if job.read < len(job.prompt):  # a piece of the prompt was read
                 job.read = job.rows[0].length = past + len(ids)
                 for block in range(past // size, job.read // size):  # whole blocks read as prompt: keep them
-                    if block * size >= job.request.cached_tokens:
-                        self.pool.keep(job.rows[0].blocks[block], job.prompt, block, job.request.adapter)
+                    self.pool.keep(job.rows[0].blocks[block], job.prompt, block, job.request.adapter)
                 if job.read == len(job.prompt):
+                    self._keep_tail(job)
                     self._fan_out(job)
                     served[id(job)] = (job, np.repeat(logits[index:index + 1], job.n, axis=0))
             else:
@@ -475,6 +502,17 @@ class _Batcher:
                 if row == 0:  # a job's rows are consecutive entries, in row order (_step_entries)
                     served[id(job)] = (job, logits[index:index + job.n])
         return list(served.values())
+
+    def _keep_tail(self, job: _Job) -> None:
+        """Keep a copy of the read prompt's last, partly filled block (its candidates write on in theirs), when the
+        pool has a block to spare (a kept block nobody holds counts: the oldest gives way)."""
+        size, adapter = self.pool.size, job.request.adapter
+        if not len(job.prompt) % size or self.pool.keeps_tail(job.prompt, adapter) or not self.pool.available():
+            return
+        copy = self.pool.take()
+        self.pool.copy(job.rows[0].blocks[len(job.prompt) // size], copy)
+        self.pool.keep_tail(copy, job.prompt, adapter)
+        self.pool.release(copy)
 
     def _fan_out(self, job: _Job) -> None:
         """Candidates 2..n share the read prompt's whole blocks and get a copy of its last, partial one."""

@@ -6,8 +6,11 @@ candidates of one request share the blocks of their common prompt. Kept story ca
 prompt, once read, stay in the pool keyed by the ids they hold up to their end (and the adapter that read them:
 the LoRA graph's pool serves every adapter, and a block read under one holds other keys and values than under
 another), until the space is needed, so a new turn of the same story starts from them and reads only the new
-text. A few more blocks, `scratch`, are never handed out: the batcher's padding rows write there (see
-_Batcher._infer).
+text. So does a copy of a prompt's last, partly filled block (its `tail`): the next turn, a swipe or a retry
+copies the kept block that holds the most of the first ids of its next block (`kept_part`) and reads on from
+there (the keys and values are quantized position by position, so a block read in two pieces holds the same
+bytes as one read at once). A few more blocks, `scratch`, are never handed out: the batcher's padding rows write
+there (see _Batcher._infer).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class _Pool:
         self.refs: list[int] = []
         self.kept: OrderedDict[tuple, int] = OrderedDict()  # (adapter, prompt ids up to a block's end) -> the block
         self.key_of: dict[int, tuple] = {}
+        self.tails: dict[tuple, tuple] = {}  # (adapter, prompt ids of whole blocks) -> the key of the tail after them
         self.reset()
 
     def bind(self, request) -> None:
@@ -66,15 +70,14 @@ class _Pool:
         self.refs = [0] * self.count
         self.kept.clear()
         self.key_of.clear()
+        self.tails.clear()
 
     def available(self) -> int:
         return len(self.free) + sum(1 for block in self.kept.values() if self.refs[block] == 0)
 
     def take(self) -> int:
         if not self.free:  # give up the oldest kept block nobody holds
-            key = next(key for key, block in self.kept.items() if self.refs[block] == 0)
-            self.free.append(self.kept.pop(key))
-            del self.key_of[self.free[-1]]
+            self._forget(next(key for key, block in self.kept.items() if self.refs[block] == 0))
         block = self.free.pop()
         self.refs[block] = 1
         return block
@@ -90,6 +93,16 @@ class _Pool:
         if self.refs[block] == 0 and block not in self.key_of:
             self.free.append(block)
 
+    def _forget(self, key: tuple) -> None:
+        """Free the kept block of `key` (nobody holds it)."""
+        block = self.kept.pop(key)
+        del self.key_of[block]
+        adapter, ids = key
+        whole = (adapter, ids[:len(ids) - len(ids) % self.size])
+        if self.tails.get(whole) == key:
+            del self.tails[whole]
+        self.free.append(block)
+
     def kept_prefix(self, prompt: list[int], limit: int, adapter: str | None = None) -> list[int]:
         """The kept blocks holding the first whole blocks of `prompt` as `adapter` read it, at most `limit` blocks."""
         blocks = []
@@ -100,12 +113,51 @@ class _Pool:
             blocks.append(block)
         return blocks
 
+    def kept_part(self, prompt: list[int], index: int, most: int,
+                  adapter: str | None = None) -> tuple[int, int] | None:
+        """A kept block whose first positions hold the first ids of block number `index` of `prompt` as `adapter`
+        read it (the blocks before it being kept too), as many as it has up to `most`: (block, positions), or
+        None. A kept whole block serves too: a retry or swipe of a prompt that ends on a block's end."""
+        start = index * self.size
+        if most <= 0:
+            return None
+        end = start + self.size
+        whole = self.kept.get((adapter, tuple(prompt[:end]))) if len(prompt) >= end else None
+        if whole is not None:
+            return whole, min(self.size, most)
+        key = self.tails.get((adapter, tuple(prompt[:start])))
+        if key is None:
+            return None
+        tail = key[1][start:]
+        if tuple(prompt[start:start + len(tail)]) != tail:
+            return None
+        return self.kept[key], min(len(tail), most)
+
     def keep(self, block: int, prompt: list[int], index: int, adapter: str | None = None) -> None:
         """Remember that `block` holds whole block number `index` of `prompt`, read as a prompt with `adapter`."""
-        key = (adapter, tuple(prompt[:(index + 1) * self.size]))
-        if key not in self.kept and block not in self.key_of:
-            self.kept[key] = block
-            self.key_of[block] = key
+        self._remember(block, (adapter, tuple(prompt[:(index + 1) * self.size])))
+
+    def keeps_tail(self, prompt: list[int], adapter: str | None = None) -> bool:
+        """Whether `prompt`'s last, partly filled block is kept already."""
+        return (adapter, tuple(prompt)) in self.kept
+
+    def keep_tail(self, block: int, prompt: list[int], adapter: str | None = None) -> None:
+        """Remember that `block` (a copy nobody writes to) holds the positions of `prompt`'s last, partly filled
+        block, read as a prompt with `adapter`; it replaces an older tail after the same whole blocks."""
+        whole = (adapter, tuple(prompt[:len(prompt) - len(prompt) % self.size]))
+        older = self.tails.get(whole)
+        if older is not None and self.refs[self.kept[older]] == 0:
+            self._forget(older)
+        key = (adapter, tuple(prompt))
+        if self._remember(block, key):
+            self.tails[whole] = key
+
+    def _remember(self, block: int, key: tuple) -> bool:
+        if key in self.kept or block in self.key_of:
+            return False
+        self.kept[key] = block
+        self.key_of[block] = key
+        return True
 
     def copy(self, source: int, target: int) -> None:
         for data in self.tensors:
