@@ -29,6 +29,7 @@ from relay.decoding import (StreamDecoder, Track, display_pieces, hidden_ids, pa
 from relay.loading import (ModelLoadError, load_adapters, load_message, load_model, load_tokenizer, looks_like_path,
                            model_source)
 from relay.context import Assembly, Steering, assemble
+from relay.encoding import Encoder
 from relay.prompt import MIN_PROMPT_TOKENS, build_prompt  # noqa: F401  (build_prompt: its old home)
 from relay.settings import (PRESET_LABELS, PRESETS, EngineError, SamplingSettings, SettingsError,  # noqa: F401
                             SettingSpec)
@@ -130,6 +131,7 @@ class Engine:
             backend = TransformersBackend(backend, tokenizer, device)
         self.backend = backend
         self.tokenizer = tokenizer
+        self._encoder = Encoder(tokenizer)
         self.model_id = model_id
         self.adapter_names = list(adapter_names)
         self.device = device
@@ -216,10 +218,10 @@ class Engine:
         return len(self._encode(text))
 
     def _encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self._encoder.one(text)
 
     def _encode_many(self, texts: list[str]) -> list[list[int]]:
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        return self._encoder.many(texts) if texts else []
 
     def assemble(self, paragraphs: list[str], settings: SamplingSettings, steering: Steering | None = None) -> Assembly:
         """What the model reads next turn, block by block (relay/context.py): memory, the cards the story
