@@ -12,8 +12,10 @@ positions, then the rest), with no picking and no engine around it:
 - bf16, 1 row of logits: without READ_LOGITS (its first logits would depend on how many stories share the call);
 - bf16, unaligned: without the READ_ALIGN padding.
 
-Rows: a story of 512 and of 900 positions read from nothing (the first token's read), and a next turn's read
-(44 positions on 480 kept: a ~26-token paragraph plus the last partial block read again). Rounds are interleaved
+Rows: a story of 512 and of 900 positions read from nothing (the first token's read), a next turn's read as it
+was while keys were quantized per block (44 positions on 480 kept: a ~26-token paragraph plus the story's last,
+partly filled block read again) and as it is (26 on 498: the kept tail serves), and a retry or swipe of a
+498-token story (its last 2 positions; see _Batcher._admit). Rounds are interleaved
 over variants; the median is reported. It also prints how far a story's first logits move when it is read beside
 7 others (0.0 expected: seeds rely on it). Needs a CPU with bf16 units (AMX, AVX512-BF16): elsewhere the backend
 has no reader and the script says so.
@@ -83,7 +85,8 @@ def main(argv=None) -> None:
                     "bf16, 1 row of logits": (True, {"READ_LOGITS": 1}),
                     "bf16, unaligned": (True, {"READ_ALIGN": 1})}
         cells = {"story of 512": lambda: read(512), "story of 900": lambda: read(900),
-                 "next turn: 44 on 480": lambda: read(524, 480)}
+                 "next turn, last block again: 44 on 480": lambda: read(524, 480),
+                 "next turn: 26 on 498": lambda: read(524, 498), "retry: 2 on 496": lambda: read(498, 496)}
         times = {(variant, cell): [] for variant in variants for cell in cells}
         print(f"load average before: {os.getloadavg()}; {args.rounds} rounds interleaved, pieces of {step}, "
               f"pool block {size} positions")
