@@ -9,7 +9,9 @@ a small GPT-2 shaped like KoGPT-2 (its real tokenizer and 51,200-id vocabulary, 
 converted through the app's own path (`cached_model_path`: the graph the backend caches, compressed by
 `compress_weights`) and compiled with the backend's properties; on the held-out novels it reports perplexity,
 top-1 next-token agreement with fp32 and the mean KL divergence from fp32, position by position.
-Extra rows compare the old hand-written int8 (`_compress_int8`) and other int8 / int4 settings.
+Extra rows compare the old hand-written int8 (`_compress_int8`) and other int8 / int4 settings, and compute
+the app's weights as its bf16 reader reads stories (READING) and through the paged graph with its 8-bit KV cache,
+keys quantized per channel of a block or per position (PAGED).
 
 The second part measures decode tokens/s at a story of ~512 tokens on the real KoGPT-2 shape with random
 weights (speed does not depend on the weights), one engine per precision, cells interleaved, median of
@@ -151,6 +153,18 @@ VARIANTS = {
 # every position's logits as the first token's are computed. name -> precision.
 READING = {"int8, read in bf16": "int8", "int4, read in bf16": "int4"}
 
+# Rows through the paged graph the backend runs (relay/backends/openvino/convert.py `paged`), its 8-bit KV cache
+# included: each window read in one call, the keys quantized per channel of a block (the plugin's default, before)
+# or per position (KEY_CACHE_QUANT_MODE, now). name -> (precision, bf16 reader or the f32 graph, key mode).
+PAGED = {
+    "int8, paged, bf16 reader, keys by channel (before)": ("int8", True, "BY_CHANNEL"),
+    "int8, paged, bf16 reader, keys by position": ("int8", True, "BY_TOKEN"),
+    "int8, paged, f32, keys by channel (before)": ("int8", False, "BY_CHANNEL"),
+    "int8, paged, f32, keys by position": ("int8", False, "BY_TOKEN"),
+    "int4, paged, bf16 reader, keys by channel (before)": ("int4", True, "BY_CHANNEL"),
+    "int4, paged, bf16 reader, keys by position": ("int4", True, "BY_TOKEN"),
+}
+
 
 @contextmanager
 def variant(name: str):
@@ -191,13 +205,17 @@ def properties_for(name: str) -> dict[str, str] | None:
 
     if name in READING:
         return _reading_properties(ov.Core(), READING[name])
+    if name in PAGED:
+        precision, reader, keys = PAGED[name]
+        properties = _reading_properties(ov.Core(), precision) if reader else _compile_properties(precision)
+        return None if properties is None else {**properties, "KEY_CACHE_QUANT_MODE": keys}
     return _compile_properties(VARIANTS[name][0] if name in VARIANTS else name)
 
 
 def converted_xml(model, name: str, cache: Path) -> Path:
     from relay.backends.openvino import cached_model_path
 
-    name = READING.get(name, name)  # a reading row reads the precision's own conversion
+    name = READING.get(name) or PAGED.get(name, (name,))[0]  # reading and paged rows: the precision's own
     with variant(name):
         return cached_model_path(model, name, cache)
 
@@ -218,6 +236,39 @@ def all_logits(xml: Path, properties: dict, windows) -> list:
                                 "position_ids": np.arange(length, dtype=np.int64)[None],
                                 "beam_idx": np.zeros(1, dtype=np.int32),
                                 "logits_indices": np.arange(length, dtype=np.int64)})
+        out.append(np.array(result["logits"], dtype=np.float32))
+    return out
+
+
+def paged_logits(xml: Path, properties: dict, windows) -> list:
+    """Logits at every position of every window, from the paged graph the backend compiles from the cached model,
+    each window read in one call into the blocks of an 8-bit (or, for fp32, exact) KV cache."""
+    import numpy as np
+    import openvino as ov
+
+    from relay.backends.openvino.convert import paged
+
+    core = ov.Core()
+    compiled = core.compile_model(paged(core.read_model(xml)), "CPU", properties)
+    request = compiled.create_infer_request()
+    size = compiled.input("value_cache.0").get_partial_shape()[2].get_length()
+    blocks = -(-max(len(window) for window in windows) // size)
+    for port in compiled.inputs:
+        if port.get_any_name().startswith(("key_cache.", "value_cache.")):
+            shape = port.get_partial_shape()
+            request.set_tensor(port.get_any_name(), ov.Tensor(port.get_element_type(),
+                                                              [blocks] + [shape[i].get_length() for i in (1, 2, 3)]))
+    out = []
+    for window in windows:
+        length, held = len(window), -(-len(window) // size)
+        result = request.infer({"input_ids": np.array(window, dtype=np.int64),
+                                "position_ids": np.arange(length, dtype=np.int64),
+                                "logits_indices": np.arange(length, dtype=np.int64),
+                                "past_lens": np.zeros(1, dtype=np.int32),
+                                "subsequence_begins": np.array([0, length], dtype=np.int32),
+                                "block_indices": np.arange(held, dtype=np.int32),
+                                "block_indices_begins": np.array([0, held], dtype=np.int32),
+                                "max_context_len": np.array(length, dtype=np.int32)})
         out.append(np.array(result["logits"], dtype=np.float32))
     return out
 
@@ -261,7 +312,8 @@ def quality_table(folder: Path, cache: Path, names: list[str], max_windows: int)
         if properties is None:
             print(f"  {name}: this CPU has no bf16 units, so the backend has no reader; skipped", flush=True)
             continue
-        scores = quality(reference, all_logits(xml, properties, windows), windows, trained)
+        scores = quality(reference, (paged_logits if name in PAGED else all_logits)(xml, properties, windows),
+                         windows, trained)
         rows.append((name, (xml.parent / "model.bin").stat().st_size / 1e6, scores))
         print(f"  {name:28s} {rows[-1][1]:7.1f} MB  ppl {scores['ppl']:8.2f}  top-1 {scores['top1']:.4f}  "
               f"KL {scores['kl']:.5f}  ({scores['scored']:,} predictions scored)", flush=True)
@@ -339,7 +391,7 @@ def main(argv=None) -> None:
     if not args.skip_quality:
         folder = train_small_model(args.steps)
         print(f"small model: {folder.name} {json.loads((folder / 'training.json').read_text())}", flush=True)
-        rows = quality_table(folder, CACHE / "converted", ["fp32", *names, *READING], args.windows)
+        rows = quality_table(folder, CACHE / "converted", ["fp32", *names, *READING, *PAGED], args.windows)
         print("\n| weights | size MB | held-out perplexity | top-1 agreement with fp32 | KL from fp32 |")
         print("|---|---|---|---|---|")
         for name, size, s in rows:
