@@ -20,7 +20,7 @@ from collections import OrderedDict
 import numpy as np
 
 KV_MB_ENV = "RELAY_OPENVINO_KV_MB"  # the KV cache pool of each model variant, in MB
-DEFAULT_KV_MB = 256  # KoGPT-2 int8: ~22 KB per position, so ~11,000 positions (11 full 1,024-token windows)
+DEFAULT_KV_MB = 256  # KoGPT-2 int8: ~20.7 KB per position, so ~12,900 positions (12 full 1,024-token windows)
 MAX_BLOCKS = 8192  # a tiny model's blocks are small; no use in more
 SCRATCH_POSITIONS = 127  # the longest padding row (see _Batcher._infer)
 
