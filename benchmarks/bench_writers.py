@@ -21,6 +21,7 @@ writer's previous turn, one paragraph added). Results: BENCHMARKS.md ("Fair batc
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import os
 import statistics
@@ -197,7 +198,11 @@ def main(argv=None) -> None:
         current = backend._batchers[None]
         batchers = {"now": current}
         if not args.no_baseline:
-            old = baseline_batcher_class(args.baseline)(current.compiled, 256 * 1024 * 1024, "baseline")
+            baseline = baseline_batcher_class(args.baseline)
+            reading = {}  # a baseline that knows the bf16 reader gets the same one
+            if current.reader is not None and "reader" in inspect.signature(baseline.__init__).parameters:
+                reading["reader"] = current.reader.get_compiled_model()
+            old = baseline(current.compiled, 256 * 1024 * 1024, "baseline", **reading)
             batchers = {f"baseline {args.baseline}": old, "now": current}
         timers = {}
         for name, batcher in batchers.items():
