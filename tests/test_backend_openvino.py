@@ -714,6 +714,20 @@ def test_a_writer_a_step_ahead_starts_with_the_others_and_no_writer_misses_a_ste
         assert seen == list(range(seen[0], seen[0] + len(seen)))
 
 
+def test_a_story_read_alone_reads_longer_steps_after_its_first(fast, monkeypatch):
+    """Alone (nobody writing or waiting), a story reads STEP_TOKENS in its first step, as any story does, so others
+    arriving meanwhile join it at the second; then LONE_STEPS times as many a step (longer calls read faster)."""
+    import relay.backends.openvino.batcher as batcher_module
+
+    monkeypatch.setattr(batcher_module, "STEP_TOKENS", 64)  # two cache blocks
+    story = ["혼자 읽히는 이야기의 첫 줄."] + STORY * 12  # its own first line: no kept blocks
+    settings = SAMPLED.replace(seed=86, max_new_tokens=4)
+    length = len(fast.assemble(story, settings).ids)
+    assert length > 3 * 64
+    steps = token_steps(fast, [(story, settings)], first=1)
+    assert steps[86][0] == 1 + -(-(length - 64) // 128)  # then 128 a step: fewer steps than 64 at a time
+
+
 def test_a_story_read_in_small_pieces_beside_other_writers_gives_the_same_text(real_width, monkeypatch):
     import relay.backends.openvino.batcher as batcher_module
 
