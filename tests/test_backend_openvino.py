@@ -714,6 +714,48 @@ def test_a_writer_a_step_ahead_starts_with_the_others_and_no_writer_misses_a_ste
         assert seen == list(range(seen[0], seen[0] + len(seen)))
 
 
+def test_the_pool_counts_the_blocks_it_can_give_as_they_change(fast):
+    """`available` (checked before every turn is admitted) is kept as a count, not recounted over the kept blocks:
+    through random turns (takes, holds, releases, kept whole blocks and tails, evictions) it always equals the free
+    blocks plus the kept ones nobody holds, and `take` gives exactly that many."""
+    import random
+
+    from relay.backends.openvino.pool import _Pool
+
+    compiled = fast.backend._batchers[None].compiled
+    pool = _Pool(compiled, compiled.create_infer_request(), 0, count=12)
+    rng, held = random.Random(4), []
+    stories = [[rng.randrange(50) for _ in range(3 * pool.size)] for _ in range(3)]  # turns of a few stories meet
+
+    def counted():
+        return len(pool.free) + sum(1 for block in pool.kept.values() if pool.refs[block] == 0)
+
+    for turn in range(300):
+        prompt = rng.choice(stories)[:rng.randrange(1, 3 * pool.size)]
+        kept = pool.kept_prefix(prompt, (len(prompt) - 2) // pool.size)
+        for block in kept:
+            pool.hold(block)
+        own = [pool.take() for _ in range(min(2, pool.available()))]
+        blocks = kept + own
+        for index in range(len(kept), min(len(blocks), len(prompt) // pool.size)):
+            pool.keep(blocks[index], prompt, index)
+        if len(prompt) % pool.size and pool.available():
+            copy = pool.take()
+            pool.keep_tail(copy, prompt)
+            pool.release(copy)
+        held.append(blocks)
+        assert pool.available() == counted(), turn
+        if rng.random() < 0.6 or len(held) > 3:  # a turn ends
+            for block in held.pop(rng.randrange(len(held))):
+                pool.release(block)
+            assert pool.available() == counted(), turn
+    for blocks in held:
+        for block in blocks:
+            pool.release(block)
+    taken = [pool.take() for _ in range(pool.available())]
+    assert sorted(taken) == list(range(pool.count)) and pool.available() == counted() == 0
+
+
 def test_a_story_read_alone_reads_longer_steps_after_its_first(fast, monkeypatch):
     """Alone (nobody writing or waiting), a story reads STEP_TOKENS in its first step, as any story does, so others
     arriving meanwhile join it at the second; then LONE_STEPS times as many a step (longer calls read faster)."""

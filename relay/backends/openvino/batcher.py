@@ -270,6 +270,11 @@ class _Batcher:
         clock.book += time.perf_counter() - started
         for job, job_logits in served:
             self._advance(job, job_logits)
+        started = time.perf_counter()
+        for job, _ in served:  # after the first ids are out, before anyone writes in the tail's block
+            if job.written == 1:
+                self._keep_tail(job)
+        clock.book += time.perf_counter() - started
         return True
 
     def _advance(self, job: _Job, logits) -> None:
@@ -501,7 +506,6 @@ class _Batcher:
                 for block in range(past // size, job.read // size):  # whole blocks read as prompt: keep them
                     self.pool.keep(job.rows[0].blocks[block], job.prompt, block, job.request.adapter)
                 if job.read == len(job.prompt):
-                    self._keep_tail(job)
                     self._fan_out(job)
                     served[id(job)] = (job, np.repeat(logits[index:index + 1], job.n, axis=0))
             else:

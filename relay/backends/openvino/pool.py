@@ -57,6 +57,7 @@ class _Pool:
         self.kept: OrderedDict[tuple, int] = OrderedDict()  # (adapter, prompt ids up to a block's end) -> the block
         self.key_of: dict[int, tuple] = {}
         self.tails: dict[tuple, tuple] = {}  # (adapter, prompt ids of whole blocks) -> the key of the tail after them
+        self.idle = 0  # kept blocks nobody holds (counted as they change: the pool may keep hundreds)
         self.reset()
 
     def bind(self, request) -> None:
@@ -71,9 +72,11 @@ class _Pool:
         self.kept.clear()
         self.key_of.clear()
         self.tails.clear()
+        self.idle = 0
 
     def available(self) -> int:
-        return len(self.free) + sum(1 for block in self.kept.values() if self.refs[block] == 0)
+        """Blocks `take` can give: free ones and kept ones nobody holds."""
+        return len(self.free) + self.idle
 
     def take(self) -> int:
         if not self.free:  # give up the oldest kept block nobody holds
@@ -87,16 +90,22 @@ class _Pool:
         key = self.key_of.get(block)
         if key is not None:
             self.kept.move_to_end(key)
+            if self.refs[block] == 1:
+                self.idle -= 1
 
     def release(self, block: int) -> None:
         self.refs[block] -= 1
-        if self.refs[block] == 0 and block not in self.key_of:
-            self.free.append(block)
+        if self.refs[block] == 0:
+            if block in self.key_of:
+                self.idle += 1
+            else:
+                self.free.append(block)
 
     def _forget(self, key: tuple) -> None:
         """Free the kept block of `key` (nobody holds it)."""
         block = self.kept.pop(key)
         del self.key_of[block]
+        self.idle -= 1
         adapter, ids = key
         whole = (adapter, ids[:len(ids) - len(ids) % self.size])
         if self.tails.get(whole) == key:
@@ -157,6 +166,8 @@ class _Pool:
             return False
         self.kept[key] = block
         self.key_of[block] = key
+        if self.refs[block] == 0:
+            self.idle += 1
         return True
 
     def copy(self, source: int, target: int) -> None:
