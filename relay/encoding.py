@@ -34,10 +34,10 @@ class Encoder:
                     self._known.move_to_end(text)
         missing = [text for text, ids in found.items() if ids is None]
         if missing:  # one call of the tokenizer for all of them
-            new = self.tokenizer(missing, add_special_tokens=False)["input_ids"]
-            found.update(zip(missing, map(tuple, new)))
+            new = dict(zip(missing, map(tuple, self.tokenizer(missing, add_special_tokens=False)["input_ids"])))
+            found.update(new)
             with self._lock:
-                self._known.update(zip(missing, map(tuple, new)))
+                self._known.update(new)
                 while len(self._known) > self.size:
                     self._known.popitem(last=False)
         return [list(found[text]) for text in texts]

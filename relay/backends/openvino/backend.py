@@ -217,7 +217,7 @@ def _compile_properties(precision: str) -> dict[str, str]:
 # The plugin's default 8-bit key cache has one scale per channel per block, so a block written in two pieces
 # holds other bytes than one written at once, and a story's last, partly filled block had to be read again at
 # every turn. Keys quantized per position (as values always are) let a kept block's first positions serve the
-# next turn, a swipe and a retry: a next turn reads ~26 positions instead of ~44, a swipe 1 instead of ~32. On
+# next turn, a swipe and a retry: a next turn reads ~26 positions instead of ~44, a swipe 2 instead of ~32. On
 # the small trained model the quality is the same (BENCHMARKS.md, "Keys by position"); OpenVINO GenAI's own
 # tests and samples set the same (an internal property of the plugin, ov::internal::key_cache_quant_mode).
 KEY_CACHE_QUANT_MODE = "BY_TOKEN"
