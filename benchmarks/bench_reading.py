@@ -8,9 +8,12 @@ block pool through the batcher's own `_infer`, in the pieces the batcher gives a
 positions, then the rest), with no picking and no engine around it:
 
 - f32: the writers' graph (what `RELAY_OPENVINO_READ_PRECISION=f32` reads with);
-- bf16: the reader graph as shipped (at least READ_LOGITS rows of logits, calls padded to READ_ALIGN);
-- bf16, 1 row of logits: without READ_LOGITS (its first logits would depend on how many stories share the call);
-- bf16, unaligned: without the READ_ALIGN padding.
+- bf16: the reader graph as shipped: its weights unpacked to 16 bits (convert.py `unpack_weights`), at least
+  READ_LOGITS rows of logits, calls padded to READ_ALIGN;
+- bf16, 1 row of logits: without READ_LOGITS;
+- bf16, 8-bit weights: the reader as it was before, compiled from the 8-bit model (decompressing its weights at
+  every call);
+- bf16, unaligned: as shipped without the READ_ALIGN padding.
 
 Rows: a story of 512 and of 900 positions read from nothing (the first token's read), a next turn's read as it
 was while keys were quantized per block (44 positions on 480 kept: a ~26-token paragraph plus the story's last,
@@ -70,6 +73,9 @@ def main(argv=None) -> None:
         batcher = engine.backend._batchers[None]  # idle: its thread waits for work, so the requests are free
         if batcher.reader is None:
             sys.exit("this CPU has no bf16 units (or RELAY_OPENVINO_READ_PRECISION=f32): the backend has no reader")
+        shipped = batcher.reader
+        before = eight_bit_reader(folder)
+        batcher.pool.bind(before)
         pool, size, step = batcher.pool, batcher.pool.size, batcher_module.STEP_TOKENS
         rng = np.random.default_rng(0)
         story = rng.integers(5, 50000, 1000).tolist()
@@ -80,10 +86,11 @@ def main(argv=None) -> None:
             for begin in range(start, length, step):
                 batcher._infer([(seq, 0, story[begin:min(begin + step, length)], begin)], reading)
 
-        variants = {"f32 (writers' graph)": (False, {}),
-                    "bf16 (as shipped)": (True, {}),
-                    "bf16, 1 row of logits": (True, {"READ_LOGITS": 1}),
-                    "bf16, unaligned": (True, {"READ_ALIGN": 1})}
+        variants = {"f32 (writers' graph)": (False, shipped, {}),
+                    "bf16 (as shipped: unpacked weights)": (True, shipped, {}),
+                    "bf16, 1 row of logits": (True, shipped, {"READ_LOGITS": 1}),
+                    "bf16, 8-bit weights (before)": (True, before, {}),
+                    "bf16, unaligned": (True, shipped, {"READ_ALIGN": 1})}
         cells = {"story of 512": lambda: read(512), "story of 900": lambda: read(900),
                  "next turn, last block again: 44 on 480": lambda: read(524, 480),
                  "next turn: 26 on 498": lambda: read(524, 498), "retry: 2 on 496": lambda: read(498, 496)}
@@ -91,7 +98,8 @@ def main(argv=None) -> None:
         print(f"load average before: {os.getloadavg()}; {args.rounds} rounds interleaved, pieces of {step}, "
               f"pool block {size} positions")
         for round_ in range(args.rounds + 1):  # round 0 warms every shape up
-            for variant, (reading, values) in variants.items():
+            for variant, (reading, reader, values) in variants.items():
+                batcher.reader = reader
                 with patched(batcher_module, **values):
                     for cell, run in cells.items():
                         read(480)  # the next turn's kept story (and the same cache for every cell)
@@ -108,6 +116,7 @@ def main(argv=None) -> None:
             print(f"| {variant} | " + " | ".join(f"{v * 1000:.1f} ({base[c] / v:.2f}x)" for v, c in zip(values, cells))
                   + " |")
 
+        batcher.reader = shipped
         others = [_Seq([pool.take() for _ in range(-(-300 // size))]) for _ in range(7)]
         seq.prompt = story[:300]
         for i, other in enumerate(others):
@@ -118,6 +127,21 @@ def main(argv=None) -> None:
         print(f"largest first-logit difference, a story read alone vs beside 7 others: "
               f"{float(np.abs(alone - together).max())}")
         engine.close()
+
+
+def eight_bit_reader(folder: Path):
+    """An infer request of the reader as it was before its weights were unpacked: the cached 8-bit model compiled
+    with the reader's settings."""
+    import openvino as ov
+    from transformers import AutoModelForCausalLM
+
+    from relay.backends.openvino.backend import _reading_properties
+    from relay.backends.openvino.convert import cached_model_path, paged
+
+    core = ov.Core()
+    xml = cached_model_path(AutoModelForCausalLM.from_pretrained(folder), "int8")
+    return core.compile_model(paged(core.read_model(xml)), "CPU", _reading_properties(core, "int8")) \
+        .create_infer_request()
 
 
 if __name__ == "__main__":

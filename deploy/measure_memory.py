@@ -7,8 +7,9 @@ Starts N `python app.py --model M` processes (tests/servers.py), makes each writ
 (so the weights have been read and the generation buffers exist), then prints each process's
 memory from /proc/PID/smaps_rollup: Rss (what `top` shows), Pss (its fair share of pages it
 shares), Shared (pages shared with other processes: the weights, which safetensors maps from the
-page cache, and the libraries) and Private (its own heap: Python, torch, Gradio). N processes cost
-about Shared + N x Private. Linux only.
+page cache, and the libraries) and Private (its own heap: Python, torch, Gradio; and pages of files
+only it maps, such as the OpenVINO reader's weights file, read once at compile time: "clean", the
+kernel drops them under memory pressure). N processes cost about Shared + N x Private. Linux only.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def memory_mb(pid: int) -> dict[str, int]:
                 fields[parts[0].rstrip(":")] = int(parts[1]) // 1024
     shared = fields["Shared_Clean"] + fields["Shared_Dirty"]
     private = fields["Private_Clean"] + fields["Private_Dirty"]
-    return {"rss": fields["Rss"], "pss": fields["Pss"], "shared": shared, "private": private}
+    return {"rss": fields["Rss"], "pss": fields["Pss"], "shared": shared, "private": private,
+            "clean": fields["Private_Clean"]}
 
 
 def main() -> None:
@@ -64,7 +66,8 @@ def main() -> None:
         rows = [memory_mb(listener_pid(port_of(url))) for url in urls]
     for i, row in enumerate(rows, 1):
         print(f"process {i}: rss {row['rss']} MB, pss {row['pss']} MB, shared {row['shared']} MB, "
-              f"private {row['private']} MB")
+              f"private {row['private']} MB (of which {row['clean']} MB clean pages of files, which the kernel "
+              f"drops under memory pressure)")
     shared = max(r["shared"] for r in rows)
     private = sum(r["private"] for r in rows) / len(rows)
     print(f"model={args.model} processes={args.processes}: about {shared} MB shared + {private:.0f} MB per process; "

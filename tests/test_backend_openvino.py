@@ -564,10 +564,35 @@ def test_a_retry_and_a_next_turn_read_on_from_kept_blocks_and_get_a_fresh_read_s
             assert np.array_equal(fresh(grown)[0], following), (length, added)
 
 
-def test_a_cpu_whose_bf16_reading_depends_on_the_call_reads_in_f32(real_width, monkeypatch, caplog):
-    """The reader is kept only after a check at startup: a story read alone and beside 8 others must give the same
-    first logits. Where it does not (here: made so by computing one row of logits, whose kernel rounds otherwise
-    than nine rows'), stories are read by the f32 graph and the log says so."""
+class _RoundingReader:
+    """A compiled reader standing in for another CPU's kernels: its logits move in their last bits in the calls
+    `differs(rows_of_logits, sequences)` names."""
+
+    def __init__(self, compiled, differs):
+        self.compiled, self.differs = compiled, differs
+
+    def create_infer_request(self):
+        return _RoundingRequest(self.compiled.create_infer_request(), self.differs)
+
+
+class _RoundingRequest:
+    def __init__(self, request, differs):
+        self.request, self.differs = request, differs
+
+    def __getattr__(self, name):
+        return getattr(self.request, name)
+
+    def infer(self, inputs, **options):
+        outputs = self.request.infer(inputs, **options)
+        if self.differs(len(inputs["logits_indices"]), len(inputs["past_lens"])):
+            outputs["logits"][:] += np.float32(1e-3)
+        return outputs
+
+
+def test_a_cpu_whose_bf16_reading_depends_on_the_call_reads_in_f32(real_width, caplog):
+    """The reader is kept only after a check at startup: a story read alone and beside 1, 3 and 8 others must give
+    the same first logits. Where they differ (here: a reader whose logits move in their last bits when more than
+    two stories share a call), stories are read by the f32 graph and the log says so."""
     import logging
 
     import relay.backends.openvino.batcher as batcher_module
@@ -576,17 +601,23 @@ def test_a_cpu_whose_bf16_reading_depends_on_the_call_reads_in_f32(real_width, m
     if batcher.reader is None:
         pytest.skip("this CPU has no bf16 units: there is no reader to check")
     reader = batcher.reader.get_compiled_model()
-    kept = batcher_module._Batcher(batcher.compiled, 64 << 20, "kept", reader=reader)
-    monkeypatch.setattr(batcher_module, "READ_LOGITS", 1)
-    with caplog.at_level(logging.WARNING, logger="relay.backends.openvino.batcher"):
-        dropped = batcher_module._Batcher(batcher.compiled, 64 << 20, "dropped", reader=reader)
+    made = []
+
+    def batcher_with(compiled):
+        made.append(batcher_module._Batcher(batcher.compiled, 64 << 20, f"check-{len(made)}", reader=compiled))
+        return made[-1]
+
     try:
-        assert kept.reader is not None and dropped.reader is None
+        kept = batcher_with(reader)
+        assert kept.reader is not None
+        with caplog.at_level(logging.WARNING, logger="relay.backends.openvino.batcher"):
+            dropped = batcher_with(_RoundingReader(reader, lambda rows, sequences: sequences > 2))
+        assert dropped.reader is None
         assert "stories are read in f32" in caplog.text
         assert dropped.steps == 0 and dropped.widest == 0  # the check is not counted as a step
     finally:
-        kept.close()
-        dropped.close()
+        for made_batcher in made:
+            made_batcher.close()
 
 
 def constant_types(xml) -> dict[str, int]:
@@ -618,6 +649,53 @@ def test_int4_stores_4_bit_weights_in_its_own_cache_and_an_unknown_precision_is_
     monkeypatch.setenv(PRECISION_ENV, "int3")
     with pytest.raises(BackendError, match="int8, int4, fp32"):
         OpenVinoBackend.from_model(model)
+
+
+def decompressed(xml, matrix_name: str) -> "np.ndarray":
+    """A compressed weight of a saved model as its decompression computes it, by hand: (u8 - zero point) * scale."""
+    import openvino as ov
+
+    for op in ov.Core().read_model(xml).get_ops():
+        if op.get_type_name() == "Multiply" and matrix_name in op.get_friendly_name():
+            subtract, scale = (op.input_value(i).get_node() for i in range(2))
+            weight, zero = (subtract.input_value(i).get_node().input_value(0).get_node() for i in range(2))
+            values = (weight.get_data().astype(np.float32) - zero.get_data().astype(np.float32))
+            return (values * scale.get_data().astype(np.float32)).astype(np.float16)
+    raise AssertionError(f"no compressed {matrix_name} in {xml}")
+
+
+def test_the_reader_reads_the_compressed_weights_unpacked_and_an_older_cache_gets_them(tiny_model_dir, tmp_path):
+    """int8 and int4 conversions keep, beside model.xml, the reader's model: the same graph with each compressed
+    weight stored as the 16-bit values its decompression computes (the bf16 reader then converts them once, not at
+    every call). A cache converted before the reader had its file gets it at the next start, shown as a stage."""
+    import openvino as ov
+    from transformers import AutoModelForCausalLM
+
+    from relay.backends.openvino.convert import READER
+    from relay.backends.openvino.progress import Preparation
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    for precision in ("int8", "int4"):
+        xml = cached_model_path(model, precision, tmp_path)
+        reader = xml.with_name(READER)
+        types = constant_types(reader)
+        assert not {"u8", "u4"} & set(types) and types["f16"] > types.get("f32", 0)
+        assert cached_model_path(model, "fp32", tmp_path).with_name(READER).exists() is False
+    xml = cached_model_path(model, "int8", tmp_path)
+    table = decompressed(xml, "wte.weight")  # the embedding, as NNCF's decompression computes it
+    assert any(op.get_type_name() == "Constant" and op.get_output_element_type(0).get_type_name() == "f16"
+               and np.array_equal(op.get_data(), table) for op in ov.Core().read_model(xml.with_name(READER)).get_ops())
+
+    for name in (READER, "reader.bin"):
+        xml.with_name(name).unlink()  # as converted before this reader existed
+    preparation = Preparation(["base"], "int8", bar=False)
+    backend = OpenVinoBackend.from_model(model, cache=tmp_path, preparation=preparation)
+    try:
+        assert xml.with_name(READER).is_file() and "unpack" in preparation.durations
+        assert preparation.durations.keys() >= {"check", "unpack", "cached", "compile"} and "convert" not in \
+            preparation.durations
+    finally:
+        backend.close()
 
 
 def test_the_read_precision_setting_is_checked_and_f32_reads_with_the_writers_graph(tiny_model_dir, relay_cache,

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from relay.backends.base import Backend, BackendError, GenerationRequest
 from relay.backends.openvino.batcher import _Batcher
-from relay.backends.openvino.convert import PRECISION_ENV, PRECISIONS, _check_supported, cached_model_path, paged
+from relay.backends.openvino.convert import (PRECISION_ENV, PRECISIONS, _check_supported, cached_model_path, paged,
+                                             reader_model_path)
 from relay.backends.openvino.lora import AdapterSet, bind, read_adapters
 from relay.backends.openvino.pool import DEFAULT_KV_MB, KV_MB_ENV
 from relay.backends.openvino.progress import Preparation
@@ -96,14 +97,18 @@ class OpenVinoBackend(Backend):
 
         def prepare() -> None:
             compiled = {}
-            for name, xml in prepare_variants(model, adapters, precision, cache, preparation):
-                preparation("compile")
+            def load(xml: Path, name: str | None, settings: dict):
                 graph = core.read_model(xml)
                 if name is not None:
                     graph = bind(graph, adapter_set)
-                graph = paged(graph)
-                compiled[name] = (core.compile_model(graph, "CPU", properties),
-                                  core.compile_model(graph, "CPU", reading) if reading else None)
+                return core.compile_model(paged(graph), "CPU", settings)
+
+            for name, xml in prepare_variants(model, adapters, precision, cache, preparation):
+                preparation("compile")
+                compiled[name] = (load(xml, name, properties),
+                                  load(reader_model_path(xml), name, reading) if reading else None)
+            if adapter_set is not None:
+                adapter_set.release()
             preparation.finish()
             if not backend._closed:
                 backend._open(compiled[None], compiled.get(LORA), adapter_set)
@@ -232,10 +237,12 @@ def _reading_properties(core, precision: str) -> dict[str, str] | None:
     $RELAY_OPENVINO_READ_PRECISION=f32).
 
     Reading is where bf16 pays (a 900-token story read 1.3x faster), and it keeps seeds: a position's keys and
-    values come out the same whatever else is read in the call, and so do its first logits when the call computes
-    5 rows of logits or more (the batcher asks for READ_LOGITS, and checks this at startup). Every prompt position
-    is read by this graph and every written one by the f32 graph, so the same story and seed give the same text
-    alone and beside other writers (BENCHMARKS.md, "Reading in bf16")."""
+    values come out the same whatever else is read in the call, and so do its first logits (the batcher checks at
+    startup how many rows of logits a call needs for that). Every prompt position is read by this graph and every
+    written one by the f32 graph, so the same story and seed give the same text alone and beside other writers
+    (BENCHMARKS.md, "Reading in bf16"). It is compiled from the cached model's reader file, the same weights
+    unpacked to 16 bits (convert.py `unpack_weights`), which the plugin turns into bf16 once instead of at every
+    call (BENCHMARKS.md, "Reading with unpacked weights")."""
     choice = os.environ.get(READ_PRECISION_ENV, "bf16")
     if choice not in ("bf16", "f32"):
         raise BackendError(f"{READ_PRECISION_ENV} must be bf16 or f32; got {choice!r}")

@@ -387,9 +387,10 @@ class _Batcher:
     def _reader_keeps_seeds(self) -> bool:
         """Whether this CPU's bf16 kernels keep a story's first logits independent of the call, as measured where
         the reader was built (keys and values the same whatever else is read; 1-4 rows of logits rounding
-        otherwise than 5+, which READ_LOGITS covers): a story read alone in one call, then in whole blocks beside
-        8 other stories (a call with more rows of logits than READ_LOGITS), must give bit for bit the same first
-        logits. True without trying when the pool lacks the blocks (a test's tiny pool)."""
+        otherwise than 5+ where weights are decompressed at each call, which READ_LOGITS covers): a story read
+        alone in one call, then in whole blocks with its end beside 1, 3 and 8 other stories (the last a call with
+        more rows of logits than READ_LOGITS), must give bit for bit the same first logits each time. True
+        without trying when the pool lacks the blocks (a test's tiny pool)."""
         size = self.pool.size
         length = 2 * size + 5
         if self.pool.available() < -(-length // size) + 8:
@@ -409,9 +410,12 @@ class _Batcher:
             alone = np.array(self._infer([(mine, 0, story, 0)], reading=True)[0])
             for begin in range(0, length - 5, size):  # whole blocks alone, then the end beside the others
                 self._infer([(mine, 0, story[begin:begin + size], begin)], reading=True)
-            together = self._infer([(mine, 0, story[length - 5:], length - 5)]
-                                   + [(other, 0, other.prompt, 0) for other in others], reading=True)[0]
-            return bool(np.array_equal(alone, together))
+            for count in (1, 3, 8):
+                together = self._infer([(mine, 0, story[length - 5:], length - 5)]
+                                       + [(other, 0, other.prompt, 0) for other in others[:count]], reading=True)[0]
+                if not np.array_equal(alone, together):
+                    return False
+            return True
         finally:
             for block in taken:
                 self.pool.release(block)
@@ -432,7 +436,8 @@ class _Batcher:
         id with other kernels than a step of several, whose logits differ in the last bits, and the int8 cache
         can round that up into another id; with two rows or more a row's logits are the same bit for bit
         whatever else is in the step, so a seed writes the same text alone and beside other writers. In bf16 the
-        output matrix's kernel for up to 4 rows of logits rounds otherwise than for 5 or more, so a reader's call
+        output matrix's kernel for up to 4 rows of logits rounded otherwise than for 5 or more (with weights
+        decompressed at each call; unpacked ones were not seen to, but no kernel promises it), so a reader's call
         where a story ends its reading asks for at least READ_LOGITS rows, repeating its last story's: a story's
         first logits are then the same read alone or beside any number of others, for ~2 % of the call; a call
         where none ends asks for one row. The other matrix kernels do the same with 1-4 positions, keys and

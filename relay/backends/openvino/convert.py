@@ -274,6 +274,47 @@ def _compress_int8(model) -> int:
     return count
 
 
+READER = "reader.xml"  # beside a compressed model.xml: the same graph with its weights unpacked for the bf16 reader
+
+
+def unpack_weights(model) -> None:
+    """`model` (a converted model with compressed weights) in place, each compressed weight folded into the values
+    its decompression computes, not 8 or 4 bits with scales (OpenVINO's constant folding: u8 or u4, zero points,
+    scales, int4's groups). Those values are exact f16 numbers, and `reader_model_path` stores them as f16.
+
+    The bf16 reader reads with these (backend.py): the CPU plugin turns 16-bit weights into bf16 once, at
+    compile time, where it decompresses 8-bit ones at every call, ~20 ms a call on KoGPT-2's shape however short
+    (a next turn reads ~26 positions). The values are the compressed weights' own, so the reader computes with
+    the writers' weights, rounded to bf16 as before (BENCHMARKS.md, "Reading with unpacked weights")."""
+    from openvino._pyopenvino.passes import ConstantFolding, Manager
+
+    manager = Manager()
+    manager.register_pass(ConstantFolding())
+    manager.run_passes(model)
+
+
+def reader_model_path(xml: Path, progress=None) -> Path:
+    """The reader's model beside a compressed cached `xml` (`READER`), unpacked from it (`unpack_weights`) unless
+    there already; `progress("unpack")` is called when it is made."""
+    import openvino as ov
+
+    reader = xml.with_name(READER)
+    if reader.is_file() and reader.with_suffix(".bin").is_file():
+        return reader
+    (progress or (lambda stage: None))("unpack")
+    model = ov.Core().read_model(xml)
+    unpack_weights(model)
+    tmp = xml.with_name(f"reader.tmp{os.getpid()}-{threading.get_ident()}.xml")
+    try:
+        ov.save_model(model, tmp, compress_to_fp16=True)  # the weights as f16 (and the few f32 values, norms)
+        tmp.with_suffix(".bin").replace(reader.with_suffix(".bin"))
+        tmp.replace(reader)  # the .xml last: a reader.xml is always complete
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp.with_suffix(".bin").unlink(missing_ok=True)
+    return reader
+
+
 def weights_digest(model, precision: str, lora: bool = False) -> str:
     """A hash of the weights, the shape, the precision, the converter and the graph (base or LoRA): the cache key."""
     graph = "lora:" if lora else ""  # the base graph's key is the one it had before the LoRA graph existed
@@ -288,8 +329,10 @@ def weights_digest(model, precision: str, lora: bool = False) -> str:
 def cached_model_path(model, precision: str, cache: Path | None = None, progress=None, lora: bool = False) -> Path:
     """Convert `model` (its LoRA graph with `lora`) unless an identical conversion is cached; the cached .xml path.
 
+    With compressed weights (int8, int4) the folder also holds the reader's model (`reader_model_path`).
     `progress(stage)`, if given, is called as each stage starts: "check" (hashing the weights), then
-    "cached" (found: nothing to do) or "convert", "compress" (by `convert`) and "save"."""
+    "cached" (found: nothing to do) or "convert", "compress" (by `convert`), "save" and "unpack" (the reader's
+    weights; also for a cached conversion made before the reader had them)."""
     import openvino as ov
 
     progress = progress or (lambda stage: None)
@@ -297,6 +340,8 @@ def cached_model_path(model, precision: str, cache: Path | None = None, progress
     folder = (cache or cache_dir()) / "openvino" / weights_digest(model, precision, lora)
     xml = folder / "model.xml"
     if xml.is_file() and (folder / "model.bin").is_file():
+        if COMPRESSION[precision] is not None:  # converted before the reader had its own weights
+            reader_model_path(xml, progress)
         progress("cached")
         return xml
     progress("convert")
@@ -309,6 +354,8 @@ def cached_model_path(model, precision: str, cache: Path | None = None, progress
         converted = convert(model, precision, progress, lora)
         progress("save")
         ov.save_model(converted, tmp / "model.xml", compress_to_fp16=False)
+        if COMPRESSION[precision] is not None:
+            reader_model_path(tmp / "model.xml", progress)
         try:
             tmp.rename(folder)
         except OSError:  # another process converted it meanwhile: keep theirs

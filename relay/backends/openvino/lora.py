@@ -87,7 +87,7 @@ class AdapterSet:
     position of the base model, or the batcher's padding row, none)."""
 
     def __init__(self, adapters: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]):
-        self.weights = adapters  # until `bind` has made them constants of the graph
+        self.weights = adapters  # until `bind` has made them constants of the graphs (`release`)
         self.names = list(adapters)
         self.sizes = {name: sum(a.nbytes + b.nbytes for a, b in layers.values()) for name, layers in adapters.items()}
         self.index = {name: i for i, name in enumerate(self.names)}
@@ -101,6 +101,10 @@ class AdapterSet:
         self.table = np.zeros((len(self.names) + 1, self.rank), np.float32)  # the last row: no adapter
         for i, name in enumerate(self.names):
             self.table[i, self.slices[name]] = 1.0
+
+    def release(self) -> None:
+        """Let go of the matrices once every graph that runs them has them bound (the compiled models hold them)."""
+        self.weights = {}
 
     @property
     def nbytes(self) -> dict[str, int]:
@@ -136,8 +140,8 @@ def read_adapters(model, adapters: dict[str, str]) -> AdapterSet:
 
 
 def bind(model, adapters: AdapterSet):
-    """The converted LoRA graph (`model`, an ov.Model) with every adapter's matrices as constants, in place; the
-    AdapterSet then lets go of its own copy (the compiled model holds them)."""
+    """The converted LoRA graph (`model`, an ov.Model; the writers' or the reader's) with every adapter's matrices
+    as constants, in place; `adapters.release()` once every graph is bound."""
     from openvino import opset13 as ops
 
     for parameter in list(model.get_parameters()):
@@ -149,5 +153,4 @@ def bind(model, adapters: AdapterSet):
         parameter.output(0).replace(ops.constant(adapters.stacked(key, part, width)).output(0))
         model.remove_parameter(parameter)
     model.validate_nodes_and_infer_types()
-    adapters.weights = {}
     return model
