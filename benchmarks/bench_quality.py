@@ -11,7 +11,7 @@ converted through the app's own path (`cached_model_path`: the graph the backend
 top-1 next-token agreement with fp32 and the mean KL divergence from fp32, position by position.
 Extra rows compare the old hand-written int8 (`_compress_int8`) and other int8 / int4 settings, and compute
 the app's weights as its bf16 reader reads stories (READING) and through the paged graph with its 8-bit KV cache,
-keys quantized per channel of a block or per position (PAGED).
+keys quantized per channel of a block or per position, and the reader with its weights unpacked (PAGED).
 
 The second part measures decode tokens/s at a story of ~512 tokens on the real KoGPT-2 shape with random
 weights (speed does not depend on the weights), one engine per precision, cells interleaved, median of
@@ -155,7 +155,8 @@ READING = {"int8, read in bf16": "int8", "int4, read in bf16": "int4"}
 
 # Rows through the paged graph the backend runs (relay/backends/openvino/convert.py `paged`), its 8-bit KV cache
 # included: each window read in one call, the keys quantized per channel of a block (the plugin's default, before)
-# or per position (KEY_CACHE_QUANT_MODE, now). name -> (precision, bf16 reader or the f32 graph, key mode).
+# or per position (KEY_CACHE_QUANT_MODE); the reader with its 8-bit weights decompressed at each call, or with them
+# unpacked to 16 bits (reader.xml, now). name -> (precision, bf16 reader / "unpacked" / the f32 graph, key mode).
 PAGED = {
     "int8, paged, bf16 reader, keys by channel (before)": ("int8", True, "BY_CHANNEL"),
     "int8, paged, bf16 reader, keys by position": ("int8", True, "BY_TOKEN"),
@@ -163,6 +164,8 @@ PAGED = {
     "int8, paged, f32, keys by position": ("int8", False, "BY_TOKEN"),
     "int4, paged, bf16 reader, keys by channel (before)": ("int4", True, "BY_CHANNEL"),
     "int4, paged, bf16 reader, keys by position": ("int4", True, "BY_TOKEN"),
+    "int8, paged, bf16 reader, unpacked weights (now)": ("int8", "unpacked", "BY_TOKEN"),
+    "int4, paged, bf16 reader, unpacked weights (now)": ("int4", "unpacked", "BY_TOKEN"),
 }
 
 
@@ -215,9 +218,13 @@ def properties_for(name: str) -> dict[str, str] | None:
 def converted_xml(model, name: str, cache: Path) -> Path:
     from relay.backends.openvino import cached_model_path
 
+    from relay.backends.openvino.convert import reader_model_path
+
+    unpacked = PAGED.get(name, (None, None))[1] == "unpacked"
     name = READING.get(name) or PAGED.get(name, (name,))[0]  # reading and paged rows: the precision's own
     with variant(name):
-        return cached_model_path(model, name, cache)
+        xml = cached_model_path(model, name, cache)
+    return reader_model_path(xml) if unpacked else xml
 
 
 # --- quality: held-out perplexity and agreement with fp32 -------------------------------------------
@@ -314,7 +321,7 @@ def quality_table(folder: Path, cache: Path, names: list[str], max_windows: int)
             continue
         scores = quality(reference, (paged_logits if name in PAGED else all_logits)(xml, properties, windows),
                          windows, trained)
-        rows.append((name, (xml.parent / "model.bin").stat().st_size / 1e6, scores))
+        rows.append((name, xml.with_suffix(".bin").stat().st_size / 1e6, scores))
         print(f"  {name:28s} {rows[-1][1]:7.1f} MB  ppl {scores['ppl']:8.2f}  top-1 {scores['top1']:.4f}  "
               f"KL {scores['kl']:.5f}  ({scores['scored']:,} predictions scored)", flush=True)
     return rows
