@@ -69,7 +69,7 @@ def prepare(model: str, adapters: dict[str, str], precision: str | None = None, 
                             "Without it the app runs on transformers and needs no preparation.") from None
     from relay.backends.base import BackendError, cache_dir
     from relay.backends.openvino.backend import _chosen_precision, prepare_variants, variant_names
-    from relay.backends.openvino.convert import _check_supported
+    from relay.backends.openvino.convert import COMPRESSION, _check_supported, reader_model_path
     from relay.backends.openvino.lora import read_adapters
     from relay.backends.openvino.progress import Preparation
     from relay.loading import ModelLoadError, load_model, model_source
@@ -91,8 +91,9 @@ def prepare(model: str, adapters: dict[str, str], precision: str | None = None, 
     except (ModelLoadError, BackendError) as error:
         raise CannotPrepare(str(error)) from None
     preparation = Preparation(variant_names(adapters), precision, bar=bar)
-    for _ in prepare_variants(base, adapters, precision, cache, preparation):
-        pass
+    for _, xml in prepare_variants(base, adapters, precision, cache, preparation):
+        if COMPRESSION[precision] is not None:  # a cache converted before the reader had its unpacked weights
+            reader_model_path(xml, preparation)
     preparation.finish()
     return preparation, cache
 

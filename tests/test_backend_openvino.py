@@ -664,15 +664,17 @@ def decompressed(xml, matrix_name: str) -> "np.ndarray":
     raise AssertionError(f"no compressed {matrix_name} in {xml}")
 
 
-def test_the_reader_reads_the_compressed_weights_unpacked_and_an_older_cache_gets_them(tiny_model_dir, tmp_path):
+def test_the_reader_reads_the_compressed_weights_unpacked_and_an_older_cache_gets_them(tiny_model_dir, tmp_path,
+                                                                                       monkeypatch):
     """int8 and int4 conversions keep, beside model.xml, the reader's model: the same graph with each compressed
     weight stored as the 16-bit values its decompression computes (the bf16 reader then converts them once, not at
-    every call). A cache converted before the reader had its file gets it at the next start, shown as a stage."""
+    every call). A cache converted before the reader had its file gets it from `python -m relay.prepare` (and at
+    the app's next start), shown as a stage."""
     import openvino as ov
     from transformers import AutoModelForCausalLM
 
     from relay.backends.openvino.convert import READER
-    from relay.backends.openvino.progress import Preparation
+    from relay.prepare import prepare
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     for precision in ("int8", "int4"):
@@ -688,14 +690,32 @@ def test_the_reader_reads_the_compressed_weights_unpacked_and_an_older_cache_get
 
     for name in (READER, "reader.bin"):
         xml.with_name(name).unlink()  # as converted before this reader existed
-    preparation = Preparation(["base"], "int8", bar=False)
-    backend = OpenVinoBackend.from_model(model, cache=tmp_path, preparation=preparation)
-    try:
-        assert xml.with_name(READER).is_file() and "unpack" in preparation.durations
-        assert preparation.durations.keys() >= {"check", "unpack", "cached", "compile"} and "convert" not in \
-            preparation.durations
-    finally:
-        backend.close()
+    monkeypatch.setenv("RELAY_CACHE", str(tmp_path))
+    preparation, _ = prepare(str(tiny_model_dir), {}, "int8", bar=False)  # python -m relay.prepare
+    assert xml.with_name(READER).is_file() and preparation.converted == ["base"]
+    assert preparation.durations.keys() == {"check", "cached", "unpack"}
+
+
+def test_a_cache_the_reader_s_weights_cannot_be_written_into_reads_with_the_8_bit_weights(tiny_model_dir, tmp_path,
+                                                                                           monkeypatch, caplog):
+    import logging
+
+    import openvino as ov
+    from transformers import AutoModelForCausalLM
+
+    from relay.backends.openvino.convert import READER, reader_model_path
+
+    xml = cached_model_path(AutoModelForCausalLM.from_pretrained(tiny_model_dir), "int8", tmp_path)
+    for name in (READER, "reader.bin"):
+        xml.with_name(name).unlink()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ov, "save_model", disk_full)
+    with caplog.at_level(logging.WARNING, logger="relay.backends.openvino.convert"):
+        assert reader_model_path(xml) == xml  # the 8-bit model, read as before
+    assert "No space left on device" in caplog.text and not list(xml.parent.glob("reader*"))
 
 
 def test_the_read_precision_setting_is_checked_and_f32_reads_with_the_writers_graph(tiny_model_dir, relay_cache,

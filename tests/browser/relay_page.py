@@ -40,7 +40,7 @@ class RelayPage:
 
     def open(self, href: str | None = None) -> "RelayPage":
         """Go to the app (or a share link) and wait until the page's load event has rendered the story list."""
-        self.page.goto(href or self.url)
+        self.page.goto(href or self.url, wait_until="domcontentloaded")
         self.wait_loaded()
         return self
 

@@ -30,7 +30,7 @@ def open_desk(new_page, desk_app, story_id: int | None = None, name: str = "준�
     if story_id is None:  # the panels live in the story tab: open a story of one's own
         story_id = desk_app.store.create_story("설정 시험", name, turn_rule="free").id
     page = new_page(locale)
-    page.goto(desk_app.url + (f"?story={story_id}" if story_id else ""))
+    page.goto(desk_app.url + (f"?story={story_id}" if story_id else ""), wait_until="domcontentloaded")
     writer = page.locator("#relay-writer :is(input, textarea)").first
     writer.fill(name)
     if story_id:
@@ -197,7 +197,7 @@ def test_times_show_in_the_browsers_time_zone(chromium, desk_app):
     context = chromium.new_context(locale="ko-KR", timezone_id="Asia/Seoul")
     try:
         page = context.new_page()
-        page.goto(desk_app.url + f"?story={story.id}")
+        page.goto(desk_app.url + f"?story={story.id}", wait_until="domcontentloaded")
         when = page.locator("#relay-timeline time.relay-time").first
         expect(when).to_have_attribute("data-local", "1")
         utc = desk_app.store.timeline(story.id)[0].created_at
@@ -206,7 +206,7 @@ def test_times_show_in_the_browsers_time_zone(chromium, desk_app):
         seoul = datetime.fromisoformat(utc).astimezone(timezone(timedelta(hours=9)))
         expect(when).to_have_text(seoul.strftime("%Y-%m-%d %H:%M"))
         # The story list too: its last-activity column is in the browser's zone, not UTC.
-        page.goto(desk_app.url)
+        page.goto(desk_app.url, wait_until="domcontentloaded")
         row = page.locator(f'#relay-stories tr:has(a[href="?story={story.id}"])')
         listed = row.locator("time.relay-time")
         expect(listed).to_have_attribute("data-local", "1")
@@ -326,7 +326,7 @@ def gradio_words_app(chromium_path):
 
 def test_gradios_own_words_are_korean_on_a_korean_page(new_page, gradio_words_app):
     page = new_page("ko-KR")
-    page.goto(gradio_words_app)
+    page.goto(gradio_words_app, wait_until="domcontentloaded")
     page.locator("#words-slow").click()
     progress = page.locator("#words-out .progress-text, #words-out .meta-text").first
     expect(progress).to_contain_text("처리 중")
@@ -339,7 +339,7 @@ def test_gradios_own_words_are_korean_on_a_korean_page(new_page, gradio_words_ap
 
 def test_gradios_own_words_stay_english_on_an_english_page(new_page, gradio_words_app):
     page = new_page("en-US")
-    page.goto(gradio_words_app)
+    page.goto(gradio_words_app, wait_until="domcontentloaded")
     page.locator("#words-refuse").click()
     expect(page.locator('[data-testid="toast-body"].error .toast-title')).to_have_text(re.compile(r"^\s*Error"))
 
@@ -379,7 +379,7 @@ def test_the_composers_unsent_draft_survives_a_reload_and_is_forgotten_once_adde
     composer = page.locator("#relay-composer textarea")
     composer.fill("아직 보내지 않은 글")
     page.wait_for_timeout(300)
-    page.reload()
+    page.reload(wait_until="domcontentloaded")
     expect(page.locator("#relay-header .relay-title")).to_contain_text(f"#{story.id}")
     expect(composer).to_have_value("아직 보내지 않은 글")
     page.locator("#relay-writer :is(input, textarea)").first.fill("서윤")
@@ -387,7 +387,7 @@ def test_the_composers_unsent_draft_survives_a_reload_and_is_forgotten_once_adde
     expect(page.locator("#relay-timeline .relay-para").last.locator(".relay-text")).to_have_text("아직 보내지 않은 글")
     expect(composer).to_have_value("")
     page.wait_for_timeout(800)
-    page.reload()
+    page.reload(wait_until="domcontentloaded")
     expect(page.locator("#relay-header .relay-title")).to_contain_text(f"#{story.id}")
     page.wait_for_timeout(800)
     expect(composer).to_have_value("")

@@ -163,7 +163,7 @@ def test_a_reload_mid_stream_follows_the_same_turn_to_its_end(new_page, slow_app
     expect(w.preview).not_to_have_value("", timeout=20_000)
     partial = w.preview.input_value()
 
-    w.page.reload()
+    w.page.reload(wait_until="domcontentloaded")
     w.wait_loaded()
     expect(w.preview).not_to_have_value("", timeout=30_000)  # the stream is back in the box, still growing
     expect(w.seed_info).to_contain_text("시드", timeout=180_000)  # and it ran to its end

@@ -85,7 +85,7 @@ def test_on_a_phone_the_desk_stays_small_the_actions_never_cover_text_and_nothin
     expect(toggle).to_have_attribute("aria-expanded", "false")
     expect(page.locator("#relay-composer")).to_be_hidden()
     assert _box(page, "#relay-desk")["height"] <= 80
-    page.reload()
+    page.reload(wait_until="domcontentloaded")
     w.wait_loaded()
     expect(page.locator("#relay-desk-toggle")).to_have_attribute("aria-expanded", "false")
     expect(page.locator("#relay-composer")).to_be_hidden()

@@ -216,7 +216,7 @@ def test_the_writer_name_is_remembered_after_a_reload(new_page, relay_app):
     w = writer_on(new_page, relay_app, "기억하는 이름")
     # gr.BrowserState keeps it in this browser's localStorage once the change event has gone through.
     w.page.wait_for_function("() => !!window.localStorage.getItem('relay-writer-name')")
-    w.page.reload()
+    w.page.reload(wait_until="domcontentloaded")
     w.wait_loaded()
     expect(w.writer).to_have_value("기억하는 이름")
 

@@ -122,7 +122,7 @@ def test_an_accepted_paragraphs_tokens_open_by_hover_in_english_and_by_tap_on_a_
     expect(popover.locator("tr")).to_have_count(5)
     expect(popover.locator("button.relay-pop-branch")).to_have_count(0)  # accepted text is not rewritten here
     page.screenshot(path=str(screenshots / "tokens-popover-en.png"))
-    page.reload()  # the browser remembers the toggle, and the view comes back
+    page.reload(wait_until="domcontentloaded")  # the browser remembers the toggle, and the view comes back
     expect(page.locator("#relay-probs input")).to_be_checked()
     expect(card.locator(".relay-tokens .relay-tk[data-i]").first).to_be_visible()
 

@@ -104,9 +104,9 @@ class OpenVinoBackend(Backend):
                 return core.compile_model(paged(graph), "CPU", settings)
 
             for name, xml in prepare_variants(model, adapters, precision, cache, preparation):
+                reader = reader_model_path(xml, preparation) if reading else None  # made here for an older cache
                 preparation("compile")
-                compiled[name] = (load(xml, name, properties),
-                                  load(reader_model_path(xml), name, reading) if reading else None)
+                compiled[name] = (load(xml, name, properties), load(reader, name, reading) if reading else None)
             if adapter_set is not None:
                 adapter_set.release()
             preparation.finish()

@@ -295,7 +295,9 @@ def unpack_weights(model) -> None:
 
 def reader_model_path(xml: Path, progress=None) -> Path:
     """The reader's model beside a compressed cached `xml` (`READER`), unpacked from it (`unpack_weights`) unless
-    there already; `progress("unpack")` is called when it is made."""
+    there already (a cache converted before the reader had its own file); `progress("unpack")` is called when it
+    is made. Where it cannot be written (a read-only or full disk), `xml` itself, with a warning: the reader then
+    decompresses the 8-bit weights at every call, as it did before."""
     import openvino as ov
 
     reader = xml.with_name(READER)
@@ -309,6 +311,10 @@ def reader_model_path(xml: Path, progress=None) -> Path:
         ov.save_model(model, tmp, compress_to_fp16=True)  # the weights as f16 (and the few f32 values, norms)
         tmp.with_suffix(".bin").replace(reader.with_suffix(".bin"))
         tmp.replace(reader)  # the .xml last: a reader.xml is always complete
+    except (OSError, RuntimeError) as error:  # openvino reports a failed write as RuntimeError
+        log.warning("could not write the reader's unpacked weights beside %s (%s); stories are read with the "
+                    "8-bit weights, decompressed at every call", xml, error)
+        return xml
     finally:
         tmp.unlink(missing_ok=True)
         tmp.with_suffix(".bin").unlink(missing_ok=True)
@@ -329,10 +335,9 @@ def weights_digest(model, precision: str, lora: bool = False) -> str:
 def cached_model_path(model, precision: str, cache: Path | None = None, progress=None, lora: bool = False) -> Path:
     """Convert `model` (its LoRA graph with `lora`) unless an identical conversion is cached; the cached .xml path.
 
-    With compressed weights (int8, int4) the folder also holds the reader's model (`reader_model_path`).
+    With compressed weights (int8, int4) a conversion also writes the reader's model (`reader_model_path`).
     `progress(stage)`, if given, is called as each stage starts: "check" (hashing the weights), then
-    "cached" (found: nothing to do) or "convert", "compress" (by `convert`), "save" and "unpack" (the reader's
-    weights; also for a cached conversion made before the reader had them)."""
+    "cached" (found: nothing to do) or "convert", "compress" (by `convert`), "save" and "unpack"."""
     import openvino as ov
 
     progress = progress or (lambda stage: None)
@@ -340,8 +345,6 @@ def cached_model_path(model, precision: str, cache: Path | None = None, progress
     folder = (cache or cache_dir()) / "openvino" / weights_digest(model, precision, lora)
     xml = folder / "model.xml"
     if xml.is_file() and (folder / "model.bin").is_file():
-        if COMPRESSION[precision] is not None:  # converted before the reader had its own weights
-            reader_model_path(xml, progress)
         progress("cached")
         return xml
     progress("convert")

@@ -77,9 +77,9 @@ class Preparation:
         with self._lock:
             self._close_stage()
             self.stage = stage
-            if stage == "convert":
-                self.converted.append(self.variants[self._variant])
-            # never back: a cached conversion may unpack its reader's weights ("unpack") before "cached"
+            if stage in ("convert", "unpack") and self.variants[self._variant] not in self.converted:
+                self.converted.append(self.variants[self._variant])  # "unpack" alone: a cache from before
+            # never back: a cache from before unpacks its reader's weights ("unpack") after "cached"
             self._fraction = max(self._fraction, (self._variant + _start_of(stage)) / len(self.variants))
             self._show()
 
