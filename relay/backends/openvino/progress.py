@@ -18,11 +18,11 @@ import time
 log = logging.getLogger(__name__)
 
 # Each stage's share of one variant's first preparation, from the real KoGPT-2 shape converted to int8 (NNCF)
-# on 2 cores (BENCHMARKS.md "First start": 2.7 / 23.8 / 18.7 / 1.3 s, unpacking the reader's weights ~2 s,
-# compiling ~1 s): hashing the weights, tracing to OpenVINO, compressing the weights, writing the cache, writing
-# the reader's weights (convert.py `reader_model_path`), compiling for the CPU. "cached" (a conversion found on
-# disk) skips to "compile".
-STAGE_SHARES = {"check": 0.06, "convert": 0.48, "compress": 0.37, "save": 0.03, "unpack": 0.04, "compile": 0.02}
+# on 2 cores at load ~1.5 (BENCHMARKS.md "First start": 0.7 / 2.7 / 2.7 / 0.7 / 3.6 s, compiling ~0.5 s; on a
+# very busy machine tracing and compressing grow most): hashing the weights, tracing to OpenVINO, compressing the
+# weights, writing the cache, writing the reader's unpacked weights (convert.py `reader_model_path`), compiling
+# for the CPU. "cached" (a conversion found on disk) skips to "compile".
+STAGE_SHARES = {"check": 0.06, "convert": 0.25, "compress": 0.25, "save": 0.06, "unpack": 0.33, "compile": 0.05}
 STAGE_WORDS = {"check": "checking the cache", "cached": "found in the cache", "convert": "converting to OpenVINO",
                "compress": "compressing the weights", "save": "saving to the cache",
                "unpack": "unpacking the weights for reading", "compile": "compiling for the CPU"}
