@@ -31,7 +31,8 @@ STAGES = {  # what the stage `Preparation.stage` names is doing, for the banner
     "check": ("캐시 확인 중", "checking the cache"), "cached": ("캐시에서 찾음", "found in the cache"),
     "convert": ("OpenVINO로 변환 중", "converting to OpenVINO"), "compress": ("가중치 압축 중", "compressing the weights"),
     "save": ("캐시에 저장 중", "saving to the cache"),
-    "unpack": ("읽기용 가중치 푸는 중", "unpacking the weights for reading"), "compile": ("CPU용 컴파일 중", "compiling for the CPU"),
+    "unpack": ("읽기용 가중치 푸는 중", "unpacking the weights for reading"),
+    "compile": ("CPU용 컴파일 중", "compiling for the CPU"),
 }
 LOADING = ("불러오는 중", "loading")
 

@@ -237,12 +237,12 @@ def _reading_properties(core, precision: str) -> dict[str, str] | None:
     $RELAY_OPENVINO_READ_PRECISION=f32).
 
     Reading is where bf16 pays (a 900-token story read 1.3x faster), and it keeps seeds: a position's keys and
-    values come out the same whatever else is read in the call, and so do its first logits (the batcher checks at
-    startup how many rows of logits a call needs for that). Every prompt position is read by this graph and every
-    written one by the f32 graph, so the same story and seed give the same text alone and beside other writers
-    (BENCHMARKS.md, "Reading in bf16"). It is compiled from the cached model's reader file, the same weights
-    unpacked to 16 bits (convert.py `unpack_weights`), which the plugin turns into bf16 once instead of at every
-    call (BENCHMARKS.md, "Reading with unpacked weights")."""
+    values come out the same whatever else is read in the call, and so do its first logits when the call computes
+    READ_LOGITS rows of logits or more (the batcher checks this at startup). Every prompt position is read by this
+    graph and every written one by the f32 graph, so the same story and seed give the same text alone and beside
+    other writers (BENCHMARKS.md, "Reading in bf16"). It is compiled from the cached model's reader file, the same
+    weights unpacked to 16 bits (convert.py `unpack_weights`), which the plugin turns into bf16 once instead of at
+    every call (BENCHMARKS.md, "Reading with unpacked weights")."""
     choice = os.environ.get(READ_PRECISION_ENV, "bf16")
     if choice not in ("bf16", "f32"):
         raise BackendError(f"{READ_PRECISION_ENV} must be bf16 or f32; got {choice!r}")
