@@ -22,7 +22,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from relay.prompt import (Encode, EncodeMany, _check_paragraphs, fitting_start, story_budget, story_lines,
+from relay.prompt import (Encode, EncodeMany, Join, _check_paragraphs, fitting_start, story_budget, story_lines,
                           story_window)
 
 __all__ = ["Card", "Steering", "Block", "Trigger", "Problem", "Assembly", "assemble", "find_triggers",
@@ -173,11 +173,14 @@ class Assembly:
 
 
 def assemble(encode: Encode, paragraphs: list[str], window: int, max_new_tokens: int, *, bos_id: int | None,
-             encode_many: EncodeMany | None = None, steering: Steering | None = None) -> Assembly:
+             encode_many: EncodeMany | None = None, steering: Steering | None = None,
+             lines_apart: bool = False) -> Assembly:
     """The prompt for the next turn as blocks: memory, triggered cards, story (split by the note), note.
 
     SettingsError when max_new_tokens leaves no room at all (relay.prompt.story_budget); a `problem` on the
-    result when memory and note leave the story too little (the engine refuses to generate then)."""
+    result when memory and note leave the story too little (the engine refuses to generate then).
+    `lines_apart`: the tokenizer's tokens never run across a line break (relay/encoding.py
+    `lines_tokenize_apart`), so the story's ids are its lines' ids put together, not its joined text's."""
     _check_paragraphs(paragraphs)
     budget = story_budget(window, max_new_tokens)
     steering = steering or Steering()
@@ -194,8 +197,9 @@ def assemble(encode: Encode, paragraphs: list[str], window: int, max_new_tokens:
     if story_room < need:
         problem = Problem("memory" if len(memory) >= len(note) else "note", need, max(story_room, 0))
     cards, dropped = _fit_cards(later if memory else encode, later, triggers, max(story_room - need, 0))
+    joiner = _line_joiner(encode, encode_many) if lines_apart else _text_joiner
     story = _story_blocks(encode if not (memory or cards) else later, later, encode_many, lines, pieces,
-                          max(story_room - sum(len(b.ids) for b in cards), 0), steering.note_depth, note)
+                          max(story_room - sum(len(b.ids) for b in cards), 0), steering.note_depth, note, joiner)
     blocks = ([Block("memory", tuple(memory))] if memory else []) + cards + story
     ids = [i for b in blocks for i in b.ids]
     if not ids:
@@ -289,24 +293,26 @@ def _story_need(encode_many: EncodeMany, lines, pieces: list[str], window: int, 
 
 
 def _story_blocks(encode: Encode, later: Encode, encode_many: EncodeMany, lines, pieces: list[str], room: int,
-                  depth: int, note: list[int]) -> list[Block]:
+                  depth: int, note: list[int], joiner) -> list[Block]:
     """The story window in `room` tokens, with the note (if any) `depth` paragraphs before its end.
 
     `encode` reads the story's first part (the prompt's start when nothing comes before it), `later` what
-    follows a line break. A note inside the window splits it in two halves, each tokenized on its own."""
+    follows a line break; `joiner(start)` joins lines read as one text whose first line `start` reads. A note
+    inside the window splits it in two halves, each tokenized on its own."""
     cut_at = _note_position(lines, depth) if note else len(lines)
     note_block = [Block("note", tuple(note))] if note else []
     if 0 < cut_at < len(lines):
         first = fitting_start(encode_many, pieces, room) if room > 0 else len(lines)
         while first < cut_at:
-            before, after = encode("".join(pieces[first:cut_at])), later("".join(pieces[cut_at:]))
+            before, after = joiner(encode)(pieces[first:cut_at]), joiner(later)(pieces[cut_at:])
             if len(before) + len(after) <= room:
                 return _story(before, lines, first, cut_at) + note_block + _story(after, lines, cut_at, len(lines))
             first += 1  # the two halves tokenize a little longer than the joined text: one line less
     if cut_at >= len(lines):  # the note (if any) right before the model writes
-        window = story_window(encode, encode_many, [line for _, line in lines], room)
+        window = story_window(encode, encode_many, [line for _, line in lines], room, joiner(encode))
         return _story(window.ids, lines, window.first, len(lines), window.cut) + note_block
-    window = story_window(later, encode_many, [line for _, line in lines[cut_at:]], room)  # the note on top
+    window = story_window(later, encode_many, [line for _, line in lines[cut_at:]], room,  # the note on top
+                          joiner(later))
     return note_block + _story(window.ids, lines, cut_at + window.first, len(lines), window.cut)
 
 
@@ -355,6 +361,30 @@ def _after_a_line(encode: Encode) -> Encode:
         return ids[1:] if len(newline) == 1 and ids[:1] == newline else encode(text)
 
     return later
+
+
+def _text_joiner(start: Encode) -> Join:
+    """Lines read as one text: the joined text, tokenized whole."""
+    return lambda pieces: start("".join(pieces))
+
+
+def _line_joiner(encode: Encode, encode_many: EncodeMany):
+    """Lines read as one text, for a tokenizer whose tokens never run across a line break: the first line's ids
+    as `start` reads it, then each later line's as it reads after a line break, all remembered across turns
+    (relay/encoding.py), so a next turn tokenizes only its new lines instead of the whole window again."""
+    newline = len(encode("\n"))
+
+    def joiner(start: Encode) -> Join:
+        def join(pieces: list[str]) -> list[int]:
+            if not pieces:
+                return start("")
+            ids = list(start(pieces[0]))
+            for after in encode_many(["\n" + piece for piece in pieces[1:]]):
+                ids += after[newline:]
+            return ids
+        return join
+
+    return joiner
 
 
 def _normal(text: str) -> str:

@@ -227,7 +227,7 @@ class Engine:
         """What the model reads next turn, block by block (relay/context.py): memory, the cards the story
         triggers, the story window, the author's note. The ids it generates from are exactly `.ids`."""
         return assemble(self._encode, paragraphs, self.context_window, settings.max_new_tokens, bos_id=self._bos_id,
-                        encode_many=self._encode_many, steering=steering)
+                        encode_many=self._encode_many, steering=steering, lines_apart=self._encoder.lines_apart)
 
     def block_text(self, ids) -> str:
         """The text of some prompt ids as the model reads it (characters its vocabulary lacks show as <unk>)."""

@@ -17,13 +17,14 @@ from relay.decoding import SENTENCE_END
 from relay.settings import SettingsError
 
 __all__ = ["build_prompt", "story_budget", "story_window", "story_lines", "latest_that_fits", "fitting_start", "Window",
-           "MIN_PROMPT_TOKENS"]
+           "MIN_PROMPT_TOKENS", "Join"]
 
 MIN_PROMPT_TOKENS = 32  # the window must leave at least this much story for the model to read
 _SENTENCE_START = re.compile(SENTENCE_END + r"\s+")  # .end() is where the next sentence begins
 
 Encode = Callable[[str], list[int]]
 EncodeMany = Callable[[list[str]], list[list[int]]]
+Join = Callable[[list[str]], list[int]]  # the ids of some pieces of text read as one text
 
 
 def build_prompt(encode: Encode, paragraphs: list[str], window: int, max_new_tokens: int, *, bos_id: int | None,
@@ -51,13 +52,16 @@ class Window:
     cut: bool = False
 
 
-def story_window(encode: Encode, encode_many: EncodeMany, lines: list[str], budget: int) -> Window:
+def story_window(encode: Encode, encode_many: EncodeMany, lines: list[str], budget: int,
+                 join_lines: Join | None = None) -> Window:
     """The latest whole lines that fit in `budget` tokens; else the last line's last sentences; else its last tokens.
 
-    Lines are the story's non-empty lines, stripped (see `story_lines`). An empty window when `budget` is 0."""
+    Lines are the story's non-empty lines, stripped (see `story_lines`). An empty window when `budget` is 0.
+    `join_lines` gives the ids of some lines (each with its line break) read as one text, the first read by
+    `encode`; by default that text is tokenized whole."""
     if budget <= 0 or not lines:
         return Window(len(lines), [])
-    found = latest_that_fits(encode, encode_many, [line + "\n" for line in lines], budget)
+    found = latest_that_fits(encode, encode_many, [line + "\n" for line in lines], budget, join_lines)
     if found is not None:
         return Window(*found)
     found = latest_that_fits(encode, encode_many, _sentences(lines[-1]), budget)
@@ -140,16 +144,17 @@ def _sentences(line: str) -> list[str]:
     return pieces
 
 
-def latest_that_fits(encode: Encode, encode_many: EncodeMany, pieces: list[str],
-                     budget: int) -> tuple[int, list[int]] | None:
+def latest_that_fits(encode: Encode, encode_many: EncodeMany, pieces: list[str], budget: int,
+                     join: Join | None = None) -> tuple[int, list[int]] | None:
     """(index of the first piece kept, the ids of the longest tail of `pieces` joined) within `budget`, or None
     when not even the last piece fits.
 
     Pieces are counted one by one first; the joined text can tokenize slightly differently, so it is checked and
-    one more piece dropped while it is too long."""
+    one more piece dropped while it is too long. `join(tail)`: the tail's ids read as one text (by default
+    `encode` of the joined text)."""
     first = fitting_start(encode_many, pieces, budget)
     while first < len(pieces):
-        ids = encode("".join(pieces[first:]))
+        ids = join(pieces[first:]) if join is not None else encode("".join(pieces[first:]))
         if len(ids) <= budget:
             return first, ids
         first += 1

@@ -42,8 +42,9 @@ def encoder(tokenizer):
     return lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def build(tokenizer, paragraphs, steering=None, window=256, room=40):
-    return assemble(encoder(tokenizer), paragraphs, window, room, bos_id=tokenizer.bos_token_id, steering=steering)
+def build(tokenizer, paragraphs, steering=None, window=256, room=40, lines_apart=False):
+    return assemble(encoder(tokenizer), paragraphs, window, room, bos_id=tokenizer.bos_token_id, steering=steering,
+                    lines_apart=lines_apart)
 
 
 def text_of(tokenizer, ids) -> str:
@@ -108,6 +109,27 @@ def test_without_memory_note_or_cards_the_model_reads_the_plain_story_window(tok
         for room in (40, 140, 200):
             plain = build_prompt(encoder(tokenizer), story, 256, room, bos_id=tokenizer.bos_token_id)
             assert build(tokenizer, story, room=room).ids == plain
+
+
+@pytest.mark.parametrize("which", ["tiny", "kogpt2"])
+def test_a_story_put_together_line_by_line_reads_as_its_joined_text_with_every_kind_of_block(which, request):
+    """The engine puts a window's remembered line ids together instead of tokenizing it again (relay/encoding.py
+    `lines_tokenize_apart`): the model must read exactly what tokenizing the window whole gives."""
+    from relay.encoding import lines_tokenize_apart
+
+    tokenizer = request.getfixturevalue("tokenizer" if which == "tiny" else "kogpt2")
+    assert lines_tokenize_apart(tokenizer)
+    cards = (card(1, ["편지"], "편지는 어머니가 썼다."), card(2, ["그녀"], "그녀는 기차역에서 일한다.", priority=2))
+    steerings = [None, Steering(memory="배경은 부산이다.\n때는 겨울."), Steering(note="짧게.", note_depth=0),
+                 Steering(note="긴장감 있게.", note_depth=2), Steering(memory="기억.", note="짧게.", note_depth=3, cards=cards),
+                 Steering(cards=cards)]
+    stories = [STORY, STORY * 12, ["여러 줄의 문단.\n둘째 줄.\n\n셋째 줄."] + STORY, ["한 문단. " * 300]]
+    for story in stories:
+        for steering in steerings:
+            for room in (40, 200):
+                joined = build(tokenizer, story, steering, room=room)
+                apart = build(tokenizer, story, steering, room=room, lines_apart=True)
+                assert apart.ids == joined.ids and apart.blocks == joined.blocks
 
 
 def test_the_ids_are_exactly_the_blocks_ids_in_order(tokenizer):
