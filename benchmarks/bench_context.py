@@ -8,7 +8,11 @@ story window, and the first token of the next turn with memory and cards on and 
    a few of them in the latest paragraphs), a 300-character memory and a note 3 paragraphs from the end, against
    the same call without steering (the plain window of relay/prompt.py); p50 and p95 of --runs calls each,
    interleaved, with the real KoGPT-2 tokenizer. The issue's target: under 10 ms.
-2. First token of the next turn: a story of about 512 tokens is read once (the previous turn), a paragraph is
+2. Assembling a next turn: a ~512-token story assembled once (the previous turn), then with a new paragraph (a
+   different one each run, so nothing remembered serves it), its lines' remembered ids put together (the engine's
+   way for KoGPT-2, relay/encoding.py `lines_tokenize_apart`) against its window tokenized whole (the way before,
+   and any tokenizer's whose tokens run across line breaks); p50 and p95 of --runs each, interleaved.
+3. First token of the next turn: a story of about 512 tokens is read once (the previous turn), a paragraph is
    added, and the time to the first text of the next turn is measured, with memory and cards on and off, on the
    same engine: openvino int8 on the real KoGPT-2 architecture with random weights (config and tokenizer from
    ../shared/kogpt2, as benchmarks/bench_generation.py builds it). `cached_prompt_tokens` shows how much of the
@@ -90,6 +94,40 @@ def bench_assembly(engine, lines: list[str], runs: int) -> None:
               f"{percentile(cpu, 0.95):.2f} |")
 
 
+def bench_next_assembly(engine, lines: list[str], runs: int) -> None:
+    from relay.context import assemble
+    from relay.settings import PRESETS
+
+    settings = PRESETS["balanced"]
+    base = story_of_tokens(engine, lines, 512)
+    encoder = engine._encoder
+
+    def assembly(paragraphs, steered, apart):
+        return assemble(encoder.one, paragraphs, engine.context_window, settings.max_new_tokens,
+                        bos_id=engine._bos_id, encode_many=encoder.many, steering=steered, lines_apart=apart)
+
+    print(f"tokenizer's lines tokenize apart: {encoder.lines_apart}; story of "
+          f"{len(assembly(base, None, False).ids)} tokens, next turn +1 paragraph")
+    times: dict[tuple, list] = {}
+    for run in range(runs):  # interleaved; each variant its own story, so each sees only its previous turn
+        for steered_label, steered in (("plain", None), ("memory + 200 cards + note", steering(200))):
+            for apart in (True, False):
+                story = fresh(base, 10 * run + 2 * apart + (steered is not None))
+                assembly(story, steered, apart)  # the previous turn
+                added = story + [f"{PARAGRAPH} ({run}번째 밤이었다.)"]
+                times.setdefault((steered_label, apart), []).append(
+                    timed(lambda: assembly(added, steered, apart)))
+                if run == 0:
+                    assert assembly(added, steered, True).ids == assembly(added, steered, False).ids
+    print("| next turn's assembly | window | p50 (ms) | p95 (ms) | CPU p50 (ms) |")
+    print("|---|---|---:|---:|---:|")
+    for (steered_label, apart), values in times.items():
+        wall, cpu = [v[0] for v in values], [v[1] for v in values]
+        how = "lines' ids put together (now)" if apart else "tokenized whole (before)"
+        print(f"| {steered_label} | {how} | {percentile(wall, 0.5):.2f} | {percentile(wall, 0.95):.2f} | "
+              f"{percentile(cpu, 0.5):.2f} |")
+
+
 def first_text(engine, story, settings, steered) -> tuple[float, dict]:
     start = time.perf_counter()
     stream = engine.continue_story(story, settings, steering=steered)
@@ -148,6 +186,7 @@ def main(argv=None) -> None:
               f"load average before: {tuple(round(x, 2) for x in os.getloadavg())}")
         lines = story_lines()
         bench_assembly(engine, lines, args.runs)
+        bench_next_assembly(engine, lines, args.runs)
         if args.turns:
             bench_next_turn(engine, lines, args.turns)
         print(f"load average after: {tuple(round(x, 2) for x in os.getloadavg())}")
