@@ -20,7 +20,7 @@ import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from relay.prompt import (Encode, EncodeMany, Join, _check_paragraphs, fitting_start, story_budget, story_lines,
                           story_window)
@@ -368,7 +368,7 @@ def _text_joiner(start: Encode) -> Join:
     return lambda pieces: start("".join(pieces))
 
 
-def _line_joiner(encode: Encode, encode_many: EncodeMany):
+def _line_joiner(encode: Encode, encode_many: EncodeMany) -> Callable[[Encode], Join]:
     """Lines read as one text, for a tokenizer whose tokens never run across a line break: the first line's ids
     as `start` reads it, then each later line's as it reads after a line break, all remembered across turns
     (relay/encoding.py), so a next turn tokenizes only its new lines instead of the whole window again."""

@@ -52,15 +52,16 @@ def lines_tokenize_apart(tokenizer) -> bool:
     reads after a line break (the ids of "\n" + line without those of "\n" alone).
 
     Read from the tokenizer's parts, not assumed: a normalizer that changes characters one by one, a Metaspace
-    pre-tokenizer (it splits at spaces, never at a line break), a BPE model without dropout, and no token holding a line break anywhere but as its last character, so no merge joins a line
-    break to what follows it and the text after one is tokenized on its own. Then checked on sample lines.
+    pre-tokenizer (it splits at spaces, never at a line break), a BPE model without dropout, and no token holding
+    a line break anywhere but as its last character, so no merge joins a line break to what follows it and the
+    text after one is tokenized on its own. Then checked on sample lines.
     KoGPT-2 passes (tests/test_encoding.py checks every line of the shared corpus); a tokenizer that fails is
     simply asked for the whole joined text."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None or type(backend.model).__name__ != "BPE" or backend.model.dropout is not None:
         return False
-    if not (_state(backend.pre_tokenizer, "pretokenizers", _SPLITS_AT_SPACES)
-            and _state(backend.normalizer, "normalizers", _KEEPS_LINE_BREAKS)):
+    if not (_state(backend.pre_tokenizer, "pretokenizers", _splits_at_spaces)
+            and _state(backend.normalizer, "normalizers", _keeps_line_breaks)):
         return False
     if any("\n" in token[:-1] for token in backend.get_vocab(with_added_tokens=True)):
         return False
@@ -75,11 +76,11 @@ _SAMPLE_LINES = ["비가 그치자 골목은 다시 조용해졌다.\n", "\"정�
                  "ㅋㅋㅋ ^^ 나는 웃었다\n"]
 
 
-def _SPLITS_AT_SPACES(part: dict) -> bool:
+def _splits_at_spaces(part: dict) -> bool:
     return part.get("type") == "Metaspace"
 
 
-def _KEEPS_LINE_BREAKS(part: dict) -> bool:
+def _keeps_line_breaks(part: dict) -> bool:
     """A normalizer step that maps characters one by one and never makes or removes a line break (BertNormalizer's
     clean_text turns line breaks into spaces)."""
     kind = part.get("type")
